@@ -1,0 +1,20 @@
+//! tokentra-sync: AI provider usage and cost, exactly once, in ClickHouse.
+//!
+//! Map of the crate (data flows top to bottom):
+//!
+//! - [`config`]: TOML + env, validated purely into [`config::ValidatedConfig`].
+//! - [`providers`]: one adapter per provider behind [`providers::ProviderAdapter`],
+//!   sharing one HTTP/retry path.
+//! - [`normalize`]: the common schema, record identity, model names, prices.
+//! - [`store`]: ClickHouse client, migrations, stored-state reads and the diff.
+//! - [`sync`]: one sync of one account: fetch -> normalize -> diff -> write.
+//! - [`actors`]: supervisor, one connection actor per account, the writer.
+//! - [`admin`], [`metrics`]: health and Prometheus.
+//! - [`cli`]: the command line.
+//!
+//! Errors: every library module returns a typed `thiserror` error whose message
+//! names the account and field involved; `anyhow` appears only in `main.rs`.
+
+pub mod metrics;
+pub mod normalize;
+pub mod providers;

@@ -1,0 +1,243 @@
+//! Prometheus metrics, all prefixed `tokentra_sync_`, registered once.
+//!
+//! Label values are bounded: account ids, provider names, statuses and HTTP
+//! status codes, never model names or key ids. Each emitting function below is
+//! the one place its metric is touched, so names live here only.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+use crate::providers::Provider;
+
+const PREFIX: &str = "tokentra_sync";
+
+/// Account statuses shown by `account_status` (one-hot).
+pub const ACCOUNT_STATUSES: [&str; 4] = ["idle", "syncing", "failed", "stopped"];
+
+struct Metrics {
+    registry: Registry,
+    sync_runs: IntCounterVec,
+    sync_duration: HistogramVec,
+    last_success: GaugeVec,
+    account_status: IntGaugeVec,
+    rows_fetched: IntCounterVec,
+    rows_written: IntCounterVec,
+    provider_responses: IntCounterVec,
+    provider_retries: IntCounterVec,
+    rate_limit_waits: IntCounterVec,
+    rate_limit_wait_seconds: prometheus::CounterVec,
+    writer_queue_rows: IntGauge,
+    writer_flush_duration: Histogram,
+    writer_insert_errors: IntCounter,
+    writer_rows_written: IntCounter,
+    build_info: IntGaugeVec,
+    up_since: Gauge,
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help).namespace(PREFIX)
+}
+
+fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, collector: C) -> C {
+    registry
+        .register(Box::new(collector.clone()))
+        .expect("metric names are unique");
+    collector
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let r = Registry::new();
+    let account = &["account", "provider"];
+    let duration_buckets = vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0];
+    let m = Metrics {
+        sync_runs: register(
+            &r,
+            IntCounterVec::new(opts("sync_runs_total", "Sync attempts by final status."), &["account", "provider", "status"]).unwrap(),
+        ),
+        sync_duration: register(
+            &r,
+            HistogramVec::new(
+                HistogramOpts::new("sync_duration_seconds", "Wall time of one sync, fetch to stored.")
+                    .namespace(PREFIX)
+                    .buckets(duration_buckets.clone()),
+                account,
+            )
+            .unwrap(),
+        ),
+        last_success: register(
+            &r,
+            GaugeVec::new(
+                opts("last_success_timestamp_seconds", "Unix time the account's last successful sync finished."),
+                account,
+            )
+            .unwrap(),
+        ),
+        account_status: register(
+            &r,
+            IntGaugeVec::new(
+                opts("account_status", "1 for the account's current status (idle, syncing, failed, stopped)."),
+                &["account", "provider", "status"],
+            )
+            .unwrap(),
+        ),
+        rows_fetched: register(
+            &r,
+            IntCounterVec::new(opts("rows_fetched_total", "Records fetched from the provider."), account).unwrap(),
+        ),
+        rows_written: register(
+            &r,
+            IntCounterVec::new(opts("rows_written_total", "Delta rows (new and cancel) stored for the account."), account)
+                .unwrap(),
+        ),
+        provider_responses: register(
+            &r,
+            IntCounterVec::new(
+                opts("provider_http_responses_total", "Provider HTTP responses by status code ('error' = no response)."),
+                &["account", "provider", "code"],
+            )
+            .unwrap(),
+        ),
+        provider_retries: register(
+            &r,
+            IntCounterVec::new(opts("provider_retries_total", "Provider requests retried."), account).unwrap(),
+        ),
+        rate_limit_waits: register(
+            &r,
+            IntCounterVec::new(opts("rate_limit_waits_total", "Waits imposed by a provider's 429 Retry-After."), account)
+                .unwrap(),
+        ),
+        rate_limit_wait_seconds: register(
+            &r,
+            prometheus::CounterVec::new(
+                opts("rate_limit_wait_seconds_total", "Seconds spent waiting for provider rate limits."),
+                account,
+            )
+            .unwrap(),
+        ),
+        writer_queue_rows: register(
+            &r,
+            IntGauge::with_opts(opts("writer_queue_rows", "Rows waiting in the writer for ClickHouse.")).unwrap(),
+        ),
+        writer_flush_duration: register(
+            &r,
+            Histogram::with_opts(
+                HistogramOpts::new("writer_flush_duration_seconds", "Time to insert one batch into ClickHouse.")
+                    .namespace(PREFIX)
+                    .buckets(duration_buckets),
+            )
+            .unwrap(),
+        ),
+        writer_insert_errors: register(
+            &r,
+            IntCounter::with_opts(opts("writer_insert_errors_total", "Failed ClickHouse inserts (each retried).")).unwrap(),
+        ),
+        writer_rows_written: register(
+            &r,
+            IntCounter::with_opts(opts("writer_rows_written_total", "Rows inserted into usage_records.")).unwrap(),
+        ),
+        build_info: register(
+            &r,
+            IntGaugeVec::new(opts("build_info", "Build information; the value is always 1."), &["version"]).unwrap(),
+        ),
+        up_since: register(
+            &r,
+            Gauge::with_opts(opts("start_time_seconds", "Unix time the process started.")).unwrap(),
+        ),
+        registry: r,
+    };
+    m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+    m.up_since.set(chrono::Utc::now().timestamp() as f64);
+    m
+});
+
+/// The text exposition of every metric, for `/metrics`.
+pub fn render() -> String {
+    let families = METRICS.registry.gather();
+    let mut out = Vec::new();
+    TextEncoder::new()
+        .encode(&families, &mut out)
+        .expect("text encoding into a Vec cannot fail");
+    String::from_utf8(out).expect("prometheus text is UTF-8")
+}
+
+pub fn sync_finished(account: &str, provider: Provider, status: &str, duration: Duration) {
+    let m = &*METRICS;
+    m.sync_runs.with_label_values(&[account, provider.as_str(), status]).inc();
+    m.sync_duration
+        .with_label_values(&[account, provider.as_str()])
+        .observe(duration.as_secs_f64());
+    if status == "success" {
+        m.last_success
+            .with_label_values(&[account, provider.as_str()])
+            .set(chrono::Utc::now().timestamp() as f64);
+    }
+}
+
+pub fn account_status(account: &str, provider: Provider, status: &str) {
+    let m = &*METRICS;
+    for candidate in ACCOUNT_STATUSES {
+        m.account_status
+            .with_label_values(&[account, provider.as_str(), candidate])
+            .set(i64::from(candidate == status));
+    }
+}
+
+pub fn rows(account: &str, provider: Provider, fetched: u64, written: u64) {
+    let m = &*METRICS;
+    m.rows_fetched.with_label_values(&[account, provider.as_str()]).inc_by(fetched);
+    m.rows_written.with_label_values(&[account, provider.as_str()]).inc_by(written);
+}
+
+pub fn provider_response(account: &str, provider: Provider, code: &str) {
+    METRICS
+        .provider_responses
+        .with_label_values(&[account, provider.as_str(), code])
+        .inc();
+}
+
+pub fn provider_retry(account: &str, provider: Provider) {
+    METRICS.provider_retries.with_label_values(&[account, provider.as_str()]).inc();
+}
+
+pub fn rate_limit_wait(account: &str, provider: Provider, wait: Duration) {
+    let m = &*METRICS;
+    m.rate_limit_waits.with_label_values(&[account, provider.as_str()]).inc();
+    m.rate_limit_wait_seconds
+        .with_label_values(&[account, provider.as_str()])
+        .inc_by(wait.as_secs_f64());
+}
+
+pub fn writer_queue(rows: usize) {
+    METRICS.writer_queue_rows.set(rows as i64);
+}
+
+pub fn writer_flushed(rows: usize, duration: Duration) {
+    let m = &*METRICS;
+    m.writer_flush_duration.observe(duration.as_secs_f64());
+    m.writer_rows_written.inc_by(rows as u64);
+}
+
+pub fn writer_insert_error() {
+    METRICS.writer_insert_errors.inc();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_metrics_carry_prefix_and_bounded_labels() {
+        provider_response("acct-a", Provider::OpenAi, "429");
+        account_status("acct-a", Provider::OpenAi, "syncing");
+        let text = render();
+        assert!(text.contains(r#"tokentra_sync_provider_http_responses_total{account="acct-a",code="429",provider="openai"}"#));
+        assert!(text.contains(r#"tokentra_sync_account_status{account="acct-a",provider="openai",status="syncing"} 1"#));
+        assert!(text.contains(r#"tokentra_sync_account_status{account="acct-a",provider="openai",status="idle"} 0"#));
+        assert!(text.contains("tokentra_sync_build_info{version="));
+    }
+}

@@ -1,0 +1,435 @@
+//! The one schema every provider is normalized into.
+//!
+//! Adapters produce [`FetchedRecord`]s: the provider's own identity for a record
+//! (its raw grouping fields) plus the dimensions and measures read from it.
+//! [`crate::normalize::finish`] turns those into [`UsageRow`]s, the exact shape of
+//! a `usage_records` row.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, TimeZone, Utc};
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::{Deserialize, Serialize};
+
+/// What kind of fact a row is. Token and request measures live only on `Usage`
+/// rows; money the provider billed lives only on `Cost` rows (DESIGN.md rule 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RecordType {
+    Usage,
+    Cost,
+    Credit,
+}
+
+impl RecordType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordType::Usage => "usage",
+            RecordType::Cost => "cost",
+            RecordType::Credit => "credit",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "usage" => Some(RecordType::Usage),
+            "cost" => Some(RecordType::Cost),
+            "credit" => Some(RecordType::Credit),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for RecordType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Width of a provider time bucket. Buckets are `[start, start + width)` in UTC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Granularity {
+    Minute,
+    Hour,
+    Day,
+}
+
+impl Granularity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Granularity::Minute => "1m",
+            Granularity::Hour => "1h",
+            Granularity::Day => "1d",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "1m" => Some(Granularity::Minute),
+            "1h" => Some(Granularity::Hour),
+            "1d" => Some(Granularity::Day),
+            _ => None,
+        }
+    }
+
+    pub fn seconds(self) -> i64 {
+        match self {
+            Granularity::Minute => 60,
+            Granularity::Hour => 3_600,
+            Granularity::Day => 86_400,
+        }
+    }
+
+    /// The start of the bucket that contains `t`.
+    pub fn floor(self, t: DateTime<Utc>) -> DateTime<Utc> {
+        let secs = t.timestamp();
+        let width = self.seconds();
+        let floored = secs.div_euclid(width) * width;
+        Utc.timestamp_opt(floored, 0).single().expect("floored timestamp is valid")
+    }
+
+    /// The smallest bucket boundary at or after `t`.
+    pub fn ceil(self, t: DateTime<Utc>) -> DateTime<Utc> {
+        let floored = self.floor(t);
+        if floored == t && t.timestamp_subsec_nanos() == 0 {
+            floored
+        } else {
+            floored + chrono::Duration::seconds(self.seconds())
+        }
+    }
+}
+
+impl fmt::Display for Granularity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where the money in `cost` came from (DESIGN.md rule 3). Usage rows carry `None`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum CostSource {
+    #[default]
+    None,
+    /// Billed by the provider at its own grain.
+    Billed,
+    /// Allocated from a bill so that the parts sum exactly to it.
+    Allocated,
+}
+
+impl CostSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CostSource::None => "",
+            CostSource::Billed => "billed",
+            CostSource::Allocated => "allocated",
+        }
+    }
+}
+
+/// A raw grouping field exactly as the provider returned it. `Null` is distinct
+/// from an empty string, and numbers keep their exact JSON text.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RawField {
+    Null,
+    Text(String),
+    Number(String),
+    Bool(bool),
+}
+
+impl RawField {
+    /// The field as display text; `Null` is the empty string.
+    pub fn as_text(&self) -> String {
+        match self {
+            RawField::Null => String::new(),
+            RawField::Text(s) | RawField::Number(s) => s.clone(),
+            RawField::Bool(b) => b.to_string(),
+        }
+    }
+
+    /// Reads a scalar JSON value; objects and arrays are not grouping fields.
+    pub fn from_json(value: &serde_json::Value) -> Option<Self> {
+        match value {
+            serde_json::Value::Null => Some(RawField::Null),
+            serde_json::Value::String(s) => Some(RawField::Text(s.clone())),
+            serde_json::Value::Number(n) => Some(RawField::Number(n.to_string())),
+            serde_json::Value::Bool(b) => Some(RawField::Bool(*b)),
+            _ => None,
+        }
+    }
+}
+
+/// What makes a provider record the same record across syncs. Only raw provider
+/// data goes in here, never anything derived (normalized model, prices, hints).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RecordIdentity {
+    pub record_type: RecordType,
+    /// The provider endpoint the record came from, e.g. `completions`, `costs`.
+    pub endpoint: String,
+    pub granularity: Granularity,
+    pub bucket_start: DateTime<Utc>,
+    pub bucket_end: DateTime<Utc>,
+    /// Every raw grouping field the provider returned, by field name.
+    pub raw_group: BTreeMap<String, RawField>,
+}
+
+/// Descriptive columns read from a record (all empty strings when absent).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dimensions {
+    /// The model name exactly as the provider spelled it.
+    pub model_raw: String,
+    /// The product line: `completions`, `embeddings`, `web_search`, ...
+    pub service: String,
+    pub workspace_id: String,
+    pub project_id: String,
+    pub api_key_id: String,
+    /// Masked key, never a whole secret.
+    pub api_key_hint: String,
+    pub user_id: String,
+    pub region: String,
+    pub resource_id: String,
+    pub line_item: String,
+    /// Raw grouping fields that have no column of their own.
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// The numbers of one record. Money is exact and in USD unless `currency` says
+/// otherwise; `amount_original` keeps the provider's own figure (e.g. cents).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Measures {
+    /// All input tokens processed: uncached + cache reads + cache writes.
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    /// Cache reads; a subset of `input_tokens`.
+    pub cached_input_tokens: i64,
+    /// Cache writes; a subset of `input_tokens`.
+    pub cache_creation_tokens: i64,
+    pub requests: i64,
+    /// False where the provider reports no request count (then `requests` is 0).
+    pub requests_reported: bool,
+    /// A count in `unit` (images, characters, seconds, bytes, searches, ...).
+    pub quantity: Decimal,
+    pub unit: String,
+    /// Money the provider billed (or allocated from a bill), in USD.
+    pub cost: Decimal,
+    /// Credits as a positive amount in USD at the grain of `cost`.
+    pub credits: Decimal,
+    pub cost_source: CostSource,
+    /// Upper-case ISO 4217 code of `amount_original`; empty on usage rows.
+    pub currency: String,
+    /// The provider's own amount in its own unit (cents for Anthropic).
+    pub amount_original: Decimal,
+    /// A provider's own estimate (e.g. a proxy's price map). When `None`, the
+    /// pricing registry fills `estimated_cost` for usage rows.
+    pub provider_estimate: Option<Decimal>,
+}
+
+impl Measures {
+    /// Adds another record's numbers to these (records with one key are summed).
+    pub fn add(&mut self, other: &Measures) {
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cached_input_tokens += other.cached_input_tokens;
+        self.cache_creation_tokens += other.cache_creation_tokens;
+        self.requests += other.requests;
+        self.requests_reported |= other.requests_reported;
+        self.quantity += other.quantity;
+        self.cost += other.cost;
+        self.credits += other.credits;
+        self.amount_original += other.amount_original;
+        self.provider_estimate = match (self.provider_estimate, other.provider_estimate) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or_default() + b.unwrap_or_default()),
+        };
+        if self.unit.is_empty() {
+            self.unit = other.unit.clone();
+        }
+        if self.currency.is_empty() {
+            self.currency = other.currency.clone();
+        }
+        if self.cost_source == CostSource::None {
+            self.cost_source = other.cost_source;
+        }
+    }
+}
+
+/// One provider record as an adapter read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchedRecord {
+    pub identity: RecordIdentity,
+    pub dims: Dimensions,
+    pub measures: Measures,
+}
+
+/// A `Decimal(38, 9)` value as ClickHouse stores it: the amount times 10^9.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Dec9(pub i128);
+
+impl Dec9 {
+    pub const SCALE: u32 = 9;
+
+    /// Rounds once, half-even, to 9 decimal places (DESIGN.md rule 2).
+    pub fn from_decimal(value: Decimal) -> Self {
+        let mut rounded = value.round_dp_with_strategy(Self::SCALE, RoundingStrategy::MidpointNearestEven);
+        rounded.rescale(Self::SCALE);
+        Dec9(rounded.mantissa())
+    }
+
+    pub fn to_decimal(self) -> Decimal {
+        Decimal::from_i128_with_scale(self.0, Self::SCALE)
+    }
+
+    pub fn is_zero(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl fmt::Display for Dec9 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.to_decimal().normalize())
+    }
+}
+
+/// Exactly one row of `usage_records`, field for field in column order.
+///
+/// Times are seconds since the Unix epoch (ClickHouse `DateTime('UTC')`), money
+/// is [`Dec9`]. The derived `Row` lets the `clickhouse` crate write and read it as
+/// RowBinary, which ClickHouse 18.16 understands.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clickhouse::Row)]
+pub struct UsageRow {
+    pub connection_id: String,
+    pub provider: String,
+    pub record_type: String,
+    pub endpoint: String,
+    pub bucket_start: u32,
+    pub bucket_end: u32,
+    pub granularity: String,
+    pub record_key: u64,
+    pub model: String,
+    pub model_raw: String,
+    pub model_family: String,
+    pub service: String,
+    pub workspace_id: String,
+    pub project_id: String,
+    pub api_key_id: String,
+    pub api_key_hint: String,
+    pub user_id: String,
+    pub region: String,
+    pub resource_id: String,
+    pub line_item: String,
+    pub attributes: String,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cached_input_tokens: i64,
+    pub cache_creation_tokens: i64,
+    pub requests: i64,
+    pub requests_reported: i8,
+    pub quantity: Dec9,
+    pub unit: String,
+    pub cost: Dec9,
+    pub estimated_cost: Dec9,
+    pub credits: Dec9,
+    pub cost_source: String,
+    pub currency: String,
+    pub amount_original: Dec9,
+    pub sign: i8,
+    pub version: u64,
+    pub synced_at: u32,
+}
+
+impl UsageRow {
+    /// Column names in table order, for SELECT and INSERT statements.
+    pub const COLUMNS: &'static [&'static str] = &[
+        "connection_id",
+        "provider",
+        "record_type",
+        "endpoint",
+        "bucket_start",
+        "bucket_end",
+        "granularity",
+        "record_key",
+        "model",
+        "model_raw",
+        "model_family",
+        "service",
+        "workspace_id",
+        "project_id",
+        "api_key_id",
+        "api_key_hint",
+        "user_id",
+        "region",
+        "resource_id",
+        "line_item",
+        "attributes",
+        "input_tokens",
+        "output_tokens",
+        "cached_input_tokens",
+        "cache_creation_tokens",
+        "requests",
+        "requests_reported",
+        "quantity",
+        "unit",
+        "cost",
+        "estimated_cost",
+        "credits",
+        "cost_source",
+        "currency",
+        "amount_original",
+        "sign",
+        "version",
+        "synced_at",
+    ];
+
+    /// True when both rows say the same thing, ignoring bookkeeping
+    /// (`sign`, `version`, `synced_at`).
+    pub fn same_content(&self, other: &UsageRow) -> bool {
+        let mut a = self.clone();
+        a.sign = other.sign;
+        a.version = other.version;
+        a.synced_at = other.synced_at;
+        &a == other
+    }
+
+    /// The row with the opposite sign and everything else verbatim: a cancel row.
+    pub fn negated(&self) -> UsageRow {
+        UsageRow {
+            sign: -self.sign,
+            ..self.clone()
+        }
+    }
+}
+
+/// Seconds since the epoch as a ClickHouse `DateTime`, which is a `UInt32`.
+pub fn to_ch_seconds(t: DateTime<Utc>) -> u32 {
+    u32::try_from(t.timestamp()).unwrap_or(if t.timestamp() < 0 { 0 } else { u32::MAX })
+}
+
+pub fn from_ch_seconds(secs: u32) -> DateTime<Utc> {
+    Utc.timestamp_opt(i64::from(secs), 0).single().expect("u32 seconds are a valid time")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    #[test]
+    fn dec9_rounds_half_even_once() {
+        assert_eq!(Dec9::from_decimal(Decimal::from_str("0.0000000025").unwrap()).0, 2);
+        assert_eq!(Dec9::from_decimal(Decimal::from_str("0.0000000035").unwrap()).0, 4);
+        assert_eq!(Dec9::from_decimal(Decimal::from_str("412.8").unwrap()).0, 412_800_000_000);
+        assert_eq!(Dec9::from_decimal(Decimal::from_str("-1.5").unwrap()).0, -1_500_000_000);
+        let back = Dec9(412_800_000_001).to_decimal();
+        assert_eq!(back, Decimal::from_str("412.800000001").unwrap());
+    }
+
+    #[test]
+    fn granularity_floor_and_ceil_are_utc_bucket_edges() {
+        let t = Utc.with_ymd_and_hms(2025, 1, 15, 13, 45, 10).unwrap();
+        assert_eq!(Granularity::Day.floor(t), Utc.with_ymd_and_hms(2025, 1, 15, 0, 0, 0).unwrap());
+        assert_eq!(Granularity::Day.ceil(t), Utc.with_ymd_and_hms(2025, 1, 16, 0, 0, 0).unwrap());
+        assert_eq!(Granularity::Hour.floor(t), Utc.with_ymd_and_hms(2025, 1, 15, 13, 0, 0).unwrap());
+        let edge = Utc.with_ymd_and_hms(2025, 1, 15, 0, 0, 0).unwrap();
+        assert_eq!(Granularity::Day.ceil(edge), edge);
+    }
+}

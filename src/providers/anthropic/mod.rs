@@ -1,0 +1,1 @@
+//! Anthropic Admin API adapter.

@@ -1,0 +1,1 @@
+//! OpenAI Admin API adapter.
