@@ -18,3 +18,4 @@
 pub mod metrics;
 pub mod normalize;
 pub mod providers;
+pub mod simulator;

@@ -1,0 +1,1 @@
+//! Provider simulator: serves OpenAI and Anthropic admin API formats with seeded data.
