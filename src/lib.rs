@@ -15,7 +15,9 @@
 //! Errors: every library module returns a typed `thiserror` error whose message
 //! names the account and field involved; `anyhow` appears only in `main.rs`.
 
+pub mod config;
 pub mod metrics;
 pub mod normalize;
 pub mod providers;
 pub mod simulator;
+pub mod store;

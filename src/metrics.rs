@@ -8,8 +8,8 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::providers::Provider;
@@ -43,7 +43,10 @@ fn opts(name: &str, help: &str) -> Opts {
     Opts::new(name, help).namespace(PREFIX)
 }
 
-fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, collector: C) -> C {
+fn register<C: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    collector: C,
+) -> C {
     registry
         .register(Box::new(collector.clone()))
         .expect("metric names are unique");
@@ -53,18 +56,27 @@ fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registr
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let r = Registry::new();
     let account = &["account", "provider"];
-    let duration_buckets = vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0];
+    let duration_buckets = vec![
+        0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0,
+    ];
     let m = Metrics {
         sync_runs: register(
             &r,
-            IntCounterVec::new(opts("sync_runs_total", "Sync attempts by final status."), &["account", "provider", "status"]).unwrap(),
+            IntCounterVec::new(
+                opts("sync_runs_total", "Sync attempts by final status."),
+                &["account", "provider", "status"],
+            )
+            .unwrap(),
         ),
         sync_duration: register(
             &r,
             HistogramVec::new(
-                HistogramOpts::new("sync_duration_seconds", "Wall time of one sync, fetch to stored.")
-                    .namespace(PREFIX)
-                    .buckets(duration_buckets.clone()),
+                HistogramOpts::new(
+                    "sync_duration_seconds",
+                    "Wall time of one sync, fetch to stored.",
+                )
+                .namespace(PREFIX)
+                .buckets(duration_buckets.clone()),
                 account,
             )
             .unwrap(),
@@ -72,7 +84,10 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         last_success: register(
             &r,
             GaugeVec::new(
-                opts("last_success_timestamp_seconds", "Unix time the account's last successful sync finished."),
+                opts(
+                    "last_success_timestamp_seconds",
+                    "Unix time the account's last successful sync finished.",
+                ),
                 account,
             )
             .unwrap(),
@@ -80,69 +95,117 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         account_status: register(
             &r,
             IntGaugeVec::new(
-                opts("account_status", "1 for the account's current status (idle, syncing, failed, stopped)."),
+                opts(
+                    "account_status",
+                    "1 for the account's current status (idle, syncing, failed, stopped).",
+                ),
                 &["account", "provider", "status"],
             )
             .unwrap(),
         ),
         rows_fetched: register(
             &r,
-            IntCounterVec::new(opts("rows_fetched_total", "Records fetched from the provider."), account).unwrap(),
+            IntCounterVec::new(
+                opts("rows_fetched_total", "Records fetched from the provider."),
+                account,
+            )
+            .unwrap(),
         ),
         rows_written: register(
             &r,
-            IntCounterVec::new(opts("rows_written_total", "Delta rows (new and cancel) stored for the account."), account)
-                .unwrap(),
+            IntCounterVec::new(
+                opts(
+                    "rows_written_total",
+                    "Delta rows (new and cancel) stored for the account.",
+                ),
+                account,
+            )
+            .unwrap(),
         ),
         provider_responses: register(
             &r,
             IntCounterVec::new(
-                opts("provider_http_responses_total", "Provider HTTP responses by status code ('error' = no response)."),
+                opts(
+                    "provider_http_responses_total",
+                    "Provider HTTP responses by status code ('error' = no response).",
+                ),
                 &["account", "provider", "code"],
             )
             .unwrap(),
         ),
         provider_retries: register(
             &r,
-            IntCounterVec::new(opts("provider_retries_total", "Provider requests retried."), account).unwrap(),
+            IntCounterVec::new(
+                opts("provider_retries_total", "Provider requests retried."),
+                account,
+            )
+            .unwrap(),
         ),
         rate_limit_waits: register(
             &r,
-            IntCounterVec::new(opts("rate_limit_waits_total", "Waits imposed by a provider's 429 Retry-After."), account)
-                .unwrap(),
+            IntCounterVec::new(
+                opts(
+                    "rate_limit_waits_total",
+                    "Waits imposed by a provider's 429 Retry-After.",
+                ),
+                account,
+            )
+            .unwrap(),
         ),
         rate_limit_wait_seconds: register(
             &r,
             prometheus::CounterVec::new(
-                opts("rate_limit_wait_seconds_total", "Seconds spent waiting for provider rate limits."),
+                opts(
+                    "rate_limit_wait_seconds_total",
+                    "Seconds spent waiting for provider rate limits.",
+                ),
                 account,
             )
             .unwrap(),
         ),
         writer_queue_rows: register(
             &r,
-            IntGauge::with_opts(opts("writer_queue_rows", "Rows waiting in the writer for ClickHouse.")).unwrap(),
+            IntGauge::with_opts(opts(
+                "writer_queue_rows",
+                "Rows waiting in the writer for ClickHouse.",
+            ))
+            .unwrap(),
         ),
         writer_flush_duration: register(
             &r,
             Histogram::with_opts(
-                HistogramOpts::new("writer_flush_duration_seconds", "Time to insert one batch into ClickHouse.")
-                    .namespace(PREFIX)
-                    .buckets(duration_buckets),
+                HistogramOpts::new(
+                    "writer_flush_duration_seconds",
+                    "Time to insert one batch into ClickHouse.",
+                )
+                .namespace(PREFIX)
+                .buckets(duration_buckets),
             )
             .unwrap(),
         ),
         writer_insert_errors: register(
             &r,
-            IntCounter::with_opts(opts("writer_insert_errors_total", "Failed ClickHouse inserts (each retried).")).unwrap(),
+            IntCounter::with_opts(opts(
+                "writer_insert_errors_total",
+                "Failed ClickHouse inserts (each retried).",
+            ))
+            .unwrap(),
         ),
         writer_rows_written: register(
             &r,
-            IntCounter::with_opts(opts("writer_rows_written_total", "Rows inserted into usage_records.")).unwrap(),
+            IntCounter::with_opts(opts(
+                "writer_rows_written_total",
+                "Rows inserted into usage_records.",
+            ))
+            .unwrap(),
         ),
         build_info: register(
             &r,
-            IntGaugeVec::new(opts("build_info", "Build information; the value is always 1."), &["version"]).unwrap(),
+            IntGaugeVec::new(
+                opts("build_info", "Build information; the value is always 1."),
+                &["version"],
+            )
+            .unwrap(),
         ),
         up_since: register(
             &r,
@@ -150,7 +213,9 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         ),
         registry: r,
     };
-    m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+    m.build_info
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
     m.up_since.set(chrono::Utc::now().timestamp() as f64);
     m
 });
@@ -167,7 +232,9 @@ pub fn render() -> String {
 
 pub fn sync_finished(account: &str, provider: Provider, status: &str, duration: Duration) {
     let m = &*METRICS;
-    m.sync_runs.with_label_values(&[account, provider.as_str(), status]).inc();
+    m.sync_runs
+        .with_label_values(&[account, provider.as_str(), status])
+        .inc();
     m.sync_duration
         .with_label_values(&[account, provider.as_str()])
         .observe(duration.as_secs_f64());
@@ -189,8 +256,12 @@ pub fn account_status(account: &str, provider: Provider, status: &str) {
 
 pub fn rows(account: &str, provider: Provider, fetched: u64, written: u64) {
     let m = &*METRICS;
-    m.rows_fetched.with_label_values(&[account, provider.as_str()]).inc_by(fetched);
-    m.rows_written.with_label_values(&[account, provider.as_str()]).inc_by(written);
+    m.rows_fetched
+        .with_label_values(&[account, provider.as_str()])
+        .inc_by(fetched);
+    m.rows_written
+        .with_label_values(&[account, provider.as_str()])
+        .inc_by(written);
 }
 
 pub fn provider_response(account: &str, provider: Provider, code: &str) {
@@ -201,12 +272,17 @@ pub fn provider_response(account: &str, provider: Provider, code: &str) {
 }
 
 pub fn provider_retry(account: &str, provider: Provider) {
-    METRICS.provider_retries.with_label_values(&[account, provider.as_str()]).inc();
+    METRICS
+        .provider_retries
+        .with_label_values(&[account, provider.as_str()])
+        .inc();
 }
 
 pub fn rate_limit_wait(account: &str, provider: Provider, wait: Duration) {
     let m = &*METRICS;
-    m.rate_limit_waits.with_label_values(&[account, provider.as_str()]).inc();
+    m.rate_limit_waits
+        .with_label_values(&[account, provider.as_str()])
+        .inc();
     m.rate_limit_wait_seconds
         .with_label_values(&[account, provider.as_str()])
         .inc_by(wait.as_secs_f64());
@@ -236,8 +312,12 @@ mod tests {
         account_status("acct-a", Provider::OpenAi, "syncing");
         let text = render();
         assert!(text.contains(r#"tokentra_sync_provider_http_responses_total{account="acct-a",code="429",provider="openai"}"#));
-        assert!(text.contains(r#"tokentra_sync_account_status{account="acct-a",provider="openai",status="syncing"} 1"#));
-        assert!(text.contains(r#"tokentra_sync_account_status{account="acct-a",provider="openai",status="idle"} 0"#));
+        assert!(text.contains(
+            r#"tokentra_sync_account_status{account="acct-a",provider="openai",status="syncing"} 1"#
+        ));
+        assert!(text.contains(
+            r#"tokentra_sync_account_status{account="acct-a",provider="openai",status="idle"} 0"#
+        ));
         assert!(text.contains("tokentra_sync_build_info{version="));
     }
 }

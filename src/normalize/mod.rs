@@ -21,7 +21,11 @@ pub struct Normalizer {
 }
 
 impl Normalizer {
-    pub fn new(connection_id: &str, provider: Provider, pricing: Arc<pricing::PricingRegistry>) -> Self {
+    pub fn new(
+        connection_id: &str,
+        provider: Provider,
+        pricing: Arc<pricing::PricingRegistry>,
+    ) -> Self {
         Self {
             connection_id: connection_id.to_string(),
             provider,
@@ -44,11 +48,18 @@ impl Normalizer {
                 }
             }
         }
-        merged.into_iter().map(|(key, record)| self.row(key, record)).collect()
+        merged
+            .into_iter()
+            .map(|(key, record)| self.row(key, record))
+            .collect()
     }
 
     fn row(&self, record_key: u64, record: FetchedRecord) -> UsageRow {
-        let FetchedRecord { identity, dims, measures } = record;
+        let FetchedRecord {
+            identity,
+            dims,
+            measures,
+        } = record;
         let model = models::normalize(self.provider, &dims.model_raw);
         let estimated = match (identity.record_type, measures.provider_estimate) {
             (_, Some(estimate)) => estimate,

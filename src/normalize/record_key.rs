@@ -84,7 +84,10 @@ mod tests {
             granularity: Granularity::Day,
             bucket_start: Utc.with_ymd_and_hms(2025, 1, 15, 0, 0, 0).unwrap(),
             bucket_end: Utc.with_ymd_and_hms(2025, 1, 16, 0, 0, 0).unwrap(),
-            raw_group: group.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<BTreeMap<_, _>>(),
+            raw_group: group
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect::<BTreeMap<_, _>>(),
         }
     }
 
@@ -133,7 +136,10 @@ mod tests {
         other.bucket_start += chrono::Duration::days(1);
         assert_ne!(k, record_key("c", &other));
         let other = identity(&[("model", RawField::Number("1".into()))]);
-        assert_ne!(record_key("c", &identity(&[("model", RawField::Text("1".into()))])), record_key("c", &other));
+        assert_ne!(
+            record_key("c", &identity(&[("model", RawField::Text("1".into()))])),
+            record_key("c", &other)
+        );
     }
 
     #[test]

@@ -85,7 +85,9 @@ impl Granularity {
         let secs = t.timestamp();
         let width = self.seconds();
         let floored = secs.div_euclid(width) * width;
-        Utc.timestamp_opt(floored, 0).single().expect("floored timestamp is valid")
+        Utc.timestamp_opt(floored, 0)
+            .single()
+            .expect("floored timestamp is valid")
     }
 
     /// The smallest bucket boundary at or after `t`.
@@ -261,7 +263,9 @@ pub struct FetchedRecord {
 }
 
 /// A `Decimal(38, 9)` value as ClickHouse stores it: the amount times 10^9.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Dec9(pub i128);
 
@@ -270,7 +274,8 @@ impl Dec9 {
 
     /// Rounds once, half-even, to 9 decimal places (DESIGN.md rule 2).
     pub fn from_decimal(value: Decimal) -> Self {
-        let mut rounded = value.round_dp_with_strategy(Self::SCALE, RoundingStrategy::MidpointNearestEven);
+        let mut rounded =
+            value.round_dp_with_strategy(Self::SCALE, RoundingStrategy::MidpointNearestEven);
         rounded.rescale(Self::SCALE);
         Dec9(rounded.mantissa())
     }
@@ -405,7 +410,9 @@ pub fn to_ch_seconds(t: DateTime<Utc>) -> u32 {
 }
 
 pub fn from_ch_seconds(secs: u32) -> DateTime<Utc> {
-    Utc.timestamp_opt(i64::from(secs), 0).single().expect("u32 seconds are a valid time")
+    Utc.timestamp_opt(i64::from(secs), 0)
+        .single()
+        .expect("u32 seconds are a valid time")
 }
 
 #[cfg(test)]
@@ -415,10 +422,22 @@ mod tests {
 
     #[test]
     fn dec9_rounds_half_even_once() {
-        assert_eq!(Dec9::from_decimal(Decimal::from_str("0.0000000025").unwrap()).0, 2);
-        assert_eq!(Dec9::from_decimal(Decimal::from_str("0.0000000035").unwrap()).0, 4);
-        assert_eq!(Dec9::from_decimal(Decimal::from_str("412.8").unwrap()).0, 412_800_000_000);
-        assert_eq!(Dec9::from_decimal(Decimal::from_str("-1.5").unwrap()).0, -1_500_000_000);
+        assert_eq!(
+            Dec9::from_decimal(Decimal::from_str("0.0000000025").unwrap()).0,
+            2
+        );
+        assert_eq!(
+            Dec9::from_decimal(Decimal::from_str("0.0000000035").unwrap()).0,
+            4
+        );
+        assert_eq!(
+            Dec9::from_decimal(Decimal::from_str("412.8").unwrap()).0,
+            412_800_000_000
+        );
+        assert_eq!(
+            Dec9::from_decimal(Decimal::from_str("-1.5").unwrap()).0,
+            -1_500_000_000
+        );
         let back = Dec9(412_800_000_001).to_decimal();
         assert_eq!(back, Decimal::from_str("412.800000001").unwrap());
     }
@@ -426,9 +445,18 @@ mod tests {
     #[test]
     fn granularity_floor_and_ceil_are_utc_bucket_edges() {
         let t = Utc.with_ymd_and_hms(2025, 1, 15, 13, 45, 10).unwrap();
-        assert_eq!(Granularity::Day.floor(t), Utc.with_ymd_and_hms(2025, 1, 15, 0, 0, 0).unwrap());
-        assert_eq!(Granularity::Day.ceil(t), Utc.with_ymd_and_hms(2025, 1, 16, 0, 0, 0).unwrap());
-        assert_eq!(Granularity::Hour.floor(t), Utc.with_ymd_and_hms(2025, 1, 15, 13, 0, 0).unwrap());
+        assert_eq!(
+            Granularity::Day.floor(t),
+            Utc.with_ymd_and_hms(2025, 1, 15, 0, 0, 0).unwrap()
+        );
+        assert_eq!(
+            Granularity::Day.ceil(t),
+            Utc.with_ymd_and_hms(2025, 1, 16, 0, 0, 0).unwrap()
+        );
+        assert_eq!(
+            Granularity::Hour.floor(t),
+            Utc.with_ymd_and_hms(2025, 1, 15, 13, 0, 0).unwrap()
+        );
         let edge = Utc.with_ymd_and_hms(2025, 1, 15, 0, 0, 0).unwrap();
         assert_eq!(Granularity::Day.ceil(edge), edge);
     }

@@ -58,7 +58,10 @@ pub struct HttpStats {
 
 impl HttpStats {
     pub fn snapshot(&self) -> (u64, u64) {
-        (self.requests.load(Ordering::Relaxed), self.retries.load(Ordering::Relaxed))
+        (
+            self.requests.load(Ordering::Relaxed),
+            self.retries.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -75,7 +78,12 @@ pub struct ProviderHttp {
 }
 
 impl ProviderHttp {
-    pub fn new(account: &str, provider: Provider, policy: RetryPolicy, auth_hint: &str) -> Result<Self, ProviderError> {
+    pub fn new(
+        account: &str,
+        provider: Provider,
+        policy: RetryPolicy,
+        auth_hint: &str,
+    ) -> Result<Self, ProviderError> {
         let client = reqwest::Client::builder()
             .timeout(policy.request_timeout)
             .user_agent(concat!("tokentra-sync/", env!("CARGO_PKG_VERSION")))
@@ -109,7 +117,11 @@ impl ProviderHttp {
     /// Sends the request built by `build` (called again for each attempt) and
     /// parses the answer as JSON, retrying as the module doc says. Numbers keep
     /// their exact text (serde_json `arbitrary_precision`), so money is exact.
-    pub async fn get_json<F>(&self, endpoint: &str, build: F) -> Result<serde_json::Value, ProviderError>
+    pub async fn get_json<F>(
+        &self,
+        endpoint: &str,
+        build: F,
+    ) -> Result<serde_json::Value, ProviderError>
     where
         F: Fn(&reqwest::Client) -> RequestBuilder,
     {
@@ -194,12 +206,14 @@ impl ProviderHttp {
                 wait: Some(retry_after.unwrap_or(self.policy.base_delay)),
                 reason: format!("HTTP 429 rate limited: {detail}"),
             },
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Attempt::Fail(ProviderError::Auth {
-                account: self.account.clone(),
-                provider: self.provider,
-                status: status.as_u16(),
-                hint: format!("{} (provider said: {detail})", self.auth_hint),
-            }),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                Attempt::Fail(ProviderError::Auth {
+                    account: self.account.clone(),
+                    provider: self.provider,
+                    status: status.as_u16(),
+                    hint: format!("{} (provider said: {detail})", self.auth_hint),
+                })
+            }
             s if s.is_server_error() => Attempt::Retry {
                 wait: retry_after,
                 reason: format!("HTTP {}: {detail}", s.as_u16()),
@@ -215,7 +229,10 @@ impl ProviderHttp {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self.policy.base_delay.saturating_mul(1u32 << attempt.min(16).saturating_sub(1));
+        let exp = self
+            .policy
+            .base_delay
+            .saturating_mul(1u32 << attempt.min(16).saturating_sub(1));
         let capped = exp.min(self.policy.max_delay);
         // Up to 20% jitter so many accounts do not retry in lockstep.
         let jitter = rand::thread_rng().gen_range(0.0..0.2);
@@ -225,7 +242,10 @@ impl ProviderHttp {
 
 enum Attempt {
     Done(serde_json::Value),
-    Retry { wait: Option<Duration>, reason: String },
+    Retry {
+        wait: Option<Duration>,
+        reason: String,
+    },
     Fail(ProviderError),
 }
 
@@ -234,12 +254,22 @@ async fn read_json(response: Response) -> Result<serde_json::Value, String> {
         .bytes()
         .await
         .map_err(|e| format!("response body cut off: {}", without_url(&e)))?;
-    serde_json::from_slice(&body).map_err(|e| format!("response body is not complete JSON ({} bytes): {e}", body.len()))
+    serde_json::from_slice(&body).map_err(|e| {
+        format!(
+            "response body is not complete JSON ({} bytes): {e}",
+            body.len()
+        )
+    })
 }
 
 /// `Retry-After` as seconds or as an HTTP date.
 fn retry_after(response: &Response) -> Option<Duration> {
-    let value = response.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let value = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(secs) = value.parse::<f64>() {
         if secs.is_finite() && secs >= 0.0 {
             return Some(Duration::from_secs_f64(secs));

@@ -74,7 +74,11 @@ impl Provider {
     pub fn is_billing_api(self) -> bool {
         matches!(
             self,
-            Provider::AwsBedrock | Provider::AzureOpenAi | Provider::GoogleVertex | Provider::Runway | Provider::PiApi
+            Provider::AwsBedrock
+                | Provider::AzureOpenAi
+                | Provider::GoogleVertex
+                | Provider::Runway
+                | Provider::PiApi
         )
     }
 
@@ -189,7 +193,10 @@ pub enum ProviderError {
 impl ProviderError {
     /// Auth and config errors will not heal by retrying the same sync.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, ProviderError::Auth { .. } | ProviderError::Config { .. })
+        matches!(
+            self,
+            ProviderError::Auth { .. } | ProviderError::Config { .. }
+        )
     }
 }
 
@@ -203,7 +210,11 @@ pub trait ProviderAdapter: Send + Sync + 'static {
 
     /// Fetches every page of one endpoint for `window` (already snapped to whole
     /// buckets). Fails as a whole: a partial answer is never returned as success.
-    async fn fetch(&self, endpoint: &EndpointSpec, window: TimeWindow) -> Result<EndpointFetch, ProviderError>;
+    async fn fetch(
+        &self,
+        endpoint: &EndpointSpec,
+        window: TimeWindow,
+    ) -> Result<EndpointFetch, ProviderError>;
 
     /// Counters of the HTTP traffic this adapter made.
     fn http_stats(&self) -> Arc<HttpStats>;

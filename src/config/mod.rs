@@ -1,0 +1,279 @@
+//! Configuration: TOML with `${ENV_VAR}` in any string value and environment
+//! overrides of top-level sections as `TOKENTRA__SECTION__KEY`, validated purely
+//! into [`ValidatedConfig`] before anything starts.
+//!
+//! Loading is three pure steps so each is testable without a process
+//! environment: parse the TOML, interpolate and override from an environment
+//! map, then validate. Every problem found is reported at once, each naming
+//! the account, the field and the fix.
+//!
+//! The `config` crate is not used: it lower-cases keys and its errors lose the
+//! path into `[[accounts]]`, which is what users most need to see.
+
+mod raw;
+pub mod secret;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use raw::RawConfig;
+pub use secret::Secret;
+pub use validate::{provider_spec, ProviderSpec};
+
+use crate::providers::Provider;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("config is invalid:\n{}", .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid { problems: Vec<String> },
+}
+
+#[derive(Debug, Clone)]
+pub struct ClickhouseConfig {
+    pub url: String,
+    pub database: String,
+    pub user: String,
+    pub password: Option<Secret>,
+    pub insert_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    pub max_batch_rows: usize,
+    pub max_batch_age: Duration,
+    pub max_buffer_rows: usize,
+    pub retry_max_delay: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    pub deep_resync_interval: Duration,
+    pub deep_resync_days: u32,
+    pub backfill_chunk_days: u32,
+    pub jitter: Duration,
+    pub verify_interval: Duration,
+}
+
+/// One provider account, checked: its provider is known, every required
+/// credential is present and no unknown key is set.
+#[derive(Debug, Clone)]
+pub struct AccountConfig {
+    /// Also the `connection_id` in every table.
+    pub id: String,
+    pub provider: Provider,
+    pub enabled: bool,
+    pub interval: Duration,
+    /// How far back every sync re-reads to catch late data; at least the
+    /// provider's minimum.
+    pub lookback: Duration,
+    pub backfill_days: u32,
+    pub base_url: String,
+    pub credentials: BTreeMap<String, Secret>,
+    /// Provider-specific settings (`cloudwatch_url`, `usd_per_credit`, ...).
+    pub settings: BTreeMap<String, String>,
+}
+
+impl AccountConfig {
+    pub fn credential(&self, key: &str) -> Option<&Secret> {
+        self.credentials.get(key)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ValidatedConfig {
+    pub state_dir: PathBuf,
+    pub clickhouse: ClickhouseConfig,
+    pub writer: WriterConfig,
+    pub admin: AdminConfig,
+    pub sync: SyncConfig,
+    pub vault_key_file: Option<PathBuf>,
+    pub price_overrides: Vec<crate::normalize::pricing::PriceEntry>,
+    pub accounts: Vec<AccountConfig>,
+}
+
+impl ValidatedConfig {
+    pub fn account(&self, id: &str) -> Option<&AccountConfig> {
+        self.accounts.iter().find(|a| a.id == id)
+    }
+}
+
+/// Loads `path` with the process environment.
+pub fn load(path: &Path) -> Result<ValidatedConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    load_str(&text, path, &env)
+}
+
+/// Loads config text against an explicit environment (for tests).
+pub fn load_str(
+    text: &str,
+    path: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<ValidatedConfig, ConfigError> {
+    let mut value: toml::Value = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let mut problems = Vec::new();
+    interpolate(&mut value, "", env, &mut problems);
+    apply_env_overrides(&mut value, env, &mut problems);
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid { problems });
+    }
+    validate::validate(value)
+}
+
+/// Replaces `${NAME}` in every string with the variable's value.
+fn interpolate(
+    value: &mut toml::Value,
+    path: &str,
+    env: &BTreeMap<String, String>,
+    problems: &mut Vec<String>,
+) {
+    match value {
+        toml::Value::String(s) => match expand(s, env) {
+            Ok(expanded) => *s = expanded,
+            Err(name) => problems.push(format!(
+                "{path}: environment variable {name} is not set (export it, or write the value in the file)"
+            )),
+        },
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                interpolate(item, &format!("{path}[{i}]"), env, problems);
+            }
+        }
+        toml::Value::Table(table) => {
+            for (key, item) in table.iter_mut() {
+                let child = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                interpolate(item, &child, env, problems);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Expands `${NAME}`; `$$` is a literal `$`. Returns the missing name on error.
+fn expand(text: &str, env: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = stripped;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let Some(end) = body.find('}') else {
+                out.push('$');
+                rest = after;
+                continue;
+            };
+            let name = &body[..end];
+            let valid = !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !name.starts_with(|c: char| c.is_ascii_digit());
+            if !valid {
+                out.push_str(&rest[at..at + 2 + end + 1]);
+            } else {
+                out.push_str(env.get(name).ok_or_else(|| name.to_string())?);
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Top-level sections that `TOKENTRA__SECTION__KEY` may override.
+const OVERRIDABLE: [&str; 6] = [
+    "clickhouse",
+    "writer",
+    "admin",
+    "vault",
+    "sync",
+    "state_dir",
+];
+
+fn apply_env_overrides(
+    value: &mut toml::Value,
+    env: &BTreeMap<String, String>,
+    problems: &mut Vec<String>,
+) {
+    let Some(root) = value.as_table_mut() else {
+        return;
+    };
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix("TOKENTRA__") else {
+            continue;
+        };
+        let parts: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+        let parsed = parse_env_value(parts.last().map(String::as_str).unwrap_or(""), raw);
+        match parts.as_slice() {
+            [key] if key == "state_dir" => {
+                root.insert(key.clone(), parsed);
+            }
+            [section, key] if OVERRIDABLE.contains(&section.as_str()) && section != "state_dir" => {
+                let entry = root
+                    .entry(section.clone())
+                    .or_insert_with(|| toml::Value::Table(Default::default()));
+                match entry.as_table_mut() {
+                    Some(table) => {
+                        table.insert(key.clone(), parsed);
+                    }
+                    None => {
+                        problems.push(format!("{name}: [{section}] is not a table in the file"))
+                    }
+                }
+            }
+            _ => problems.push(format!(
+                "{name}: not a known override; use TOKENTRA__<SECTION>__<KEY> with a section of {}",
+                OVERRIDABLE.join(", ")
+            )),
+        }
+    }
+}
+
+/// Keys whose values are whole numbers; every other override stays text, so a
+/// numeric password is still a string.
+const INTEGER_KEYS: [&str; 4] = [
+    "max_batch_rows",
+    "max_buffer_rows",
+    "deep_resync_days",
+    "backfill_chunk_days",
+];
+
+/// Environment values are text; known integer keys become TOML integers so
+/// `TOKENTRA__WRITER__MAX_BATCH_ROWS=1000` works.
+fn parse_env_value(key: &str, raw: &str) -> toml::Value {
+    if INTEGER_KEYS.contains(&key) {
+        if let Ok(i) = raw.trim().parse::<i64>() {
+            return toml::Value::Integer(i);
+        }
+    }
+    toml::Value::String(raw.to_string())
+}
+
+#[cfg(test)]
+mod tests;

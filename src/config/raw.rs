@@ -1,0 +1,159 @@
+//! The config file as written: serde structs with `deny_unknown_fields`, and
+//! every default in one place (the `Default` impls and `default_*` functions
+//! below). Nothing here is validated; see [`super::validate`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default = "default_state_dir")]
+    pub state_dir: String,
+    #[serde(default)]
+    pub clickhouse: RawClickhouse,
+    #[serde(default)]
+    pub writer: RawWriter,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub vault: RawVault,
+    #[serde(default)]
+    pub sync: RawSync,
+    #[serde(default)]
+    pub pricing: RawPricing,
+    #[serde(default)]
+    pub accounts: Vec<RawAccount>,
+}
+
+pub fn default_state_dir() -> String {
+    "/var/lib/tokentra-sync".to_string()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawClickhouse {
+    pub url: String,
+    pub database: String,
+    pub user: String,
+    pub password: Option<String>,
+    /// How long one INSERT may take before it is retried.
+    pub insert_timeout: String,
+}
+
+impl Default for RawClickhouse {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:8123".into(),
+            database: "tokentra".into(),
+            user: "default".into(),
+            password: None,
+            insert_timeout: "30s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawWriter {
+    /// Flush when this many rows are buffered.
+    pub max_batch_rows: u64,
+    /// Flush when the oldest buffered row is this old.
+    pub max_batch_age: String,
+    /// Stop accepting deltas (senders wait) when this many rows are buffered.
+    pub max_buffer_rows: u64,
+    /// Cap of the exponential backoff between failed inserts.
+    pub retry_max_delay: String,
+}
+
+impl Default for RawWriter {
+    fn default() -> Self {
+        Self {
+            max_batch_rows: 50_000,
+            max_batch_age: "1s".into(),
+            max_buffer_rows: 500_000,
+            retry_max_delay: "30s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdmin {
+    /// Loopback by default: the admin API can trigger syncs.
+    pub listen: String,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVault {
+    /// File holding the AES-256-GCM key for `enc:v1:` credentials.
+    pub key_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSync {
+    /// How often the daemon re-reads `deep_resync_days` of history to catch
+    /// late restatements.
+    pub deep_resync_interval: String,
+    pub deep_resync_days: u32,
+    /// First-run backfill is fetched in chunks of this many days; the
+    /// watermark advances after each stored chunk.
+    pub backfill_chunk_days: u32,
+    /// Random delay added to each account's interval so accounts spread out.
+    pub jitter: String,
+    /// How often `verify` runs inside the daemon.
+    pub verify_interval: String,
+}
+
+impl Default for RawSync {
+    fn default() -> Self {
+        Self {
+            deep_resync_interval: "24h".into(),
+            deep_resync_days: 35,
+            backfill_chunk_days: 7,
+            jitter: "15s".into(),
+            verify_interval: "24h".into(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPricing {
+    #[serde(default)]
+    pub overrides: Vec<crate::normalize::pricing::PriceEntry>,
+}
+
+/// No `deny_unknown_fields` here: serde cannot combine it with `flatten`, so
+/// [`super::validate`] checks `extra` against the provider's own keys instead.
+#[derive(Debug, Deserialize)]
+pub struct RawAccount {
+    pub id: Option<String>,
+    pub provider: Option<String>,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    pub interval: Option<String>,
+    pub lookback: Option<String>,
+    pub backfill_days: Option<u32>,
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub credentials: BTreeMap<String, String>,
+    /// Provider-specific keys (`cloudwatch_url`, `usd_per_credit`, ...).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, toml::Value>,
+}
+
+fn default_true() -> bool {
+    true
+}

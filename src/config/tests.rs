@@ -1,0 +1,218 @@
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn load(text: &str, vars: &[(&str, &str)]) -> Result<ValidatedConfig, ConfigError> {
+    load_str(text, Path::new("test.toml"), &env(vars))
+}
+
+fn problems(text: &str, vars: &[(&str, &str)]) -> Vec<String> {
+    match load(text, vars) {
+        Err(ConfigError::Invalid { problems }) => problems,
+        other => panic!("expected invalid config, got {other:?}"),
+    }
+}
+
+const OPENAI: &str = r#"
+[[accounts]]
+id = "acme-openai"
+provider = "openai"
+[accounts.credentials]
+api_key = "${OPENAI_ADMIN_KEY}"
+"#;
+
+#[test]
+fn the_example_config_is_valid() {
+    let text = include_str!("../../config/tokentra-sync.example.toml");
+    let config = load(
+        text,
+        &[
+            ("OPENAI_ADMIN_KEY", "sk-admin-FAKE-1"),
+            ("ANTHROPIC_ADMIN_KEY", "sk-ant-admin01-FAKE-1"),
+            ("CLICKHOUSE_PASSWORD", ""),
+        ],
+    )
+    .unwrap();
+    assert!(!config.accounts.is_empty());
+}
+
+#[test]
+fn defaults_come_from_one_place() {
+    let config = load(OPENAI, &[("OPENAI_ADMIN_KEY", "sk-admin-FAKE-1")]).unwrap();
+    assert_eq!(config.clickhouse.database, "tokentra");
+    assert_eq!(config.admin.listen.to_string(), "127.0.0.1:9464");
+    let account = &config.accounts[0];
+    assert_eq!(account.interval, Duration::from_secs(300));
+    assert_eq!(account.lookback, Duration::from_secs(2 * 86_400));
+    assert_eq!(account.backfill_days, 30);
+    assert_eq!(account.base_url, "https://api.openai.com/v1");
+    assert_eq!(
+        account.credential("api_key").unwrap().expose(),
+        "sk-admin-FAKE-1"
+    );
+}
+
+#[test]
+fn a_missing_environment_variable_names_the_field() {
+    let p = problems(OPENAI, &[]);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].contains("accounts[0].credentials.api_key") && p[0].contains("OPENAI_ADMIN_KEY"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn env_overrides_reach_top_level_sections() {
+    let config = load(
+        OPENAI,
+        &[
+            ("OPENAI_ADMIN_KEY", "sk-admin-FAKE-1"),
+            ("TOKENTRA__CLICKHOUSE__URL", "http://127.0.0.1:18123"),
+            ("TOKENTRA__CLICKHOUSE__PASSWORD", "12345"),
+            ("TOKENTRA__WRITER__MAX_BATCH_ROWS", "1000"),
+            ("TOKENTRA__STATE_DIR", "/tmp/x"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.clickhouse.url, "http://127.0.0.1:18123");
+    assert_eq!(config.clickhouse.password.unwrap().expose(), "12345");
+    assert_eq!(config.writer.max_batch_rows, 1000);
+    assert_eq!(config.state_dir, PathBuf::from("/tmp/x"));
+    let p = problems(
+        OPENAI,
+        &[("OPENAI_ADMIN_KEY", "k-FAKE"), ("TOKENTRA__NOPE__X", "1")],
+    );
+    assert!(p[0].contains("TOKENTRA__NOPE__X"), "{p:?}");
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_the_allowed_list() {
+    let p = problems(
+        r#"
+[[accounts]]
+id = "a"
+provider = "openai"
+intervall = "5m"
+[accounts.credentials]
+api_key = "sk-admin-FAKE"
+"#,
+        &[],
+    );
+    assert!(
+        p[0].contains("accounts[0] (id 'a')")
+            && p[0].contains("'intervall'")
+            && p[0].contains("interval"),
+        "{p:?}"
+    );
+    let p = problems("[clickhouse]\nurll = \"x\"\n", &[]);
+    assert!(p[0].contains("urll"), "{p:?}");
+}
+
+#[test]
+fn wrong_credentials_for_the_provider_are_named() {
+    let p = problems(
+        r#"
+[[accounts]]
+id = "a"
+provider = "anthropic"
+[accounts.credentials]
+access_key_id = "AKIAFAKE"
+"#,
+        &[],
+    );
+    assert!(
+        p.iter()
+            .any(|m| m.contains("credentials.access_key_id is not a anthropic credential")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|m| m.contains("credentials.api_key is missing")),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn the_same_credential_twice_is_rejected() {
+    let text = r#"
+[[accounts]]
+id = "a"
+provider = "openai"
+[accounts.credentials]
+api_key = "sk-admin-FAKE-same"
+[[accounts]]
+id = "b"
+provider = "openai"
+[accounts.credentials]
+api_key = "sk-admin-FAKE-same"
+"#;
+    let p = problems(text, &[]);
+    assert!(
+        p.iter()
+            .any(|m| m.contains("'a' and 'b'") && m.contains("twice")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().all(|m| !m.contains("sk-admin-FAKE-same")),
+        "a secret leaked into {p:?}"
+    );
+}
+
+#[test]
+fn bad_values_get_a_fix() {
+    let p = problems(
+        r#"
+[admin]
+listen = "everywhere"
+[[accounts]]
+id = "Bad Id"
+provider = "openai"
+interval = "soon"
+lookback = "1h"
+backfill_days = 0
+[accounts.credentials]
+api_key = "sk-admin-FAKE"
+"#,
+        &[],
+    );
+    let all = p.join("\n");
+    for needle in [
+        "admin.listen",
+        "Bad Id",
+        "interval: 'soon'",
+        "lookback 1h is shorter",
+        "backfill_days",
+    ] {
+        assert!(all.contains(needle), "missing {needle} in {all}");
+    }
+}
+
+#[test]
+fn unsupported_providers_must_be_disabled() {
+    let text = r#"
+[[accounts]]
+id = "aws"
+provider = "aws_bedrock"
+enabled = ENABLED
+[accounts.credentials]
+access_key_id = "AKIAFAKE"
+secret_access_key = "FAKE"
+region = "us-east-1"
+"#;
+    let p = problems(&text.replace("ENABLED", "true"), &[]);
+    assert!(p[0].contains("not supported by this release"), "{p:?}");
+    assert!(load(&text.replace("ENABLED", "false"), &[]).is_ok());
+}
+
+#[test]
+fn interpolation_handles_escapes_and_literals() {
+    let vars = env(&[("A", "x")]);
+    assert_eq!(expand("${A}-$$-$B-${", &vars).unwrap(), "x-$-$B-${");
+    assert_eq!(expand("${MISSING}", &vars).unwrap_err(), "MISSING");
+}

@@ -1,0 +1,313 @@
+use super::*;
+use crate::normalize::schema::{Dec9, UsageRow};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+
+fn row(key: u64, bucket: u32, tokens: i64, cost: i128) -> UsageRow {
+    UsageRow {
+        connection_id: "c".into(),
+        provider: "openai".into(),
+        record_type: "usage".into(),
+        endpoint: "completions".into(),
+        bucket_start: bucket,
+        bucket_end: bucket + 3600,
+        granularity: "1h".into(),
+        record_key: key,
+        model: format!("m{}", key % 3),
+        model_raw: String::new(),
+        model_family: String::new(),
+        service: String::new(),
+        workspace_id: String::new(),
+        project_id: String::new(),
+        api_key_id: String::new(),
+        api_key_hint: String::new(),
+        user_id: String::new(),
+        region: String::new(),
+        resource_id: String::new(),
+        line_item: String::new(),
+        attributes: String::new(),
+        input_tokens: tokens,
+        output_tokens: 0,
+        cached_input_tokens: 0,
+        cache_creation_tokens: 0,
+        requests: 0,
+        requests_reported: 1,
+        quantity: Dec9::default(),
+        unit: String::new(),
+        cost: Dec9(cost),
+        estimated_cost: Dec9::default(),
+        credits: Dec9::default(),
+        cost_source: String::new(),
+        currency: String::new(),
+        amount_original: Dec9::default(),
+        sign: 1,
+        version: 0,
+        synced_at: 0,
+    }
+}
+
+fn buckets(list: &[u32]) -> BTreeSet<u32> {
+    list.iter().copied().collect()
+}
+
+/// Net (tokens, cost) per key, as any `sum(x * sign)` reader sees it.
+fn net(table: &[UsageRow]) -> BTreeMap<u64, (i64, i128, i64)> {
+    let mut out: BTreeMap<u64, (i64, i128, i64)> = BTreeMap::new();
+    for r in table {
+        let e = out.entry(r.record_key).or_default();
+        e.0 += r.input_tokens * i64::from(r.sign);
+        e.1 += r.cost.0 * i128::from(r.sign);
+        e.2 += i64::from(r.sign);
+    }
+    out.retain(|_, v| *v != (0, 0, 0));
+    out
+}
+
+fn expected(fetched: &[UsageRow]) -> BTreeMap<u64, (i64, i128, i64)> {
+    fetched
+        .iter()
+        .map(|r| (r.record_key, (r.input_tokens, r.cost.0, 1)))
+        .collect()
+}
+
+#[test]
+fn first_sync_inserts_everything_with_one_fresh_version() {
+    let fetched = vec![row(1, 0, 10, 5), row(2, 0, 20, 7)];
+    let d = diff(&[], &fetched, &buckets(&[0]), 1_000, 9);
+    assert_eq!((d.added, d.cancelled), (2, 0));
+    assert!(d
+        .rows
+        .iter()
+        .all(|r| r.sign == 1 && r.version == 1_000 && r.synced_at == 9));
+}
+
+#[test]
+fn unchanged_records_write_nothing() {
+    let mut stored = row(1, 0, 10, 5);
+    stored.version = 500;
+    let d = diff(&[stored], &[row(1, 0, 10, 5)], &buckets(&[0]), 1_000, 9);
+    assert!(d.is_empty());
+}
+
+#[test]
+fn a_changed_record_is_a_verbatim_cancel_plus_a_new_version() {
+    let mut stored = row(1, 0, 10, 5);
+    stored.version = 500;
+    stored.synced_at = 3;
+    let d = diff(
+        &[stored.clone()],
+        &[row(1, 0, 11, 5)],
+        &buckets(&[0]),
+        1_000,
+        9,
+    );
+    assert_eq!(d.rows.len(), 2);
+    let cancel = d.rows.iter().find(|r| r.sign == -1).unwrap();
+    assert_eq!(cancel, &stored.negated());
+    let new = d.rows.iter().find(|r| r.sign == 1).unwrap();
+    assert_eq!((new.input_tokens, new.version), (11, 1_000));
+}
+
+#[test]
+fn a_vanished_record_is_cancelled_only_inside_the_scope() {
+    let mut in_scope = row(1, 0, 10, 5);
+    in_scope.version = 5;
+    let mut outside = row(2, 3600, 10, 5);
+    outside.version = 5;
+    let d = diff(&[in_scope.clone(), outside], &[], &buckets(&[0]), 1_000, 9);
+    assert_eq!(d.rows, vec![in_scope.negated()]);
+}
+
+#[test]
+fn a_bucket_absent_from_the_answer_is_not_vanished() {
+    let mut stored = row(1, 7200, 10, 5);
+    stored.version = 5;
+    let d = diff(
+        &[stored],
+        &[row(2, 0, 1, 1)],
+        &buckets(&[0, 3600]),
+        1_000,
+        9,
+    );
+    assert_eq!((d.added, d.cancelled), (1, 0));
+}
+
+#[test]
+fn new_versions_stay_above_stored_ones_when_the_clock_is_behind() {
+    let mut stored = row(1, 0, 10, 5);
+    stored.version = 9_000;
+    let d = diff(&[stored], &[row(1, 0, 12, 5)], &buckets(&[0]), 1_000, 9);
+    let new = d.rows.iter().find(|r| r.sign == 1).unwrap();
+    assert_eq!(new.version, 9_001);
+}
+
+#[test]
+fn a_duplicated_insert_is_repaired_to_one_live_copy() {
+    let mut stored = row(1, 0, 10, 5);
+    stored.version = 5;
+    let d = diff(
+        &[stored.clone(), stored.clone()],
+        &[row(1, 0, 10, 5)],
+        &buckets(&[0]),
+        1_000,
+        9,
+    );
+    assert_eq!(d.rows, vec![stored.negated()]);
+    let mut table = vec![stored.clone(), stored];
+    table.extend(d.rows);
+    assert_eq!(net(&table), expected(&[row(1, 0, 10, 5)]));
+}
+
+#[test]
+fn a_duplicated_cancel_is_restored() {
+    let mut old = row(1, 0, 10, 5);
+    old.version = 5;
+    let mut new = row(1, 0, 12, 5);
+    new.version = 6;
+    // old +1, old -1 twice (a retried delta), new +1 twice.
+    let table = vec![
+        old.clone(),
+        old.negated(),
+        old.negated(),
+        new.clone(),
+        new.clone(),
+    ];
+    let d = diff(&table, &[row(1, 0, 12, 5)], &buckets(&[0]), 1_000, 9);
+    let mut after = table.clone();
+    after.extend(d.rows.clone());
+    assert_eq!(net(&after), expected(&[row(1, 0, 12, 5)]));
+    assert_eq!(d.added, 0, "one stored copy of the wanted row is kept");
+    // And the repaired state is stable.
+    assert!(diff(&after, &[row(1, 0, 12, 5)], &buckets(&[0]), 2_000, 9).is_empty());
+}
+
+/// How a delta reached the table.
+#[derive(Clone, Debug)]
+enum Landing {
+    /// Stored once.
+    Clean,
+    /// Insert failed before it landed.
+    Lost,
+    /// Insert landed but the client saw a timeout and retried it.
+    Duplicated,
+    /// The delta spanned several inserts and the process died after `n` rows
+    /// (inserts are atomic per batch; batches are this many rows).
+    Interrupted { batch: usize, batches_landed: usize },
+}
+
+fn landing() -> impl Strategy<Value = Landing> {
+    prop_oneof![
+        3 => Just(Landing::Clean),
+        1 => Just(Landing::Lost),
+        1 => Just(Landing::Duplicated),
+        1 => (1usize..4, 0usize..4).prop_map(|(batch, batches_landed)| Landing::Interrupted { batch, batches_landed }),
+    ]
+}
+
+/// A provider answer: up to 6 keys over 2 buckets, each present or not.
+fn answer() -> impl Strategy<Value = Vec<UsageRow>> {
+    proptest::collection::vec(proptest::option::of((0i64..4, 0i128..3)), 6).prop_map(|slots| {
+        slots
+            .into_iter()
+            .enumerate()
+            .filter_map(|(key, v)| {
+                v.map(|(tokens, cost)| row(key as u64, (key as u32 % 2) * 3600, tokens, cost))
+            })
+            .collect()
+    })
+}
+
+/// A background merge of VersionedCollapsingMergeTree: removes some (+1, -1)
+/// pairs that share record key and version. It never changes any net.
+fn merge(table: &mut Vec<UsageRow>, pick: &[bool]) {
+    let mut i = 0;
+    let mut picks = pick.iter().cycle();
+    while i < table.len() {
+        let partner = (i + 1..table.len()).find(|&j| {
+            table[j].record_key == table[i].record_key
+                && table[j].version == table[i].version
+                && table[j].sign == -table[i].sign
+        });
+        match partner {
+            Some(j) if *picks.next().unwrap_or(&true) => {
+                table.remove(j);
+                table.remove(i);
+            }
+            _ => i += 1,
+        }
+    }
+}
+
+fn land(table: &mut Vec<UsageRow>, delta: &Delta, how: &Landing) {
+    match how {
+        Landing::Clean => table.extend(delta.rows.iter().cloned()),
+        Landing::Lost => {}
+        Landing::Duplicated => {
+            table.extend(delta.rows.iter().cloned());
+            table.extend(delta.rows.iter().cloned());
+        }
+        Landing::Interrupted {
+            batch,
+            batches_landed,
+        } => {
+            table.extend(delta.rows.iter().take(batch * batches_landed).cloned());
+        }
+    }
+}
+
+const ALL_BUCKETS: [u32; 2] = [0, 3600];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// Any history of syncs, crashes, retries and merges, followed by clean
+    /// syncs, leaves exactly the last answer in every sum, and a further sync
+    /// writes nothing (DESIGN.md rule 1: a sync is done when a re-read finds
+    /// nothing left to write).
+    #[test]
+    fn any_history_converges_to_the_last_answer(
+        history in proptest::collection::vec((answer(), landing(), proptest::collection::vec(any::<bool>(), 4), 0u64..3), 1..8),
+        last in answer(),
+        clock_start in 0u64..5,
+    ) {
+        let mut table: Vec<UsageRow> = Vec::new();
+        let mut clock = clock_start;
+        for (fetched, how, merge_pick, tick) in &history {
+            // The clock may stand still or even repeat: versions must not rely on it.
+            clock += tick;
+            let delta = diff(&table, fetched, &buckets(&ALL_BUCKETS), clock, 0);
+            land(&mut table, &delta, how);
+            merge(&mut table, merge_pick);
+        }
+        let first = diff(&table, &last, &buckets(&ALL_BUCKETS), clock, 0);
+        land(&mut table, &first, &Landing::Clean);
+        prop_assert_eq!(net(&table), expected(&last));
+        let second = diff(&table, &last, &buckets(&ALL_BUCKETS), clock, 0);
+        prop_assert!(second.is_empty(), "a clean re-sync must write nothing, wrote {:?}", second.rows);
+        // After merges too.
+        merge(&mut table, &[true]);
+        prop_assert_eq!(net(&table), expected(&last));
+        // No two different contents ever share a (key, version).
+        for a in &table {
+            for b in &table {
+                if a.record_key == b.record_key && a.version == b.version {
+                    prop_assert!(a.same_content(b));
+                }
+            }
+        }
+    }
+
+    /// A partly covered answer only touches the buckets it covers.
+    #[test]
+    fn buckets_outside_the_answer_keep_their_rows(first in answer(), second in answer()) {
+        let mut table = Vec::new();
+        let d = diff(&table, &first, &buckets(&ALL_BUCKETS), 1, 0);
+        land(&mut table, &d, &Landing::Clean);
+        let second_in_0: Vec<UsageRow> = second.into_iter().filter(|r| r.bucket_start == 0).collect();
+        let d = diff(&table, &second_in_0, &buckets(&[0]), 2, 0);
+        land(&mut table, &d, &Landing::Clean);
+        let mut want: Vec<UsageRow> = first.into_iter().filter(|r| r.bucket_start == 3600).collect();
+        want.extend(second_in_0);
+        prop_assert_eq!(net(&table), expected(&want));
+    }
+}

@@ -1,0 +1,9 @@
+//! Everything that talks to ClickHouse: the client, migrations, the stored
+//! state of a sync's scope, run bookkeeping, and the pure diff.
+
+pub mod client;
+pub mod diff;
+pub mod migrations;
+pub mod state;
+
+pub use client::{ClickhouseClient, StoreError};

@@ -1,0 +1,188 @@
+//! Stored state a sync reads and writes besides the facts themselves: the raw
+//! rows of its scope, the watermark, and one `sync_runs` row per attempt.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::client::{ClickhouseClient, StoreError};
+use crate::normalize::schema::{from_ch_seconds, to_ch_seconds, RecordType, UsageRow};
+
+/// Every raw row (both signs, all versions) of one (connection, record type,
+/// endpoint) between two bucket starts; no `FINAL`, because the diff nets rows
+/// itself and must see duplicates to repair them.
+pub async fn read_scope_rows(
+    client: &ClickhouseClient,
+    connection_id: &str,
+    record_type: RecordType,
+    endpoint: &str,
+    buckets: &BTreeSet<u32>,
+) -> Result<Vec<UsageRow>, StoreError> {
+    let (Some(first), Some(last)) = (buckets.first(), buckets.last()) else {
+        return Ok(Vec::new());
+    };
+    let sql = format!(
+        "SELECT {} FROM usage_records \
+         WHERE connection_id = ? AND record_type = ? AND endpoint = ? \
+           AND bucket_start >= toDateTime(?) AND bucket_start <= toDateTime(?)",
+        UsageRow::COLUMNS.join(", ")
+    );
+    let rows: Vec<UsageRow> = client
+        .raw()
+        .query(&sql)
+        .bind(connection_id)
+        .bind(record_type.as_str())
+        .bind(endpoint)
+        .bind(*first)
+        .bind(*last)
+        .fetch_all()
+        .await
+        .map_err(|e| client.err(e))?;
+    Ok(rows
+        .into_iter()
+        .filter(|r| buckets.contains(&r.bucket_start))
+        .collect())
+}
+
+/// The sync progress of one account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Watermark {
+    /// Everything before this has been synced and stored.
+    pub watermark: DateTime<Utc>,
+    pub last_success_at: DateTime<Utc>,
+    pub last_deep_sync_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, Deserialize, clickhouse::Row)]
+struct SyncStateRow {
+    connection_id: String,
+    provider: String,
+    watermark: u32,
+    last_success_at: u32,
+    last_deep_sync_at: u32,
+    updated_at: u64,
+}
+
+#[derive(Debug, Deserialize, clickhouse::Row)]
+struct WatermarkRow {
+    watermark: u32,
+    last_success_at: u32,
+    last_deep_sync_at: u32,
+}
+
+pub async fn read_watermark(
+    client: &ClickhouseClient,
+    connection_id: &str,
+) -> Result<Option<Watermark>, StoreError> {
+    let row: Option<WatermarkRow> = client
+        .raw()
+        .query(
+            "SELECT toUInt32(argMax(watermark, updated_at)) AS watermark, \
+                    toUInt32(argMax(last_success_at, updated_at)) AS last_success_at, \
+                    toUInt32(argMax(last_deep_sync_at, updated_at)) AS last_deep_sync_at \
+             FROM sync_state WHERE connection_id = ? GROUP BY connection_id",
+        )
+        .bind(connection_id)
+        .fetch_optional()
+        .await
+        .map_err(|e| client.err(e))?;
+    Ok(row.map(|r| Watermark {
+        watermark: from_ch_seconds(r.watermark),
+        last_success_at: from_ch_seconds(r.last_success_at),
+        last_deep_sync_at: from_ch_seconds(r.last_deep_sync_at),
+    }))
+}
+
+/// Records a new watermark. `updated_at` is microseconds and strictly
+/// increasing per call site, so the newest write wins even within a second.
+pub async fn write_watermark(
+    client: &ClickhouseClient,
+    connection_id: &str,
+    provider: &str,
+    state: &Watermark,
+) -> Result<(), StoreError> {
+    let row = SyncStateRow {
+        connection_id: connection_id.to_string(),
+        provider: provider.to_string(),
+        watermark: to_ch_seconds(state.watermark),
+        last_success_at: to_ch_seconds(state.last_success_at),
+        last_deep_sync_at: to_ch_seconds(state.last_deep_sync_at),
+        updated_at: Utc::now().timestamp_micros().max(0) as u64,
+    };
+    client.insert_rows("sync_state", &[row]).await
+}
+
+/// One row of `sync_runs`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, clickhouse::Row)]
+pub struct SyncRunRow {
+    pub run_id: String,
+    pub connection_id: String,
+    pub provider: String,
+    /// `schedule`, `backfill`, `deep`, `manual`, `cli`.
+    pub trigger: String,
+    pub window_start: u32,
+    pub window_end: u32,
+    /// `success`, `failed`, `partial`.
+    pub status: String,
+    pub rows_fetched: u64,
+    pub rows_written: u64,
+    pub rows_cancelled: u64,
+    pub http_requests: u64,
+    pub retries: u64,
+    pub duration_ms: u64,
+    pub error: String,
+    pub started_at: u32,
+    pub finished_at: u32,
+}
+
+pub async fn record_sync_run(
+    client: &ClickhouseClient,
+    run: &SyncRunRow,
+) -> Result<(), StoreError> {
+    client
+        .insert_rows("sync_runs", std::slice::from_ref(run))
+        .await
+}
+
+/// Drops `sync_runs` partitions older than `keep_days` (ClickHouse 18.16 has
+/// no TTL). Partitions are days (`toYYYYMMDD(started_at)`).
+pub async fn prune_sync_runs(
+    client: &ClickhouseClient,
+    keep_days: i64,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    #[derive(Deserialize, clickhouse::Row)]
+    struct Partition {
+        partition: String,
+    }
+    let cutoff: u32 = (now - chrono::Duration::days(keep_days))
+        .format("%Y%m%d")
+        .to_string()
+        .parse()
+        .expect("a date formats as digits");
+    let partitions: Vec<Partition> = client
+        .raw()
+        .query(
+            "SELECT DISTINCT partition FROM system.parts \
+             WHERE database = currentDatabase() AND table = 'sync_runs' AND active",
+        )
+        .fetch_all()
+        .await
+        .map_err(|e| client.err(e))?;
+    let mut dropped = 0;
+    for p in partitions {
+        let Ok(day) = p.partition.trim_matches('\'').parse::<u32>() else {
+            continue;
+        };
+        if day < cutoff {
+            client
+                .execute(&format!(
+                    "ALTER TABLE {{db}}.sync_runs DROP PARTITION {day}"
+                ))
+                .await?;
+            dropped += 1;
+        }
+    }
+    Ok(dropped)
+}
