@@ -15,9 +15,16 @@
 //! Errors: every library module returns a typed `thiserror` error whose message
 //! names the account and field involved; `anyhow` appears only in `main.rs`.
 
+pub mod actors;
+pub mod admin;
+pub mod app;
+pub mod cli;
 pub mod config;
+pub mod lock;
 pub mod metrics;
 pub mod normalize;
 pub mod providers;
+pub mod shutdown;
 pub mod simulator;
 pub mod store;
+pub mod sync;

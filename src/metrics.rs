@@ -8,8 +8,8 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::providers::Provider;
@@ -43,10 +43,7 @@ fn opts(name: &str, help: &str) -> Opts {
     Opts::new(name, help).namespace(PREFIX)
 }
 
-fn register<C: prometheus::core::Collector + Clone + 'static>(
-    registry: &Registry,
-    collector: C,
-) -> C {
+fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, collector: C) -> C {
     registry
         .register(Box::new(collector.clone()))
         .expect("metric names are unique");
@@ -71,12 +68,9 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         sync_duration: register(
             &r,
             HistogramVec::new(
-                HistogramOpts::new(
-                    "sync_duration_seconds",
-                    "Wall time of one sync, fetch to stored.",
-                )
-                .namespace(PREFIX)
-                .buckets(duration_buckets.clone()),
+                HistogramOpts::new("sync_duration_seconds", "Wall time of one sync, fetch to stored.")
+                    .namespace(PREFIX)
+                    .buckets(duration_buckets.clone()),
                 account,
             )
             .unwrap(),
@@ -135,11 +129,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         ),
         provider_retries: register(
             &r,
-            IntCounterVec::new(
-                opts("provider_retries_total", "Provider requests retried."),
-                account,
-            )
-            .unwrap(),
+            IntCounterVec::new(opts("provider_retries_total", "Provider requests retried."), account).unwrap(),
         ),
         rate_limit_waits: register(
             &r,
@@ -165,11 +155,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         ),
         writer_queue_rows: register(
             &r,
-            IntGauge::with_opts(opts(
-                "writer_queue_rows",
-                "Rows waiting in the writer for ClickHouse.",
-            ))
-            .unwrap(),
+            IntGauge::with_opts(opts("writer_queue_rows", "Rows waiting in the writer for ClickHouse.")).unwrap(),
         ),
         writer_flush_duration: register(
             &r,
@@ -193,11 +179,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         ),
         writer_rows_written: register(
             &r,
-            IntCounter::with_opts(opts(
-                "writer_rows_written_total",
-                "Rows inserted into usage_records.",
-            ))
-            .unwrap(),
+            IntCounter::with_opts(opts("writer_rows_written_total", "Rows inserted into usage_records.")).unwrap(),
         ),
         build_info: register(
             &r,
@@ -213,9 +195,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         ),
         registry: r,
     };
-    m.build_info
-        .with_label_values(&[env!("CARGO_PKG_VERSION")])
-        .set(1);
+    m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
     m.up_since.set(chrono::Utc::now().timestamp() as f64);
     m
 });
@@ -311,13 +291,10 @@ mod tests {
         provider_response("acct-a", Provider::OpenAi, "429");
         account_status("acct-a", Provider::OpenAi, "syncing");
         let text = render();
-        assert!(text.contains(r#"tokentra_sync_provider_http_responses_total{account="acct-a",code="429",provider="openai"}"#));
-        assert!(text.contains(
-            r#"tokentra_sync_account_status{account="acct-a",provider="openai",status="syncing"} 1"#
-        ));
-        assert!(text.contains(
-            r#"tokentra_sync_account_status{account="acct-a",provider="openai",status="idle"} 0"#
-        ));
+        assert!(text
+            .contains(r#"tokentra_sync_provider_http_responses_total{account="acct-a",code="429",provider="openai"}"#));
+        assert!(text.contains(r#"tokentra_sync_account_status{account="acct-a",provider="openai",status="syncing"} 1"#));
+        assert!(text.contains(r#"tokentra_sync_account_status{account="acct-a",provider="openai",status="idle"} 0"#));
         assert!(text.contains("tokentra_sync_build_info{version="));
     }
 }

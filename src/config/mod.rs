@@ -124,11 +124,7 @@ pub fn load(path: &Path) -> Result<ValidatedConfig, ConfigError> {
 }
 
 /// Loads config text against an explicit environment (for tests).
-pub fn load_str(
-    text: &str,
-    path: &Path,
-    env: &BTreeMap<String, String>,
-) -> Result<ValidatedConfig, ConfigError> {
+pub fn load_str(text: &str, path: &Path, env: &BTreeMap<String, String>) -> Result<ValidatedConfig, ConfigError> {
     let mut value: toml::Value = toml::from_str(text).map_err(|e| ConfigError::Syntax {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -143,12 +139,7 @@ pub fn load_str(
 }
 
 /// Replaces `${NAME}` in every string with the variable's value.
-fn interpolate(
-    value: &mut toml::Value,
-    path: &str,
-    env: &BTreeMap<String, String>,
-    problems: &mut Vec<String>,
-) {
+fn interpolate(value: &mut toml::Value, path: &str, env: &BTreeMap<String, String>, problems: &mut Vec<String>) {
     match value {
         toml::Value::String(s) => match expand(s, env) {
             Ok(expanded) => *s = expanded,
@@ -163,7 +154,11 @@ fn interpolate(
         }
         toml::Value::Table(table) => {
             for (key, item) in table.iter_mut() {
-                let child = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
                 interpolate(item, &child, env, problems);
             }
         }
@@ -207,20 +202,9 @@ fn expand(text: &str, env: &BTreeMap<String, String>) -> Result<String, String> 
 }
 
 /// Top-level sections that `TOKENTRA__SECTION__KEY` may override.
-const OVERRIDABLE: [&str; 6] = [
-    "clickhouse",
-    "writer",
-    "admin",
-    "vault",
-    "sync",
-    "state_dir",
-];
+const OVERRIDABLE: [&str; 6] = ["clickhouse", "writer", "admin", "vault", "sync", "state_dir"];
 
-fn apply_env_overrides(
-    value: &mut toml::Value,
-    env: &BTreeMap<String, String>,
-    problems: &mut Vec<String>,
-) {
+fn apply_env_overrides(value: &mut toml::Value, env: &BTreeMap<String, String>, problems: &mut Vec<String>) {
     let Some(root) = value.as_table_mut() else {
         return;
     };
@@ -242,9 +226,7 @@ fn apply_env_overrides(
                     Some(table) => {
                         table.insert(key.clone(), parsed);
                     }
-                    None => {
-                        problems.push(format!("{name}: [{section}] is not a table in the file"))
-                    }
+                    None => problems.push(format!("{name}: [{section}] is not a table in the file")),
                 }
             }
             _ => problems.push(format!(

@@ -1,10 +1,7 @@
 use super::*;
 
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 fn load(text: &str, vars: &[(&str, &str)]) -> Result<ValidatedConfig, ConfigError> {
@@ -51,10 +48,7 @@ fn defaults_come_from_one_place() {
     assert_eq!(account.lookback, Duration::from_secs(2 * 86_400));
     assert_eq!(account.backfill_days, 30);
     assert_eq!(account.base_url, "https://api.openai.com/v1");
-    assert_eq!(
-        account.credential("api_key").unwrap().expose(),
-        "sk-admin-FAKE-1"
-    );
+    assert_eq!(account.credential("api_key").unwrap().expose(), "sk-admin-FAKE-1");
 }
 
 #[test]
@@ -84,10 +78,7 @@ fn env_overrides_reach_top_level_sections() {
     assert_eq!(config.clickhouse.password.unwrap().expose(), "12345");
     assert_eq!(config.writer.max_batch_rows, 1000);
     assert_eq!(config.state_dir, PathBuf::from("/tmp/x"));
-    let p = problems(
-        OPENAI,
-        &[("OPENAI_ADMIN_KEY", "k-FAKE"), ("TOKENTRA__NOPE__X", "1")],
-    );
+    let p = problems(OPENAI, &[("OPENAI_ADMIN_KEY", "k-FAKE"), ("TOKENTRA__NOPE__X", "1")]);
     assert!(p[0].contains("TOKENTRA__NOPE__X"), "{p:?}");
 }
 
@@ -105,9 +96,7 @@ api_key = "sk-admin-FAKE"
         &[],
     );
     assert!(
-        p[0].contains("accounts[0] (id 'a')")
-            && p[0].contains("'intervall'")
-            && p[0].contains("interval"),
+        p[0].contains("accounts[0] (id 'a')") && p[0].contains("'intervall'") && p[0].contains("interval"),
         "{p:?}"
     );
     let p = problems("[clickhouse]\nurll = \"x\"\n", &[]);
@@ -131,11 +120,7 @@ access_key_id = "AKIAFAKE"
             .any(|m| m.contains("credentials.access_key_id is not a anthropic credential")),
         "{p:?}"
     );
-    assert!(
-        p.iter()
-            .any(|m| m.contains("credentials.api_key is missing")),
-        "{p:?}"
-    );
+    assert!(p.iter().any(|m| m.contains("credentials.api_key is missing")), "{p:?}");
 }
 
 #[test]
@@ -154,8 +139,7 @@ api_key = "sk-admin-FAKE-same"
 "#;
     let p = problems(text, &[]);
     assert!(
-        p.iter()
-            .any(|m| m.contains("'a' and 'b'") && m.contains("twice")),
+        p.iter().any(|m| m.contains("'a' and 'b'") && m.contains("twice")),
         "{p:?}"
     );
     assert!(

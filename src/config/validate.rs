@@ -136,11 +136,7 @@ pub(super) fn validate(value: toml::Value) -> Result<ValidatedConfig, ConfigErro
         state_dir: PathBuf::from(&raw.state_dir),
         clickhouse: ClickhouseConfig {
             url: check_url("clickhouse.url", &raw.clickhouse.url, &mut problems),
-            database: check_identifier(
-                "clickhouse.database",
-                &raw.clickhouse.database,
-                &mut problems,
-            ),
+            database: check_identifier("clickhouse.database", &raw.clickhouse.database, &mut problems),
             user: raw.clickhouse.user.clone(),
             password: raw
                 .clickhouse
@@ -156,28 +152,10 @@ pub(super) fn validate(value: toml::Value) -> Result<ValidatedConfig, ConfigErro
             ),
         },
         writer: WriterConfig {
-            max_batch_rows: positive(
-                "writer.max_batch_rows",
-                raw.writer.max_batch_rows,
-                &mut problems,
-            ),
-            max_batch_age: duration(
-                "writer.max_batch_age",
-                &raw.writer.max_batch_age,
-                0,
-                &mut problems,
-            ),
-            max_buffer_rows: positive(
-                "writer.max_buffer_rows",
-                raw.writer.max_buffer_rows,
-                &mut problems,
-            ),
-            retry_max_delay: duration(
-                "writer.retry_max_delay",
-                &raw.writer.retry_max_delay,
-                1,
-                &mut problems,
-            ),
+            max_batch_rows: positive("writer.max_batch_rows", raw.writer.max_batch_rows, &mut problems),
+            max_batch_age: duration("writer.max_batch_age", &raw.writer.max_batch_age, 0, &mut problems),
+            max_buffer_rows: positive("writer.max_buffer_rows", raw.writer.max_buffer_rows, &mut problems),
+            retry_max_delay: duration("writer.retry_max_delay", &raw.writer.retry_max_delay, 1, &mut problems),
         },
         admin: AdminConfig {
             listen: raw.admin.listen.parse::<SocketAddr>().unwrap_or_else(|_| {
@@ -198,12 +176,7 @@ pub(super) fn validate(value: toml::Value) -> Result<ValidatedConfig, ConfigErro
             deep_resync_days: raw.sync.deep_resync_days,
             backfill_chunk_days: raw.sync.backfill_chunk_days.max(1),
             jitter: duration("sync.jitter", &raw.sync.jitter, 0, &mut problems),
-            verify_interval: duration(
-                "sync.verify_interval",
-                &raw.sync.verify_interval,
-                60,
-                &mut problems,
-            ),
+            verify_interval: duration("sync.verify_interval", &raw.sync.verify_interval, 60, &mut problems),
         },
         vault_key_file: raw.vault.key_file.map(PathBuf::from),
         price_overrides: raw.pricing.overrides,
@@ -229,15 +202,13 @@ fn account_label(index: usize, item: &toml::Value) -> String {
     }
 }
 
-fn validate_account(
-    label: &str,
-    raw: RawAccount,
-    problems: &mut Vec<String>,
-) -> Option<AccountConfig> {
+fn validate_account(label: &str, raw: RawAccount, problems: &mut Vec<String>) -> Option<AccountConfig> {
     let before = problems.len();
     let id = match raw.id.as_deref() {
         None | Some("") => {
-            problems.push(format!("{label}: id is missing; give every account a unique id such as id = \"acme-openai\""));
+            problems.push(format!(
+                "{label}: id is missing; give every account a unique id such as id = \"acme-openai\""
+            ));
             String::new()
         }
         Some(id) if !valid_id(id) => {
@@ -250,10 +221,7 @@ fn validate_account(
     };
     let provider = match raw.provider.as_deref() {
         None => {
-            problems.push(format!(
-                "{label}: provider is missing; one of {}",
-                provider_names()
-            ));
+            problems.push(format!("{label}: provider is missing; one of {}", provider_names()));
             return None;
         }
         Some(name) => match Provider::parse(name) {
@@ -389,11 +357,7 @@ fn check_credentials(
         out.insert(key, Secret::new(value));
     }
     for required in spec.required_credentials {
-        if !out.contains_key(*required)
-            && !problems
-                .iter()
-                .any(|p| p.contains(&format!("credentials.{required} ")))
-        {
+        if !out.contains_key(*required) && !problems.iter().any(|p| p.contains(&format!("credentials.{required} "))) {
             problems.push(format!(
                 "{label}: credentials.{required} is missing; add it under [accounts.credentials], e.g. {required} = \"${{{}}}\"",
                 env_hint(provider, required)
@@ -401,11 +365,7 @@ fn check_credentials(
         }
     }
     if !spec.one_of_credentials.is_empty() {
-        let set = spec
-            .one_of_credentials
-            .iter()
-            .filter(|k| out.contains_key(**k))
-            .count();
+        let set = spec.one_of_credentials.iter().filter(|k| out.contains_key(**k)).count();
         if set != 1 {
             problems.push(format!(
                 "{label}: set exactly one of credentials.{}",
@@ -457,18 +417,12 @@ fn valid_id(id: &str) -> bool {
 }
 
 fn provider_names() -> String {
-    Provider::ALL
-        .iter()
-        .map(|p| p.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+    Provider::ALL.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 fn check_url(field: &str, text: &str, problems: &mut Vec<String>) -> String {
     match url::Url::parse(text) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") => {
-            text.trim_end_matches('/').to_string()
-        }
+        Ok(url) if matches!(url.scheme(), "http" | "https") => text.trim_end_matches('/').to_string(),
         _ => {
             problems.push(format!("{field}: '{text}' is not an http(s) URL"));
             text.to_string()
@@ -492,15 +446,11 @@ fn duration(field: &str, text: &str, min_secs: u64, problems: &mut Vec<String>) 
     match humantime::parse_duration(text) {
         Ok(d) if d.as_secs() >= min_secs => d,
         Ok(_) => {
-            problems.push(format!(
-                "{field}: '{text}' is too short; the minimum is {min_secs}s"
-            ));
+            problems.push(format!("{field}: '{text}' is too short; the minimum is {min_secs}s"));
             Duration::from_secs(min_secs)
         }
         Err(e) => {
-            problems.push(format!(
-                "{field}: '{text}' is not a duration such as 30s, 5m, 2d ({e})"
-            ));
+            problems.push(format!("{field}: '{text}' is not a duration such as 30s, 5m, 2d ({e})"));
             Duration::from_secs(min_secs)
         }
     }

@@ -21,11 +21,7 @@ pub struct Normalizer {
 }
 
 impl Normalizer {
-    pub fn new(
-        connection_id: &str,
-        provider: Provider,
-        pricing: Arc<pricing::PricingRegistry>,
-    ) -> Self {
+    pub fn new(connection_id: &str, provider: Provider, pricing: Arc<pricing::PricingRegistry>) -> Self {
         Self {
             connection_id: connection_id.to_string(),
             provider,
@@ -48,10 +44,7 @@ impl Normalizer {
                 }
             }
         }
-        merged
-            .into_iter()
-            .map(|(key, record)| self.row(key, record))
-            .collect()
+        merged.into_iter().map(|(key, record)| self.row(key, record)).collect()
     }
 
     fn row(&self, record_key: u64, record: FetchedRecord) -> UsageRow {

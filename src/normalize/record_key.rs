@@ -100,10 +100,7 @@ mod tests {
             ("project_id", RawField::Null),
         ]);
         let encoded = canonical_encoding("acme-openai", &id);
-        assert_eq!(
-            xxhash_rust::xxh3::xxh3_64(&encoded),
-            record_key("acme-openai", &id)
-        );
+        assert_eq!(xxhash_rust::xxh3::xxh3_64(&encoded), record_key("acme-openai", &id));
         assert_eq!(record_key("acme-openai", &id), PINNED_KEY);
     }
 

@@ -263,9 +263,7 @@ pub struct FetchedRecord {
 }
 
 /// A `Decimal(38, 9)` value as ClickHouse stores it: the amount times 10^9.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Dec9(pub i128);
 
@@ -274,8 +272,7 @@ impl Dec9 {
 
     /// Rounds once, half-even, to 9 decimal places (DESIGN.md rule 2).
     pub fn from_decimal(value: Decimal) -> Self {
-        let mut rounded =
-            value.round_dp_with_strategy(Self::SCALE, RoundingStrategy::MidpointNearestEven);
+        let mut rounded = value.round_dp_with_strategy(Self::SCALE, RoundingStrategy::MidpointNearestEven);
         rounded.rescale(Self::SCALE);
         Dec9(rounded.mantissa())
     }
@@ -422,22 +419,13 @@ mod tests {
 
     #[test]
     fn dec9_rounds_half_even_once() {
-        assert_eq!(
-            Dec9::from_decimal(Decimal::from_str("0.0000000025").unwrap()).0,
-            2
-        );
-        assert_eq!(
-            Dec9::from_decimal(Decimal::from_str("0.0000000035").unwrap()).0,
-            4
-        );
+        assert_eq!(Dec9::from_decimal(Decimal::from_str("0.0000000025").unwrap()).0, 2);
+        assert_eq!(Dec9::from_decimal(Decimal::from_str("0.0000000035").unwrap()).0, 4);
         assert_eq!(
             Dec9::from_decimal(Decimal::from_str("412.8").unwrap()).0,
             412_800_000_000
         );
-        assert_eq!(
-            Dec9::from_decimal(Decimal::from_str("-1.5").unwrap()).0,
-            -1_500_000_000
-        );
+        assert_eq!(Dec9::from_decimal(Decimal::from_str("-1.5").unwrap()).0, -1_500_000_000);
         let back = Dec9(412_800_000_001).to_decimal();
         assert_eq!(back, Decimal::from_str("412.800000001").unwrap());
     }

@@ -78,12 +78,7 @@ pub struct ProviderHttp {
 }
 
 impl ProviderHttp {
-    pub fn new(
-        account: &str,
-        provider: Provider,
-        policy: RetryPolicy,
-        auth_hint: &str,
-    ) -> Result<Self, ProviderError> {
+    pub fn new(account: &str, provider: Provider, policy: RetryPolicy, auth_hint: &str) -> Result<Self, ProviderError> {
         let client = reqwest::Client::builder()
             .timeout(policy.request_timeout)
             .user_agent(concat!("tokentra-sync/", env!("CARGO_PKG_VERSION")))
@@ -117,11 +112,7 @@ impl ProviderHttp {
     /// Sends the request built by `build` (called again for each attempt) and
     /// parses the answer as JSON, retrying as the module doc says. Numbers keep
     /// their exact text (serde_json `arbitrary_precision`), so money is exact.
-    pub async fn get_json<F>(
-        &self,
-        endpoint: &str,
-        build: F,
-    ) -> Result<serde_json::Value, ProviderError>
+    pub async fn get_json<F>(&self, endpoint: &str, build: F) -> Result<serde_json::Value, ProviderError>
     where
         F: Fn(&reqwest::Client) -> RequestBuilder,
     {
@@ -206,14 +197,12 @@ impl ProviderHttp {
                 wait: Some(retry_after.unwrap_or(self.policy.base_delay)),
                 reason: format!("HTTP 429 rate limited: {detail}"),
             },
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                Attempt::Fail(ProviderError::Auth {
-                    account: self.account.clone(),
-                    provider: self.provider,
-                    status: status.as_u16(),
-                    hint: format!("{} (provider said: {detail})", self.auth_hint),
-                })
-            }
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Attempt::Fail(ProviderError::Auth {
+                account: self.account.clone(),
+                provider: self.provider,
+                status: status.as_u16(),
+                hint: format!("{} (provider said: {detail})", self.auth_hint),
+            }),
             s if s.is_server_error() => Attempt::Retry {
                 wait: retry_after,
                 reason: format!("HTTP {}: {detail}", s.as_u16()),
@@ -242,10 +231,7 @@ impl ProviderHttp {
 
 enum Attempt {
     Done(serde_json::Value),
-    Retry {
-        wait: Option<Duration>,
-        reason: String,
-    },
+    Retry { wait: Option<Duration>, reason: String },
     Fail(ProviderError),
 }
 
@@ -254,12 +240,7 @@ async fn read_json(response: Response) -> Result<serde_json::Value, String> {
         .bytes()
         .await
         .map_err(|e| format!("response body cut off: {}", without_url(&e)))?;
-    serde_json::from_slice(&body).map_err(|e| {
-        format!(
-            "response body is not complete JSON ({} bytes): {e}",
-            body.len()
-        )
-    })
+    serde_json::from_slice(&body).map_err(|e| format!("response body is not complete JSON ({} bytes): {e}", body.len()))
 }
 
 /// `Retry-After` as seconds or as an HTTP date.

@@ -23,38 +23,25 @@ pub fn decimal(value: &Value, field: &str) -> Result<Decimal, JsonError> {
         Value::Number(n) => n.to_string(),
         Value::String(s) => s.trim().to_string(),
         Value::Null => return Ok(Decimal::ZERO),
-        other => {
-            return Err(err(format!(
-                "field '{field}' should be a number, found {other}"
-            )))
-        }
+        other => return Err(err(format!("field '{field}' should be a number, found {other}"))),
     };
     Decimal::from_str(&text)
         .or_else(|_| Decimal::from_scientific(&text))
-        .map_err(|e| {
-            err(format!(
-                "field '{field}' is not a decimal number ({text}): {e}"
-            ))
-        })
+        .map_err(|e| err(format!("field '{field}' is not a decimal number ({text}): {e}")))
 }
 
 /// An optional integer metric: absent or null is 0; a fraction is an error.
 pub fn int_field(obj: &serde_json::Map<String, Value>, field: &str) -> Result<i64, JsonError> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(0),
-        Some(Value::Number(n)) => n.as_i64().ok_or_else(|| {
-            err(format!(
-                "field '{field}' should be a whole number, found {n}"
-            ))
-        }),
-        Some(Value::String(s)) => s.trim().parse::<i64>().map_err(|_| {
-            err(format!(
-                "field '{field}' should be a whole number, found \"{s}\""
-            ))
-        }),
-        Some(other) => Err(err(format!(
-            "field '{field}' should be a whole number, found {other}"
-        ))),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .ok_or_else(|| err(format!("field '{field}' should be a whole number, found {n}"))),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| err(format!("field '{field}' should be a whole number, found \"{s}\""))),
+        Some(other) => Err(err(format!("field '{field}' should be a whole number, found {other}"))),
     }
 }
 
@@ -68,24 +55,16 @@ pub fn str_field(obj: &serde_json::Map<String, Value>, field: &str) -> String {
     }
 }
 
-pub fn object<'a>(
-    value: &'a Value,
-    what: &str,
-) -> Result<&'a serde_json::Map<String, Value>, JsonError> {
+pub fn object<'a>(value: &'a Value, what: &str) -> Result<&'a serde_json::Map<String, Value>, JsonError> {
     value
         .as_object()
         .ok_or_else(|| err(format!("{what} should be a JSON object")))
 }
 
-pub fn array<'a>(
-    obj: &'a serde_json::Map<String, Value>,
-    field: &str,
-) -> Result<&'a Vec<Value>, JsonError> {
+pub fn array<'a>(obj: &'a serde_json::Map<String, Value>, field: &str) -> Result<&'a Vec<Value>, JsonError> {
     match obj.get(field) {
         Some(Value::Array(items)) => Ok(items),
-        Some(Value::Null) | None => Err(err(format!(
-            "field '{field}' is missing (expected an array)"
-        ))),
+        Some(Value::Null) | None => Err(err(format!("field '{field}' is missing (expected an array)"))),
         Some(other) => Err(err(format!(
             "field '{field}' should be an array, found {}",
             kind(other)
@@ -94,10 +73,7 @@ pub fn array<'a>(
 }
 
 /// Unix seconds (number or numeric string) as a UTC time.
-pub fn unix_seconds(
-    obj: &serde_json::Map<String, Value>,
-    field: &str,
-) -> Result<DateTime<Utc>, JsonError> {
+pub fn unix_seconds(obj: &serde_json::Map<String, Value>, field: &str) -> Result<DateTime<Utc>, JsonError> {
     let secs = match obj.get(field) {
         Some(Value::Number(n)) => n.as_i64(),
         Some(Value::String(s)) => s.parse::<i64>().ok(),
@@ -110,10 +86,7 @@ pub fn unix_seconds(
 }
 
 /// An RFC 3339 time as UTC.
-pub fn rfc3339(
-    obj: &serde_json::Map<String, Value>,
-    field: &str,
-) -> Result<DateTime<Utc>, JsonError> {
+pub fn rfc3339(obj: &serde_json::Map<String, Value>, field: &str) -> Result<DateTime<Utc>, JsonError> {
     let text = obj
         .get(field)
         .and_then(Value::as_str)
@@ -126,10 +99,7 @@ pub fn rfc3339(
 /// The pagination cursor: `has_more` + `next_page`. A page that says there is
 /// more but gives no cursor is malformed (following it would loop or lose data).
 pub fn next_page(obj: &serde_json::Map<String, Value>) -> Result<Option<String>, JsonError> {
-    let has_more = obj
-        .get("has_more")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let has_more = obj.get("has_more").and_then(Value::as_bool).unwrap_or(false);
     if !has_more {
         return Ok(None);
     }
@@ -160,15 +130,9 @@ mod tests {
         let d = decimal(&v["value"], "value").unwrap();
         assert_eq!(d.to_string(), "0.8958740000000000123");
         let s: Value = serde_json::from_str(r#""41280.000000""#).unwrap();
-        assert_eq!(
-            decimal(&s, "amount").unwrap(),
-            Decimal::from_str("41280").unwrap()
-        );
+        assert_eq!(decimal(&s, "amount").unwrap(), Decimal::from_str("41280").unwrap());
         let e: Value = serde_json::from_str("1e-3").unwrap();
-        assert_eq!(
-            decimal(&e, "x").unwrap(),
-            Decimal::from_str("0.001").unwrap()
-        );
+        assert_eq!(decimal(&e, "x").unwrap(), Decimal::from_str("0.001").unwrap());
         assert!(decimal(&Value::Bool(true), "x").is_err());
     }
 

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::config::AccountConfig;
 use crate::normalize::schema::{FetchedRecord, Granularity, RecordType};
 
 pub use http::{HttpStats, ProviderHttp, RetryPolicy};
@@ -74,11 +75,7 @@ impl Provider {
     pub fn is_billing_api(self) -> bool {
         matches!(
             self,
-            Provider::AwsBedrock
-                | Provider::AzureOpenAi
-                | Provider::GoogleVertex
-                | Provider::Runway
-                | Provider::PiApi
+            Provider::AwsBedrock | Provider::AzureOpenAi | Provider::GoogleVertex | Provider::Runway | Provider::PiApi
         )
     }
 
@@ -193,10 +190,7 @@ pub enum ProviderError {
 impl ProviderError {
     /// Auth and config errors will not heal by retrying the same sync.
     pub fn is_permanent(&self) -> bool {
-        matches!(
-            self,
-            ProviderError::Auth { .. } | ProviderError::Config { .. }
-        )
+        matches!(self, ProviderError::Auth { .. } | ProviderError::Config { .. })
     }
 }
 
@@ -210,12 +204,39 @@ pub trait ProviderAdapter: Send + Sync + 'static {
 
     /// Fetches every page of one endpoint for `window` (already snapped to whole
     /// buckets). Fails as a whole: a partial answer is never returned as success.
-    async fn fetch(
-        &self,
-        endpoint: &EndpointSpec,
-        window: TimeWindow,
-    ) -> Result<EndpointFetch, ProviderError>;
+    async fn fetch(&self, endpoint: &EndpointSpec, window: TimeWindow) -> Result<EndpointFetch, ProviderError>;
 
     /// Counters of the HTTP traffic this adapter made.
     fn http_stats(&self) -> Arc<HttpStats>;
+}
+
+/// The adapter for a validated account.
+pub fn build_adapter(account: &AccountConfig, policy: RetryPolicy) -> Result<Arc<dyn ProviderAdapter>, ProviderError> {
+    let api_key = || {
+        account
+            .credential("api_key")
+            .map(|s| s.expose().to_string())
+            .ok_or_else(|| ProviderError::Config {
+                account: account.id.clone(),
+                detail: "credentials.api_key is missing".into(),
+            })
+    };
+    match account.provider {
+        Provider::OpenAi => Ok(Arc::new(openai::OpenAiAdapter::new(
+            &account.id,
+            &account.base_url,
+            api_key()?,
+            policy,
+        )?)),
+        Provider::Anthropic => Ok(Arc::new(anthropic::AnthropicAdapter::new(
+            &account.id,
+            &account.base_url,
+            api_key()?,
+            policy,
+        )?)),
+        other => Err(ProviderError::Config {
+            account: account.id.clone(),
+            detail: format!("provider '{other}' is not supported by this release yet"),
+        }),
+    }
 }

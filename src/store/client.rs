@@ -18,11 +18,7 @@ pub enum StoreError {
         source: clickhouse::error::Error,
     },
     #[error("ClickHouse at {url}: {what} timed out after {secs}s")]
-    Timeout {
-        url: String,
-        what: String,
-        secs: u64,
-    },
+    Timeout { url: String, what: String, secs: u64 },
     #[error("ClickHouse at {url}: {detail}")]
     Unexpected { url: String, detail: String },
     #[error("migration {version} ({name}) failed: {source}")]
@@ -96,29 +92,17 @@ impl ClickhouseClient {
     /// Runs one statement; `{db}` in it is replaced by the database name.
     pub async fn execute(&self, sql: &str) -> Result<(), StoreError> {
         let sql = sql.replace("{db}", &self.database);
-        self.inner
-            .query(&sql)
-            .execute()
-            .await
-            .map_err(|e| self.err(e))
+        self.inner.query(&sql).execute().await.map_err(|e| self.err(e))
     }
 
     pub async fn create_database(&self) -> Result<(), StoreError> {
         let sql = format!("CREATE DATABASE IF NOT EXISTS {}", self.database);
-        self.server
-            .query(&sql)
-            .execute()
-            .await
-            .map_err(|e| self.err(e))
+        self.server.query(&sql).execute().await.map_err(|e| self.err(e))
     }
 
     pub async fn drop_database(&self) -> Result<(), StoreError> {
         let sql = format!("DROP DATABASE IF EXISTS {}", self.database);
-        self.server
-            .query(&sql)
-            .execute()
-            .await
-            .map_err(|e| self.err(e))
+        self.server.query(&sql).execute().await.map_err(|e| self.err(e))
     }
 
     /// `(major, minor)` of the server, e.g. `(18, 16)`.
@@ -183,11 +167,7 @@ impl ClickhouseClient {
 
     /// Whether the server answers at all (for `/readyz`).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.server
-            .query("SELECT 1")
-            .execute()
-            .await
-            .map_err(|e| self.err(e))
+        self.server.query("SELECT 1").execute().await.map_err(|e| self.err(e))
     }
 }
 

@@ -74,9 +74,7 @@ pub fn diff(
     let fetched_keys: BTreeSet<u64> = fetched.iter().map(|r| r.record_key).collect();
     for wanted in fetched {
         let groups = groups.remove(&wanted.record_key).unwrap_or_default();
-        let keeper = groups
-            .iter()
-            .position(|g| g.net >= 1 && g.row.same_content(wanted));
+        let keeper = groups.iter().position(|g| g.net >= 1 && g.row.same_content(wanted));
         for (index, group) in groups.iter().enumerate() {
             // Keep exactly one live copy of a stored row equal to what we want.
             let target = i64::from(Some(index) == keeper);
@@ -92,10 +90,7 @@ pub fn diff(
         }
     }
     // Whatever is left was stored in scope and is no longer reported: vanished.
-    let mut vanished: Vec<(u64, Vec<Group>)> = groups
-        .into_iter()
-        .filter(|(k, _)| !fetched_keys.contains(k))
-        .collect();
+    let mut vanished: Vec<(u64, Vec<Group>)> = groups.into_iter().filter(|(k, _)| !fetched_keys.contains(k)).collect();
     vanished.sort_by_key(|(k, _)| *k);
     for (_, groups) in vanished {
         for group in groups {

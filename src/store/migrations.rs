@@ -52,12 +52,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(5, "sync_state", "0005_sync_state.sql"),
     migration!(6, "workspace_names", "0006_workspace_names.sql"),
     // TTL: ClickHouse 19.6.
-    migration!(
-        1001,
-        "sync_runs_ttl",
-        "gated/1001_sync_runs_ttl.sql",
-        (19, 6)
-    ),
+    migration!(1001, "sync_runs_ttl", "gated/1001_sync_runs_ttl.sql", (19, 6)),
 ];
 
 impl Migration {
@@ -79,10 +74,7 @@ pub struct MigrationReport {
 }
 
 /// The migrations to apply, in order, given what is applied and the server.
-pub fn plan(
-    server: (u32, u32),
-    applied: &BTreeSet<u32>,
-) -> (Vec<&'static Migration>, Vec<&'static Migration>) {
+pub fn plan(server: (u32, u32), applied: &BTreeSet<u32>) -> (Vec<&'static Migration>, Vec<&'static Migration>) {
     let mut run = Vec::new();
     let mut unsupported = Vec::new();
     for migration in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
@@ -109,10 +101,7 @@ pub async fn migrate(client: &ClickhouseClient) -> Result<MigrationReport, Store
     client.create_database().await?;
     let server = client.server_version().await?;
     let bootstrap = &MIGRATIONS[0];
-    client
-        .execute(bootstrap.sql)
-        .await
-        .map_err(|e| wrap(bootstrap, e))?;
+    client.execute(bootstrap.sql).await.map_err(|e| wrap(bootstrap, e))?;
     let applied: Vec<AppliedRow> = client
         .raw()
         .query("SELECT version, name, checksum, toUInt32(applied_at) AS applied_at FROM schema_migrations")
@@ -134,10 +123,7 @@ pub async fn migrate(client: &ClickhouseClient) -> Result<MigrationReport, Store
     let (run, unsupported) = plan(server, &applied_versions);
     let mut report = MigrationReport::default();
     for migration in run {
-        client
-            .execute(migration.sql)
-            .await
-            .map_err(|e| wrap(migration, e))?;
+        client.execute(migration.sql).await.map_err(|e| wrap(migration, e))?;
         let record = AppliedRow {
             version: migration.version,
             name: migration.name.to_string(),
@@ -148,11 +134,7 @@ pub async fn migrate(client: &ClickhouseClient) -> Result<MigrationReport, Store
             .insert_rows("schema_migrations", &[record])
             .await
             .map_err(|e| wrap(migration, e))?;
-        tracing::info!(
-            version = migration.version,
-            name = migration.name,
-            "applied migration"
-        );
+        tracing::info!(version = migration.version, name = migration.name, "applied migration");
         report.applied.push(migration.name.to_string());
     }
     for migration in unsupported {
@@ -179,9 +161,7 @@ fn wrap(migration: &Migration, source: StoreError) -> StoreError {
 /// `{db}` filled in. Used by `migrate --print-sql` and the chdb test.
 pub fn fresh_plan_sql(server: (u32, u32), database: &str) -> Vec<String> {
     let (run, _) = plan(server, &BTreeSet::new());
-    run.iter()
-        .map(|m| m.sql.replace("{db}", database))
-        .collect()
+    run.iter().map(|m| m.sql.replace("{db}", database)).collect()
 }
 
 #[cfg(test)]
@@ -206,16 +186,8 @@ mod tests {
                 .filter(|l| !l.trim_start().starts_with("--"))
                 .collect::<Vec<_>>()
                 .join("\n");
-            assert!(
-                !code.contains(';'),
-                "{} must hold exactly one statement",
-                m.name
-            );
-            assert!(
-                m.sql.contains("{db}."),
-                "{} must qualify tables with {{db}}",
-                m.name
-            );
+            assert!(!code.contains(';'), "{} must hold exactly one statement", m.name);
+            assert!(m.sql.contains("{db}."), "{} must qualify tables with {{db}}", m.name);
         }
     }
 

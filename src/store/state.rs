@@ -39,10 +39,7 @@ pub async fn read_scope_rows(
         .fetch_all()
         .await
         .map_err(|e| client.err(e))?;
-    Ok(rows
-        .into_iter()
-        .filter(|r| buckets.contains(&r.bucket_start))
-        .collect())
+    Ok(rows.into_iter().filter(|r| buckets.contains(&r.bucket_start)).collect())
 }
 
 /// The sync progress of one account.
@@ -54,14 +51,29 @@ pub struct Watermark {
     pub last_deep_sync_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize, Deserialize, clickhouse::Row)]
-struct SyncStateRow {
-    connection_id: String,
-    provider: String,
-    watermark: u32,
-    last_success_at: u32,
-    last_deep_sync_at: u32,
-    updated_at: u64,
+/// One row of `sync_state`.
+#[derive(Clone, Debug, Serialize, Deserialize, clickhouse::Row)]
+pub struct SyncStateRow {
+    pub connection_id: String,
+    pub provider: String,
+    pub watermark: u32,
+    pub last_success_at: u32,
+    pub last_deep_sync_at: u32,
+    /// Microseconds; the newest row per connection wins.
+    pub updated_at: u64,
+}
+
+impl SyncStateRow {
+    pub fn new(connection_id: &str, provider: &str, state: &Watermark) -> Self {
+        Self {
+            connection_id: connection_id.to_string(),
+            provider: provider.to_string(),
+            watermark: to_ch_seconds(state.watermark),
+            last_success_at: to_ch_seconds(state.last_success_at),
+            last_deep_sync_at: to_ch_seconds(state.last_deep_sync_at),
+            updated_at: Utc::now().timestamp_micros().max(0) as u64,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, clickhouse::Row)]
@@ -71,10 +83,7 @@ struct WatermarkRow {
     last_deep_sync_at: u32,
 }
 
-pub async fn read_watermark(
-    client: &ClickhouseClient,
-    connection_id: &str,
-) -> Result<Option<Watermark>, StoreError> {
+pub async fn read_watermark(client: &ClickhouseClient, connection_id: &str) -> Result<Option<Watermark>, StoreError> {
     let row: Option<WatermarkRow> = client
         .raw()
         .query(
@@ -92,25 +101,6 @@ pub async fn read_watermark(
         last_success_at: from_ch_seconds(r.last_success_at),
         last_deep_sync_at: from_ch_seconds(r.last_deep_sync_at),
     }))
-}
-
-/// Records a new watermark. `updated_at` is microseconds and strictly
-/// increasing per call site, so the newest write wins even within a second.
-pub async fn write_watermark(
-    client: &ClickhouseClient,
-    connection_id: &str,
-    provider: &str,
-    state: &Watermark,
-) -> Result<(), StoreError> {
-    let row = SyncStateRow {
-        connection_id: connection_id.to_string(),
-        provider: provider.to_string(),
-        watermark: to_ch_seconds(state.watermark),
-        last_success_at: to_ch_seconds(state.last_success_at),
-        last_deep_sync_at: to_ch_seconds(state.last_deep_sync_at),
-        updated_at: Utc::now().timestamp_micros().max(0) as u64,
-    };
-    client.insert_rows("sync_state", &[row]).await
 }
 
 /// One row of `sync_runs`.
@@ -134,15 +124,6 @@ pub struct SyncRunRow {
     pub error: String,
     pub started_at: u32,
     pub finished_at: u32,
-}
-
-pub async fn record_sync_run(
-    client: &ClickhouseClient,
-    run: &SyncRunRow,
-) -> Result<(), StoreError> {
-    client
-        .insert_rows("sync_runs", std::slice::from_ref(run))
-        .await
 }
 
 /// Drops `sync_runs` partitions older than `keep_days` (ClickHouse 18.16 has
@@ -177,9 +158,7 @@ pub async fn prune_sync_runs(
         };
         if day < cutoff {
             client
-                .execute(&format!(
-                    "ALTER TABLE {{db}}.sync_runs DROP PARTITION {day}"
-                ))
+                .execute(&format!("ALTER TABLE {{db}}.sync_runs DROP PARTITION {day}"))
                 .await?;
             dropped += 1;
         }

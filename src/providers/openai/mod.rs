@@ -1,1 +1,337 @@
-//! OpenAI Admin API adapter.
+//! OpenAI Admin API adapter: `/organization/usage/*` and `/organization/costs`.
+//!
+//! One request shape for every endpoint: `start_time`/`end_time` in Unix
+//! seconds (end exclusive, clamped to now because OpenAI has rejected future
+//! ends), the widest `limit` the bucket width allows, every `group_by[]` field
+//! the endpoint supports (so each record is as fine as the API can make it and
+//! its raw grouping fields form its identity), then `page=<next_page>` with
+//! otherwise identical parameters until `has_more` is false.
+//!
+//! Usage comes hourly; costs come daily because that is the only width the
+//! Costs endpoint offers, and costs are the bill (usage "may not reconcile").
+
+mod line_items;
+mod parse;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Utc;
+
+use super::{
+    EndpointFetch, EndpointSpec, HttpStats, Provider, ProviderAdapter, ProviderError, ProviderHttp, RetryPolicy,
+    TimeWindow,
+};
+use crate::normalize::schema::{Granularity, RecordType};
+
+/// Shown with a 401/403: the usual cause is a project key instead of an Admin key.
+const AUTH_HINT: &str = "the OpenAI usage and costs APIs need an Admin key (sk-admin-...); \
+project keys cannot read organization usage. Create one under Organization settings > Admin keys \
+and put it in credentials.api_key";
+
+/// How the measures of an endpoint's result objects are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Metrics {
+    /// Tokens with cache reads/writes, and model requests.
+    Completions,
+    /// `input_tokens` and model requests (embeddings, moderations).
+    InputTokens,
+    /// One count in `unit`, read from `field`; `requests` says whether the
+    /// endpoint also reports `num_model_requests`.
+    Quantity {
+        field: &'static str,
+        unit: &'static str,
+        requests: bool,
+    },
+    /// Billed money per line item.
+    Costs,
+}
+
+/// One endpoint: its stream, URL path and request shape.
+#[derive(Clone, Copy, Debug)]
+struct EndpointDef {
+    spec: EndpointSpec,
+    /// Appended to the base URL.
+    path: &'static str,
+    /// Every field the endpoint can group by, sent as `group_by[]`.
+    group_by: &'static [&'static str],
+    /// Buckets per page: the API's maximum for this width and endpoint.
+    limit: u32,
+    metrics: Metrics,
+}
+
+const KEY_MODEL: &[&str] = &["project_id", "user_id", "api_key_id", "model"];
+
+const fn usage(
+    endpoint: &'static str,
+    path: &'static str,
+    group_by: &'static [&'static str],
+    metrics: Metrics,
+) -> EndpointDef {
+    EndpointDef {
+        spec: EndpointSpec {
+            record_type: RecordType::Usage,
+            endpoint,
+            granularity: Granularity::Hour,
+        },
+        path,
+        group_by,
+        limit: 168,
+        metrics,
+    }
+}
+
+const fn quantity(field: &'static str, unit: &'static str, requests: bool) -> Metrics {
+    Metrics::Quantity { field, unit, requests }
+}
+
+/// The streams this adapter pulls. `file_search_calls` and `web_search_calls`
+/// are newer usage endpoints not pulled yet; their money still arrives through
+/// `costs` (line items `file search tool calls`, `web search tool calls`).
+const ENDPOINTS: &[EndpointDef] = &[
+    usage(
+        "completions",
+        "/organization/usage/completions",
+        &["project_id", "user_id", "api_key_id", "model", "batch", "service_tier"],
+        Metrics::Completions,
+    ),
+    usage(
+        "embeddings",
+        "/organization/usage/embeddings",
+        KEY_MODEL,
+        Metrics::InputTokens,
+    ),
+    usage(
+        "moderations",
+        "/organization/usage/moderations",
+        KEY_MODEL,
+        Metrics::InputTokens,
+    ),
+    usage(
+        "images",
+        "/organization/usage/images",
+        &["project_id", "user_id", "api_key_id", "model", "size", "source"],
+        quantity("images", "images", true),
+    ),
+    usage(
+        "audio_speeches",
+        "/organization/usage/audio_speeches",
+        KEY_MODEL,
+        quantity("characters", "characters", true),
+    ),
+    usage(
+        "audio_transcriptions",
+        "/organization/usage/audio_transcriptions",
+        KEY_MODEL,
+        quantity("seconds", "seconds", true),
+    ),
+    // `usage_bytes` is a storage gauge (bytes held during the bucket), not a
+    // flow: 24 hourly readings of 1 GB are not 24 GB, and the daily rollup sums
+    // whatever is stored. Daily buckets keep one reading per day, which sums
+    // into GB-days, the unit storage is billed in.
+    EndpointDef {
+        spec: EndpointSpec {
+            record_type: RecordType::Usage,
+            endpoint: "vector_stores",
+            granularity: Granularity::Day,
+        },
+        path: "/organization/usage/vector_stores",
+        group_by: &["project_id"],
+        limit: 31,
+        metrics: quantity("usage_bytes", "bytes", false),
+    },
+    usage(
+        "code_interpreter_sessions",
+        "/organization/usage/code_interpreter_sessions",
+        &["project_id"],
+        quantity("num_sessions", "sessions", false),
+    ),
+    EndpointDef {
+        spec: EndpointSpec {
+            record_type: RecordType::Cost,
+            endpoint: "costs",
+            granularity: Granularity::Day,
+        },
+        path: "/organization/costs",
+        group_by: &["project_id", "line_item", "api_key_id"],
+        limit: 180,
+        metrics: Metrics::Costs,
+    },
+];
+
+impl EndpointDef {
+    /// Every parameter but `page`, in a fixed order so that every page of one
+    /// fetch asks the same question.
+    fn query(&self, start: i64, end: i64) -> Vec<(&'static str, String)> {
+        let mut query = vec![
+            ("start_time", start.to_string()),
+            ("end_time", end.to_string()),
+            ("bucket_width", self.spec.granularity.as_str().to_string()),
+            ("limit", self.limit.to_string()),
+        ];
+        query.extend(self.group_by.iter().map(|field| ("group_by[]", field.to_string())));
+        query
+    }
+}
+
+/// The Admin key, kept out of every Debug and error text.
+struct ApiKey(String);
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// One OpenAI organization (one Admin key).
+pub struct OpenAiAdapter {
+    account: String,
+    /// API root without a trailing slash, e.g. `https://api.openai.com/v1`.
+    base_url: String,
+    api_key: ApiKey,
+    http: ProviderHttp,
+}
+
+impl fmt::Debug for OpenAiAdapter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenAiAdapter")
+            .field("account", &self.account)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenAiAdapter {
+    /// `base_url` is the API root as the OpenAI SDK uses it
+    /// (`https://api.openai.com/v1`); a trailing slash is fine.
+    pub fn new(account_id: &str, base_url: &str, api_key: String, policy: RetryPolicy) -> Result<Self, ProviderError> {
+        let config_error = |detail: String| ProviderError::Config {
+            account: account_id.to_string(),
+            detail,
+        };
+        let base_url = base_url.trim().trim_end_matches('/').to_string();
+        match url::Url::parse(&base_url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+            _ => {
+                return Err(config_error(format!(
+                    "base_url '{base_url}' is not an http(s) URL; use the API root, e.g. https://api.openai.com/v1"
+                )))
+            }
+        }
+        if api_key.trim().is_empty() {
+            return Err(config_error(
+                "credentials.api_key is empty; set it to an OpenAI Admin key (sk-admin-...)".to_string(),
+            ));
+        }
+        if !api_key.starts_with("sk-admin-") {
+            // Not fatal: OpenAI may change key prefixes. A project key fails
+            // with 401/403 and the auth hint says what to do.
+            tracing::warn!(
+                account = account_id,
+                "credentials.api_key does not look like an OpenAI Admin key (sk-admin-...)"
+            );
+        }
+        let http = ProviderHttp::new(account_id, Provider::OpenAi, policy, AUTH_HINT)?;
+        Ok(Self {
+            account: account_id.to_string(),
+            base_url,
+            api_key: ApiKey(api_key),
+            http,
+        })
+    }
+
+    fn def(&self, spec: &EndpointSpec) -> Result<&'static EndpointDef, ProviderError> {
+        ENDPOINTS
+            .iter()
+            .find(|def| def.spec == *spec)
+            .ok_or_else(|| ProviderError::Config {
+                account: self.account.clone(),
+                detail: format!(
+                    "openai has no {} endpoint '{}' at {}",
+                    spec.record_type, spec.endpoint, spec.granularity
+                ),
+            })
+    }
+
+    fn malformed(&self, def: &EndpointDef, detail: impl Into<String>) -> ProviderError {
+        ProviderError::Malformed {
+            account: self.account.clone(),
+            endpoint: def.spec.endpoint.to_string(),
+            detail: detail.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl ProviderAdapter for OpenAiAdapter {
+    fn provider(&self) -> Provider {
+        Provider::OpenAi
+    }
+
+    fn endpoints(&self) -> Vec<EndpointSpec> {
+        ENDPOINTS.iter().map(|def| def.spec).collect()
+    }
+
+    async fn fetch(&self, endpoint: &EndpointSpec, window: TimeWindow) -> Result<EndpointFetch, ProviderError> {
+        let def = self.def(endpoint)?;
+        // Snapping is idempotent; it keeps bucket starts (part of every record
+        // key) on bucket edges even if a caller passed a ragged window.
+        let window = window.snapped_out(def.spec.granularity);
+        let start = window.start.timestamp();
+        let end = window.end.min(Utc::now()).timestamp();
+        if end <= start {
+            return Ok(EndpointFetch::default());
+        }
+
+        let url = format!("{}{}", self.base_url, def.path);
+        let query = def.query(start, end);
+        let mut fetch = EndpointFetch::default();
+        let mut cursor: Option<String> = None;
+        let mut seen_cursors = HashSet::new();
+        for page_number in 1.. {
+            let body = self
+                .http
+                .get_json(def.spec.endpoint, |client| {
+                    let request = client.get(&url).bearer_auth(&self.api_key.0).query(&query);
+                    match &cursor {
+                        Some(page) => request.query(&[("page", page)]),
+                        None => request,
+                    }
+                })
+                .await?;
+            let page = parse::page(def, &body).map_err(|e| self.malformed(def, format!("page {page_number}: {e}")))?;
+            tracing::debug!(
+                account = %self.account,
+                endpoint = def.spec.endpoint,
+                page = page_number,
+                buckets = page.covered.len(),
+                records = page.records.len(),
+                "openai page"
+            );
+            fetch.records.extend(page.records);
+            fetch.covered_buckets.extend(page.covered);
+            match page.next_page {
+                None => break,
+                // A cursor seen before would loop forever.
+                Some(next) if !seen_cursors.insert(next.clone()) => {
+                    return Err(self.malformed(
+                        def,
+                        format!("page {page_number}: next_page '{next}' was already followed (pagination loop)"),
+                    ));
+                }
+                Some(next) => cursor = Some(next),
+            }
+        }
+        Ok(fetch)
+    }
+
+    fn http_stats(&self) -> Arc<HttpStats> {
+        self.http.stats()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -94,13 +94,7 @@ fn a_changed_record_is_a_verbatim_cancel_plus_a_new_version() {
     let mut stored = row(1, 0, 10, 5);
     stored.version = 500;
     stored.synced_at = 3;
-    let d = diff(
-        &[stored.clone()],
-        &[row(1, 0, 11, 5)],
-        &buckets(&[0]),
-        1_000,
-        9,
-    );
+    let d = diff(&[stored.clone()], &[row(1, 0, 11, 5)], &buckets(&[0]), 1_000, 9);
     assert_eq!(d.rows.len(), 2);
     let cancel = d.rows.iter().find(|r| r.sign == -1).unwrap();
     assert_eq!(cancel, &stored.negated());
@@ -122,13 +116,7 @@ fn a_vanished_record_is_cancelled_only_inside_the_scope() {
 fn a_bucket_absent_from_the_answer_is_not_vanished() {
     let mut stored = row(1, 7200, 10, 5);
     stored.version = 5;
-    let d = diff(
-        &[stored],
-        &[row(2, 0, 1, 1)],
-        &buckets(&[0, 3600]),
-        1_000,
-        9,
-    );
+    let d = diff(&[stored], &[row(2, 0, 1, 1)], &buckets(&[0, 3600]), 1_000, 9);
     assert_eq!((d.added, d.cancelled), (1, 0));
 }
 
@@ -165,13 +153,7 @@ fn a_duplicated_cancel_is_restored() {
     let mut new = row(1, 0, 12, 5);
     new.version = 6;
     // old +1, old -1 twice (a retried delta), new +1 twice.
-    let table = vec![
-        old.clone(),
-        old.negated(),
-        old.negated(),
-        new.clone(),
-        new.clone(),
-    ];
+    let table = vec![old.clone(), old.negated(), old.negated(), new.clone(), new.clone()];
     let d = diff(&table, &[row(1, 0, 12, 5)], &buckets(&[0]), 1_000, 9);
     let mut after = table.clone();
     after.extend(d.rows.clone());
@@ -210,9 +192,7 @@ fn answer() -> impl Strategy<Value = Vec<UsageRow>> {
         slots
             .into_iter()
             .enumerate()
-            .filter_map(|(key, v)| {
-                v.map(|(tokens, cost)| row(key as u64, (key as u32 % 2) * 3600, tokens, cost))
-            })
+            .filter_map(|(key, v)| v.map(|(tokens, cost)| row(key as u64, (key as u32 % 2) * 3600, tokens, cost)))
             .collect()
     })
 }
@@ -246,10 +226,7 @@ fn land(table: &mut Vec<UsageRow>, delta: &Delta, how: &Landing) {
             table.extend(delta.rows.iter().cloned());
             table.extend(delta.rows.iter().cloned());
         }
-        Landing::Interrupted {
-            batch,
-            batches_landed,
-        } => {
+        Landing::Interrupted { batch, batches_landed } => {
             table.extend(delta.rows.iter().take(batch * batches_landed).cloned());
         }
     }

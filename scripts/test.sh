@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): installs what the tests need on a fresh
+# Debian machine, starts a private ClickHouse server on loopback (time zone
+# deliberately not UTC), and runs every test against it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+if ! command -v clickhouse-server >/dev/null 2>&1 && [ ! -x /usr/sbin/clickhouse-server ]; then
+  log "installing clickhouse-server (Debian package)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq clickhouse-server >/dev/null
+fi
+if ! command -v curl >/dev/null 2>&1; then
+  apt-get install -y -qq curl >/dev/null
+fi
+if ! python3 -c 'import chdb' >/dev/null 2>&1; then
+  log "installing chdb (current ClickHouse engine, for the migration test)"
+  python3 -m pip install --quiet --disable-pip-version-check 'chdb==4.4.0'
+fi
+
+work=$(mktemp -d /tmp/tokentra-test.XXXXXX)
+port=$(python3 - <<'PY'
+import random, socket
+for _ in range(200):
+    p = random.randint(20000, 60000)
+    ok = True
+    for q in (p, p + 1):
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", q))
+        except OSError:
+            ok = False
+        finally:
+            s.close()
+    if ok:
+        print(p)
+        break
+PY
+)
+cleanup() { scripts/clickhouse-server.sh stop "$work/clickhouse" || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+log "starting ClickHouse (18.16 from Debian) on 127.0.0.1:$port, server time zone Asia/Kolkata"
+scripts/clickhouse-server.sh start "$work/clickhouse" "$port" Asia/Kolkata
+export TOKENTRA_TEST_CLICKHOUSE_URL="http://127.0.0.1:$port"
+
+log "building"
+cargo build --all-targets --locked
+
+log "migrations on chdb's current ClickHouse engine"
+./target/debug/tokentra-sync migrate --print-sql --server-version 26.1 --database tokentra > "$work/plan.sql"
+python3 tests/chdb/test_migrations.py "$work/plan.sql"
+
+log "unit, property and integration tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --locked --no-fail-fast
+else
+  cargo test --locked --no-fail-fast
+fi

@@ -1,0 +1,303 @@
+//! One actor per provider account: schedules its syncs, keeps at most one in
+//! flight, coalesces ticks that arrive during a sync, and stops cleanly.
+//!
+//! The sync itself is plain async code ([`crate::sync::AccountSync`]) spawned
+//! on the actor's context, so the arbiter never blocks; CPU-heavy steps run on
+//! the blocking pool inside it. A panic inside a sync is caught, reported as a
+//! crash, and the actor stops so that its actix `Supervisor` restarts it with
+//! backoff.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::Utc;
+use futures::FutureExt;
+use rand::Rng;
+use tokio::sync::oneshot;
+
+use crate::metrics;
+use crate::store::state::read_watermark;
+use crate::sync::window::SyncKind;
+use crate::sync::AccountSync;
+
+/// Counters the supervisor (and tests) read to see the actor's life.
+#[derive(Debug, Default)]
+pub struct ConnectionLife {
+    pub starts: AtomicU32,
+    pub restarts: AtomicU32,
+    pub syncs_started: AtomicU32,
+    pub syncs_finished: AtomicU32,
+    pub coalesced: AtomicU32,
+}
+
+/// Schedule of one account.
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    pub interval: Duration,
+    pub jitter: Duration,
+    pub deep_interval: Duration,
+    /// Whether the first tick happens right away (the daemon) or waits an
+    /// interval (tests that drive syncs by message).
+    pub tick_on_start: bool,
+}
+
+pub struct ConnectionActor {
+    sync: AccountSync,
+    schedule: Schedule,
+    life: Arc<ConnectionLife>,
+    in_flight: bool,
+    pending: Option<SyncKind>,
+    /// Consecutive failed syncs or crashes; stretches the next delay.
+    failures: u32,
+    /// Set by [`Stop`]: no new syncs; the actor idles until its last address
+    /// is dropped (an actix `Supervisor` would restart a stopped actor).
+    stopping: bool,
+    stop_waiters: Vec<oneshot::Sender<()>>,
+    next_tick: Option<SpawnHandle>,
+}
+
+impl ConnectionActor {
+    pub fn new(sync: AccountSync, schedule: Schedule, life: Arc<ConnectionLife>) -> Self {
+        Self {
+            sync,
+            schedule,
+            life,
+            in_flight: false,
+            pending: None,
+            failures: 0,
+            stopping: false,
+            stop_waiters: Vec::new(),
+            next_tick: None,
+        }
+    }
+
+    fn account(&self) -> &str {
+        &self.sync.account.id
+    }
+
+    /// Next tick after the interval plus jitter, stretched after failures.
+    fn schedule_tick(&mut self, ctx: &mut Context<Self>, delay: Option<Duration>) {
+        if self.stopping {
+            return;
+        }
+        if let Some(handle) = self.next_tick.take() {
+            ctx.cancel_future(handle);
+        }
+        let delay = delay.unwrap_or_else(|| {
+            let jitter = if self.schedule.jitter.is_zero() {
+                Duration::ZERO
+            } else {
+                rand::thread_rng().gen_range(Duration::ZERO..self.schedule.jitter)
+            };
+            self.schedule.interval + jitter
+        });
+        self.next_tick = Some(ctx.run_later(delay, |act, ctx| {
+            act.next_tick = None;
+            act.on_tick(ctx);
+        }));
+    }
+
+    fn on_tick(&mut self, ctx: &mut Context<Self>) {
+        self.request(SyncKind::Incremental, ctx);
+        self.schedule_tick(ctx, None);
+    }
+
+    /// Starts a sync now, or remembers it for when the running one ends.
+    fn request(&mut self, kind: SyncKind, ctx: &mut Context<Self>) -> bool {
+        if self.stopping {
+            return false;
+        }
+        if self.in_flight {
+            self.life.coalesced.fetch_add(1, Ordering::Relaxed);
+            // A deep or explicit request outranks a scheduled one.
+            self.pending = match (self.pending, kind) {
+                (Some(existing), SyncKind::Incremental) => Some(existing),
+                _ => Some(kind),
+            };
+            return false;
+        }
+        self.in_flight = true;
+        self.life.syncs_started.fetch_add(1, Ordering::Relaxed);
+        let sync = self.sync.clone();
+        let deep_interval = self.schedule.deep_interval;
+        let work = async move {
+            let kind = match kind {
+                SyncKind::Incremental => upgrade_to_deep(&sync, deep_interval).await,
+                other => other,
+            };
+            let trigger = match kind {
+                SyncKind::Incremental => "schedule",
+                SyncKind::Deep => "deep",
+                SyncKind::Explicit { .. } => "manual",
+            };
+            sync.run(kind, trigger).await
+        };
+        ctx.spawn(
+            AssertUnwindSafe(work)
+                .catch_unwind()
+                .into_actor(self)
+                .map(|outcome, act, ctx| {
+                    act.in_flight = false;
+                    act.life.syncs_finished.fetch_add(1, Ordering::Relaxed);
+                    match outcome {
+                        Ok(Ok(reports)) if reports.iter().all(|r| r.succeeded) => act.failures = 0,
+                        Ok(Ok(_)) => act.failures += 1,
+                        Ok(Err(err)) => {
+                            act.failures += 1;
+                            tracing::warn!(account = %act.account(), error = %err, "sync could not run");
+                            metrics::account_status(act.account(), act.sync.account.provider, "failed");
+                        }
+                        Err(_) => {
+                            act.failures += 1;
+                            tracing::error!(account = %act.account(), "sync panicked; restarting the connection actor");
+                            metrics::account_status(act.account(), act.sync.account.provider, "failed");
+                            ctx.stop();
+                            return;
+                        }
+                    }
+                    if act.stopping {
+                        for waiter in act.stop_waiters.drain(..) {
+                            let _ = waiter.send(());
+                        }
+                        return;
+                    }
+                    if act.failures > 0 {
+                        // Retry sooner than a full interval, but back off.
+                        act.schedule_tick(ctx, Some(failure_backoff(act.failures, act.schedule.interval)));
+                    }
+                    if let Some(next) = act.pending.take() {
+                        act.request(next, ctx);
+                    }
+                }),
+        );
+        true
+    }
+}
+
+/// A scheduled sync becomes the deep re-sync once that is due.
+async fn upgrade_to_deep(sync: &AccountSync, deep_interval: Duration) -> SyncKind {
+    match read_watermark(&sync.store, &sync.account.id).await {
+        Ok(Some(state)) => {
+            let since = Utc::now() - state.last_deep_sync_at;
+            if since.to_std().unwrap_or(Duration::MAX) >= deep_interval {
+                SyncKind::Deep
+            } else {
+                SyncKind::Incremental
+            }
+        }
+        // No history yet: the incremental plan backfills.
+        _ => SyncKind::Incremental,
+    }
+}
+
+/// 10s, 20s, 40s, ... capped at the interval.
+pub fn failure_backoff(failures: u32, interval: Duration) -> Duration {
+    let base = Duration::from_secs(10).saturating_mul(1 << failures.saturating_sub(1).min(10));
+    base.min(interval.max(Duration::from_secs(10)))
+}
+
+impl Actor for ConnectionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.life.starts.fetch_add(1, Ordering::Relaxed);
+        if self.stopping {
+            return;
+        }
+        metrics::account_status(self.account(), self.sync.account.provider, "idle");
+        if self.schedule.tick_on_start && self.failures == 0 {
+            self.on_tick(ctx);
+        } else if self.failures > 0 {
+            let delay = failure_backoff(self.failures, self.schedule.interval);
+            self.schedule_tick(ctx, Some(delay));
+        } else {
+            self.schedule_tick(ctx, None);
+        }
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if self.stopping {
+            metrics::account_status(self.account(), self.sync.account.provider, "stopped");
+        }
+    }
+}
+
+impl Supervised for ConnectionActor {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        self.life.restarts.fetch_add(1, Ordering::Relaxed);
+        self.in_flight = false;
+        self.next_tick = None;
+    }
+}
+
+/// Ask for a sync now (admin API). Answers whether it started right away
+/// (`true`) or was coalesced into the one after the running sync (`false`).
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct TriggerSync(pub SyncKind);
+
+impl Handler<TriggerSync> for ConnectionActor {
+    type Result = bool;
+
+    fn handle(&mut self, TriggerSync(kind): TriggerSync, ctx: &mut Self::Context) -> bool {
+        self.request(kind, ctx)
+    }
+}
+
+/// Stop scheduling and let a running sync finish. Resolves when no sync is
+/// running any more; the actor then ends when its addresses are dropped.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+impl Handler<Stop> for ConnectionActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) -> Self::Result {
+        if let Some(handle) = self.next_tick.take() {
+            ctx.cancel_future(handle);
+        }
+        self.pending = None;
+        self.stopping = true;
+        metrics::account_status(self.account(), self.sync.account.provider, "stopped");
+        let (tx, rx) = oneshot::channel();
+        if self.in_flight {
+            self.stop_waiters.push(tx);
+        } else {
+            let _ = tx.send(());
+        }
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
+
+/// Whether a sync is running (for tests and status).
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct IsSyncing;
+
+impl Handler<IsSyncing> for ConnectionActor {
+    type Result = bool;
+
+    fn handle(&mut self, _: IsSyncing, _: &mut Self::Context) -> bool {
+        self.in_flight
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_backoff_grows_and_caps_at_the_interval() {
+        let interval = Duration::from_secs(300);
+        assert_eq!(failure_backoff(1, interval), Duration::from_secs(10));
+        assert_eq!(failure_backoff(2, interval), Duration::from_secs(20));
+        assert_eq!(failure_backoff(3, interval), Duration::from_secs(40));
+        assert_eq!(failure_backoff(30, interval), interval);
+    }
+}

@@ -1,0 +1,332 @@
+//! The supervisor: one connection actor per enabled account, reconciled from
+//! config (added / changed / removed accounts start, restart or stop one actor
+//! each), and the daemon's lifecycle around it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::connection::{ConnectionActor, ConnectionLife, Schedule, Stop, TriggerSync};
+use super::writer::{WriterActor, WriterHandle};
+use crate::app::App;
+use crate::config::AccountConfig;
+use crate::lock::AccountLock;
+use crate::store::migrations;
+use crate::sync::window::SyncKind;
+
+/// How long a stopping daemon waits for running syncs before abandoning them
+/// (an abandoned sync never moved its watermark, so nothing is lost).
+const STOP_GRACE: Duration = Duration::from_secs(60);
+/// How long a stopping daemon waits for the writer to store buffered rows.
+const FLUSH_GRACE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("admin API cannot listen on {addr}: {source}")]
+    Admin {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+struct Connection {
+    addr: Addr<ConnectionActor>,
+    life: Arc<ConnectionLife>,
+    account: AccountConfig,
+    _lock: AccountLock,
+}
+
+pub struct SupervisorActor {
+    app: App,
+    writer: WriterHandle,
+    tick_on_start: bool,
+    connections: BTreeMap<String, Connection>,
+}
+
+impl SupervisorActor {
+    pub fn new(app: App, writer: WriterHandle, tick_on_start: bool) -> Self {
+        Self {
+            app,
+            writer,
+            tick_on_start,
+            connections: BTreeMap::new(),
+        }
+    }
+
+    fn start_connection(&mut self, account: &AccountConfig) -> Result<(), String> {
+        let lock = AccountLock::acquire(&self.app.config.state_dir, &account.id).map_err(|e| e.to_string())?;
+        let sync = self
+            .app
+            .account_sync(account, self.writer.clone())
+            .map_err(|e| e.to_string())?;
+        let schedule = Schedule {
+            interval: account.interval,
+            jitter: self.app.config.sync.jitter,
+            deep_interval: self.app.config.sync.deep_resync_interval,
+            tick_on_start: self.tick_on_start,
+        };
+        let life = Arc::new(ConnectionLife::default());
+        let actor_life = life.clone();
+        let addr = actix::Supervisor::start(move |_| ConnectionActor::new(sync, schedule, actor_life));
+        tracing::info!(account = %account.id, provider = %account.provider, "connection started");
+        self.connections.insert(
+            account.id.clone(),
+            Connection {
+                addr,
+                life,
+                account: account.clone(),
+                _lock: lock,
+            },
+        );
+        Ok(())
+    }
+}
+
+impl Actor for SupervisorActor {
+    type Context = Context<Self>;
+}
+
+/// What a reconcile did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub started: Vec<String>,
+    pub stopped: Vec<String>,
+    pub restarted: Vec<String>,
+    /// Accounts that could not start, with the reason.
+    pub failed: Vec<(String, String)>,
+}
+
+/// Make the running connections match `accounts` (enabled ones only).
+#[derive(Message)]
+#[rtype(result = "ReconcileReport")]
+pub struct Reconcile(pub Vec<AccountConfig>);
+
+impl Handler<Reconcile> for SupervisorActor {
+    type Result = ResponseActFuture<Self, ReconcileReport>;
+
+    fn handle(&mut self, Reconcile(accounts): Reconcile, _: &mut Self::Context) -> Self::Result {
+        let wanted: BTreeMap<String, AccountConfig> = accounts
+            .into_iter()
+            .filter(|a| a.enabled)
+            .map(|a| (a.id.clone(), a))
+            .collect();
+        let mut report = ReconcileReport::default();
+        let mut stopping = Vec::new();
+        let ids: Vec<String> = self.connections.keys().cloned().collect();
+        for id in ids {
+            let changed = match wanted.get(&id) {
+                None => {
+                    report.stopped.push(id.clone());
+                    true
+                }
+                Some(account) => {
+                    let differs = format!("{account:?}") != format!("{:?}", self.connections[&id].account)
+                        || account.credentials != self.connections[&id].account.credentials;
+                    if differs {
+                        report.restarted.push(id.clone());
+                    }
+                    differs
+                }
+            };
+            if changed {
+                let connection = self.connections.remove(&id).expect("listed above");
+                stopping.push(connection);
+            }
+        }
+        let stop_all = futures::future::join_all(stopping.into_iter().map(|c| async move {
+            let _ = c.addr.send(Stop).await;
+            // Lock and address are released here, after the sync finished.
+            drop(c);
+        }));
+        Box::pin(stop_all.into_actor(self).map(move |_, act, _| {
+            for (id, account) in wanted {
+                if act.connections.contains_key(&id) {
+                    continue;
+                }
+                match act.start_connection(&account) {
+                    Ok(()) => {
+                        if !report.restarted.contains(&id) {
+                            report.started.push(id);
+                        }
+                    }
+                    Err(err) => {
+                        tracing::error!(account = %id, error = %err, "connection cannot start");
+                        crate::metrics::account_status(&id, account.provider, "failed");
+                        report.failed.push((id, err));
+                    }
+                }
+            }
+            report
+        }))
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TriggerError {
+    #[error("no running account '{0}'")]
+    UnknownAccount(String),
+    #[error("account '{0}' is stopping")]
+    Unavailable(String),
+}
+
+/// Start a sync of one account now (admin API).
+#[derive(Message)]
+#[rtype(result = "Result<bool, TriggerError>")]
+pub struct Trigger {
+    pub account: String,
+    pub kind: SyncKind,
+}
+
+impl Handler<Trigger> for SupervisorActor {
+    type Result = ResponseFuture<Result<bool, TriggerError>>;
+
+    fn handle(&mut self, msg: Trigger, _: &mut Self::Context) -> Self::Result {
+        let Some(connection) = self.connections.get(&msg.account) else {
+            return Box::pin(async move { Err(TriggerError::UnknownAccount(msg.account)) });
+        };
+        let addr = connection.addr.clone();
+        Box::pin(async move {
+            addr.send(TriggerSync(msg.kind))
+                .await
+                .map_err(|_| TriggerError::Unavailable(msg.account))
+        })
+    }
+}
+
+/// Life counters of each running connection (tests and status).
+#[derive(Message)]
+#[rtype(result = "BTreeMap<String, Arc<ConnectionLife>>")]
+pub struct Lives;
+
+impl Handler<Lives> for SupervisorActor {
+    type Result = MessageResult<Lives>;
+
+    fn handle(&mut self, _: Lives, _: &mut Self::Context) -> Self::Result {
+        MessageResult(
+            self.connections
+                .iter()
+                .map(|(id, c)| (id.clone(), c.life.clone()))
+                .collect(),
+        )
+    }
+}
+
+/// Stop every connection, waiting for running syncs.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopAll;
+
+impl Handler<StopAll> for SupervisorActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: StopAll, _: &mut Self::Context) -> Self::Result {
+        let connections: Vec<Connection> = std::mem::take(&mut self.connections).into_values().collect();
+        Box::pin(async move {
+            futures::future::join_all(connections.into_iter().map(|c| async move {
+                let _ = c.addr.send(Stop).await;
+                drop(c);
+            }))
+            .await;
+        })
+    }
+}
+
+/// The daemon: migrate, start the writer, the connections and the admin API,
+/// run until SIGTERM/SIGINT, then stop cleanly. Returns the exit code.
+pub async fn run_daemon(app: App) -> Result<i32, DaemonError> {
+    let ready = Arc::new(AtomicBool::new(false));
+    let writer = WriterActor::start_with_handle(app.store.clone(), app.config.writer.clone());
+    let supervisor = SupervisorActor::new(app.clone(), writer.clone(), true).start();
+    let admin = crate::admin::serve(
+        app.config.admin.listen,
+        crate::admin::AdminState {
+            supervisor: supervisor.clone(),
+            store: app.store.clone(),
+            ready: ready.clone(),
+        },
+    )
+    .map_err(|source| DaemonError::Admin {
+        addr: app.config.admin.listen,
+        source,
+    })?;
+    tracing::info!(listen = %app.config.admin.listen, "admin API listening");
+    let startup = async {
+        wait_for_schema(&app).await;
+        ready.store(true, Ordering::SeqCst);
+        let report = supervisor
+            .send(Reconcile(app.config.accounts.clone()))
+            .await
+            .unwrap_or_default();
+        tracing::info!(
+            started = report.started.len(),
+            failed = report.failed.len(),
+            "accounts reconciled"
+        );
+        housekeeping(&app).await
+    };
+    tokio::select! {
+        _ = startup => {}
+        _ = crate::shutdown::signal() => {}
+    }
+    ready.store(false, Ordering::SeqCst);
+    if tokio::time::timeout(STOP_GRACE, supervisor.send(StopAll))
+        .await
+        .is_err()
+    {
+        tracing::warn!("running syncs did not finish in time; abandoned (their windows will be synced again)");
+    }
+    match tokio::time::timeout(FLUSH_GRACE, writer.flush()).await {
+        Ok(Ok(())) => tracing::info!("writer flushed"),
+        _ => tracing::warn!(
+            buffered = writer.buffered_rows(),
+            "writer could not flush in time; unstored rows will be synced again"
+        ),
+    }
+    admin.stop(true).await;
+    tracing::info!("stopped");
+    Ok(0)
+}
+
+/// Migrates, retrying while ClickHouse is unreachable.
+async fn wait_for_schema(app: &App) {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match migrations::migrate(&app.store).await {
+            Ok(report) => {
+                tracing::info!(
+                    applied = report.applied.len(),
+                    pending = report.pending_unsupported.len(),
+                    "schema ready"
+                );
+                return;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, retry_in_s = delay.as_secs(), "migration failed; is ClickHouse up?");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// Daily chores that never end: dropping old `sync_runs` partitions on
+/// servers without TTL.
+async fn housekeeping(app: &App) {
+    loop {
+        match app.store.server_version().await {
+            Ok(version) if version < (19, 6) => {
+                match crate::store::state::prune_sync_runs(&app.store, 30, chrono::Utc::now()).await {
+                    Ok(dropped) if dropped > 0 => tracing::info!(dropped, "old sync_runs partitions dropped"),
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(error = %err, "pruning sync_runs failed"),
+                }
+            }
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_secs(86_400)).await;
+    }
+}

@@ -1,0 +1,320 @@
+//! The writer: the only component that INSERTs into ClickHouse.
+//!
+//! Deltas from every account are batched by rows and age and inserted as
+//! RowBinary. A failed insert is retried with capped backoff for as long as it
+//! takes (DESIGN.md rule 6: rows wait here while ClickHouse is down), and each
+//! sender is answered only once its rows are stored, so a connection's
+//! watermark never runs ahead of its data.
+//!
+//! Backpressure is a semaphore of `max_buffer_rows` permits held by the
+//! [`WriterHandle`]: a sender acquires one permit per row before its rows
+//! enter the buffer, and the permits return when the rows are stored. When the
+//! buffer is full, senders wait, which holds their syncs in flight.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+
+use crate::config::WriterConfig;
+use crate::metrics;
+use crate::normalize::schema::UsageRow;
+use crate::store::state::{SyncRunRow, SyncStateRow};
+use crate::store::ClickhouseClient;
+
+/// How a write went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteAck {
+    /// Some insert attempt for these rows failed before one succeeded. A failed
+    /// attempt may still have landed (a timeout after the server committed), so
+    /// the sender must re-read before it calls its sync done.
+    pub retried: bool,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriterError {
+    #[error("the writer stopped before the rows were stored; they will be synced again")]
+    Stopped,
+}
+
+/// Rows bound for one table.
+enum Payload {
+    Usage(Vec<UsageRow>),
+    Run(SyncRunRow),
+    State(SyncStateRow),
+}
+
+impl Payload {
+    fn rows(&self) -> usize {
+        match self {
+            Payload::Usage(rows) => rows.len(),
+            Payload::Run(_) | Payload::State(_) => 1,
+        }
+    }
+}
+
+struct Pending {
+    payload: Payload,
+    reply: oneshot::Sender<WriteAck>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Enqueue(Pending);
+
+/// Flush everything buffered now; answers once the buffer is empty.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FlushNow;
+
+/// The writer actor.
+pub struct WriterActor {
+    client: ClickhouseClient,
+    config: WriterConfig,
+    queue: Vec<Pending>,
+    queued_rows: usize,
+    oldest: Option<Instant>,
+    flushing: bool,
+    age_timer: Option<SpawnHandle>,
+    waiting_for_empty: Vec<oneshot::Sender<()>>,
+}
+
+impl WriterActor {
+    pub fn new(client: ClickhouseClient, config: WriterConfig) -> Self {
+        Self {
+            client,
+            config,
+            queue: Vec::new(),
+            queued_rows: 0,
+            oldest: None,
+            flushing: false,
+            age_timer: None,
+            waiting_for_empty: Vec::new(),
+        }
+    }
+
+    /// Starts the actor on the current arbiter and returns its handle.
+    pub fn start_with_handle(client: ClickhouseClient, config: WriterConfig) -> WriterHandle {
+        let permits = Arc::new(Semaphore::new(config.max_buffer_rows));
+        let max = config.max_buffer_rows;
+        let addr = WriterActor::new(client, config).start();
+        WriterHandle { addr, permits, max }
+    }
+
+    fn maybe_flush(&mut self, ctx: &mut Context<Self>) {
+        if self.queue.is_empty() {
+            if !self.flushing {
+                for waiter in self.waiting_for_empty.drain(..) {
+                    let _ = waiter.send(());
+                }
+            }
+            return;
+        }
+        if self.flushing {
+            return;
+        }
+        let due = self.queued_rows >= self.config.max_batch_rows
+            || !self.waiting_for_empty.is_empty()
+            || self.oldest.is_some_and(|t| t.elapsed() >= self.config.max_batch_age);
+        if !due {
+            if self.age_timer.is_none() {
+                let wait = self
+                    .oldest
+                    .map(|t| self.config.max_batch_age.saturating_sub(t.elapsed()))
+                    .unwrap_or(self.config.max_batch_age);
+                self.age_timer = Some(ctx.run_later(wait, |act, ctx| {
+                    act.age_timer = None;
+                    act.maybe_flush(ctx);
+                }));
+            }
+            return;
+        }
+        if let Some(timer) = self.age_timer.take() {
+            ctx.cancel_future(timer);
+        }
+        let batch = self.take_batch();
+        self.flushing = true;
+        let client = self.client.clone();
+        let max_delay = self.config.retry_max_delay;
+        let chunk = self.config.max_batch_rows;
+        ctx.spawn(
+            async move {
+                let retried = store_batch(&client, &batch, chunk, max_delay).await;
+                (batch, retried)
+            }
+            .into_actor(self)
+            .map(|(batch, retried), act, ctx| {
+                act.flushing = false;
+                for pending in batch {
+                    let _ = pending.reply.send(WriteAck { retried });
+                }
+                metrics::writer_queue(act.queued_rows);
+                act.maybe_flush(ctx);
+            }),
+        );
+    }
+
+    /// Takes up to `max_batch_rows` rows (at least one pending item) in order.
+    fn take_batch(&mut self) -> Vec<Pending> {
+        let mut rows = 0;
+        let mut take = 0;
+        for pending in &self.queue {
+            if take > 0 && rows + pending.payload.rows() > self.config.max_batch_rows {
+                break;
+            }
+            rows += pending.payload.rows();
+            take += 1;
+        }
+        let batch: Vec<Pending> = self.queue.drain(..take).collect();
+        self.queued_rows -= rows;
+        self.oldest = if self.queue.is_empty() {
+            None
+        } else {
+            Some(Instant::now())
+        };
+        batch
+    }
+}
+
+impl Actor for WriterActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Syncs wait on the writer; its mailbox must never be the bottleneck.
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+impl Handler<Enqueue> for WriterActor {
+    type Result = ();
+
+    fn handle(&mut self, Enqueue(pending): Enqueue, ctx: &mut Self::Context) {
+        self.queued_rows += pending.payload.rows();
+        self.oldest.get_or_insert_with(Instant::now);
+        self.queue.push(pending);
+        metrics::writer_queue(self.queued_rows);
+        self.maybe_flush(ctx);
+    }
+}
+
+impl Handler<FlushNow> for WriterActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: FlushNow, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.waiting_for_empty.push(tx);
+        self.maybe_flush(ctx);
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
+
+/// Inserts one batch, retrying each table's insert until it succeeds.
+/// Returns whether any attempt failed.
+async fn store_batch(client: &ClickhouseClient, batch: &[Pending], chunk: usize, max_delay: Duration) -> bool {
+    let started = Instant::now();
+    let mut usage: Vec<UsageRow> = Vec::new();
+    let mut runs: Vec<SyncRunRow> = Vec::new();
+    let mut states: Vec<SyncStateRow> = Vec::new();
+    for pending in batch {
+        match &pending.payload {
+            Payload::Usage(rows) => usage.extend(rows.iter().cloned()),
+            Payload::Run(run) => runs.push(run.clone()),
+            Payload::State(state) => states.push(state.clone()),
+        }
+    }
+    let mut retried = false;
+    for part in usage.chunks(chunk.max(1)) {
+        retried |= with_retry("usage_records", max_delay, || client.insert_usage_rows(part)).await;
+    }
+    if !runs.is_empty() {
+        retried |= with_retry("sync_runs", max_delay, || client.insert_rows("sync_runs", &runs)).await;
+    }
+    if !states.is_empty() {
+        retried |= with_retry("sync_state", max_delay, || client.insert_rows("sync_state", &states)).await;
+    }
+    metrics::writer_flushed(usage.len(), started.elapsed());
+    retried
+}
+
+async fn with_retry<F, Fut>(table: &str, max_delay: Duration, mut insert: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), crate::store::StoreError>>,
+{
+    let mut delay = Duration::from_millis(200);
+    let mut retried = false;
+    loop {
+        match insert().await {
+            Ok(()) => return retried,
+            Err(err) => {
+                retried = true;
+                metrics::writer_insert_error();
+                tracing::warn!(table, error = %err, delay_ms = delay.as_millis() as u64, "insert failed; rows stay buffered and will be retried");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(max_delay);
+            }
+        }
+    }
+}
+
+/// How syncs talk to the writer.
+#[derive(Clone)]
+pub struct WriterHandle {
+    addr: Addr<WriterActor>,
+    permits: Arc<Semaphore>,
+    max: usize,
+}
+
+impl WriterHandle {
+    /// Stores `rows` in `usage_records`; resolves once they are stored.
+    pub async fn write_usage(&self, rows: Vec<UsageRow>) -> Result<WriteAck, WriterError> {
+        if rows.is_empty() {
+            return Ok(WriteAck::default());
+        }
+        self.send(Payload::Usage(rows)).await
+    }
+
+    pub async fn write_run(&self, run: SyncRunRow) -> Result<WriteAck, WriterError> {
+        self.send(Payload::Run(run)).await
+    }
+
+    pub async fn write_state(&self, state: SyncStateRow) -> Result<WriteAck, WriterError> {
+        self.send(Payload::State(state)).await
+    }
+
+    /// Flushes everything buffered; resolves when the buffer is empty.
+    pub async fn flush(&self) -> Result<(), WriterError> {
+        self.addr.send(FlushNow).await.map_err(|_| WriterError::Stopped)
+    }
+
+    async fn send(&self, payload: Payload) -> Result<WriteAck, WriterError> {
+        // A delta larger than the whole buffer takes every permit and waits
+        // for an empty buffer rather than deadlocking.
+        let wanted = u32::try_from(payload.rows().min(self.max)).unwrap_or(u32::MAX);
+        let permit = self
+            .permits
+            .clone()
+            .acquire_many_owned(wanted)
+            .await
+            .map_err(|_| WriterError::Stopped)?;
+        let (reply, ack) = oneshot::channel();
+        self.addr
+            .send(Enqueue(Pending {
+                payload,
+                reply,
+                _permit: Some(permit),
+            }))
+            .await
+            .map_err(|_| WriterError::Stopped)?;
+        ack.await.map_err(|_| WriterError::Stopped)
+    }
+
+    /// Rows currently buffered or waiting for room (for tests and /readyz).
+    pub fn buffered_rows(&self) -> usize {
+        self.max - self.permits.available_permits()
+    }
+}

@@ -1,0 +1,63 @@
+//! Wiring shared by the daemon and the one-shot commands: from a validated
+//! config to the parts a sync needs.
+
+use std::sync::Arc;
+
+use crate::actors::writer::WriterHandle;
+use crate::config::{AccountConfig, ValidatedConfig};
+use crate::normalize::pricing::PricingRegistry;
+use crate::normalize::Normalizer;
+use crate::providers::{self, ProviderError, RetryPolicy};
+use crate::store::ClickhouseClient;
+use crate::sync::window::WindowPolicy;
+use crate::sync::AccountSync;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("the bundled pricing registry is invalid: {0}")]
+    Pricing(String),
+}
+
+/// The long-lived parts built once from the config.
+#[derive(Clone)]
+pub struct App {
+    pub config: ValidatedConfig,
+    pub store: ClickhouseClient,
+    pub pricing: Arc<PricingRegistry>,
+}
+
+impl App {
+    pub fn new(config: ValidatedConfig) -> Result<Self, AppError> {
+        let pricing = PricingRegistry::builtin()
+            .map_err(|e| AppError::Pricing(e.to_string()))?
+            .with_overrides(config.price_overrides.clone());
+        let store = ClickhouseClient::new(&config.clickhouse);
+        Ok(Self {
+            config,
+            store,
+            pricing: Arc::new(pricing),
+        })
+    }
+
+    pub fn window_policy(&self, account: &AccountConfig) -> WindowPolicy {
+        WindowPolicy {
+            lookback: chrono::Duration::from_std(account.lookback).unwrap_or(chrono::Duration::days(2)),
+            backfill_days: i64::from(account.backfill_days),
+            deep_days: i64::from(self.config.sync.deep_resync_days),
+            chunk_days: i64::from(self.config.sync.backfill_chunk_days),
+        }
+    }
+
+    /// Everything one account's syncs need, with a fresh adapter.
+    pub fn account_sync(&self, account: &AccountConfig, writer: WriterHandle) -> Result<AccountSync, ProviderError> {
+        let adapter = providers::build_adapter(account, RetryPolicy::default())?;
+        Ok(AccountSync {
+            account: account.clone(),
+            adapter,
+            normalizer: Normalizer::new(&account.id, account.provider, self.pricing.clone()),
+            store: self.store.clone(),
+            writer,
+            policy: self.window_policy(account),
+        })
+    }
+}

@@ -1,0 +1,373 @@
+//! The command line (the binary's edge: errors here are `anyhow`).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _};
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Parser, Subcommand};
+
+use crate::actors::writer::WriterActor;
+use crate::app::App;
+use crate::config::{self, ValidatedConfig};
+use crate::lock::AccountLock;
+use crate::store::migrations;
+use crate::sync::window::SyncKind;
+use crate::sync::SyncReport;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tokentra-sync",
+    version,
+    about = "AI provider usage and cost into ClickHouse, exactly once."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `tokentra_sync=debug`.
+    #[arg(long, global = true, env = "TOKENTRA_LOG", default_value = "info")]
+    pub log: String,
+    /// Log as JSON lines (for journald/Loki) instead of text.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: sync every enabled account on its schedule.
+    Run {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Sync the selected accounts (default: all enabled) once, then exit;
+    /// exits 1 if any account failed.
+    Sync {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Account id; repeat for several.
+        #[arg(long = "account")]
+        accounts: Vec<String>,
+        /// Window start: a date (00:00 UTC) or an RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Window end, exclusive: a date (00:00 UTC) or an RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// Create or upgrade the ClickHouse schema.
+    Migrate {
+        #[arg(short, long, required_unless_present = "print_sql")]
+        config: Option<PathBuf>,
+        /// Print the statements a fresh database gets, without a server.
+        #[arg(long)]
+        print_sql: bool,
+        /// With --print-sql: the server version to plan for, e.g. 18.16.
+        #[arg(long, default_value = "18.16")]
+        server_version: String,
+        /// With --print-sql: the database name to fill in.
+        #[arg(long, default_value = "tokentra")]
+        database: String,
+    },
+    /// Validate the config file and list the accounts it defines.
+    CheckConfig {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Fetch one day from every endpoint of an account without storing it.
+    TestConnection {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long)]
+        account: String,
+    },
+    /// Serve simulated OpenAI and Anthropic admin APIs (demo and tests).
+    Simulate {
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        listen: SocketAddr,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value_t = 2)]
+        orgs: u32,
+        #[arg(long, default_value_t = 40)]
+        history_days: u32,
+    },
+}
+
+/// Runs a command; the process exit code is the returned value.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Migrate {
+            config,
+            print_sql,
+            server_version,
+            database,
+        } => {
+            if print_sql {
+                print_plan(&server_version, &database)
+            } else {
+                let config = load(config.as_ref().expect("clap requires --config"))?;
+                migrate(&App::new(config)?).await
+            }
+        }
+        Command::Sync {
+            config,
+            accounts,
+            since,
+            until,
+        } => sync_once(load(&config)?, &accounts, since.as_deref(), until.as_deref()).await,
+        Command::TestConnection { config, account } => test_connection(load(&config)?, &account).await,
+        Command::Run { config } => Ok(crate::actors::supervisor::run_daemon(App::new(load(&config)?)?).await?),
+        Command::Simulate {
+            listen,
+            seed,
+            orgs,
+            history_days,
+        } => simulate(listen, seed, orgs, history_days).await,
+    }
+}
+
+fn load(path: &std::path::Path) -> anyhow::Result<ValidatedConfig> {
+    Ok(config::load(path)?)
+}
+
+fn check_config(path: &std::path::Path) -> anyhow::Result<i32> {
+    let config = match config::load(path) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("{err}");
+            return Ok(2);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}: ok, {} account(s)", path.display(), config.accounts.len())?;
+    for a in &config.accounts {
+        writeln!(
+            out,
+            "  {:<24} {:<14} {:<8} every {:<6} lookback {:<6} {}",
+            a.id,
+            a.provider.as_str(),
+            if a.enabled { "enabled" } else { "disabled" },
+            humantime::format_duration(a.interval).to_string(),
+            humantime::format_duration(a.lookback).to_string(),
+            a.base_url
+        )?;
+    }
+    Ok(0)
+}
+
+fn print_plan(server_version: &str, database: &str) -> anyhow::Result<i32> {
+    let mut parts = server_version.split('.');
+    let major: u32 = parts
+        .next()
+        .unwrap_or("")
+        .parse()
+        .context("--server-version like 18.16")?;
+    let minor: u32 = parts
+        .next()
+        .unwrap_or("0")
+        .parse()
+        .context("--server-version like 18.16")?;
+    let mut out = std::io::stdout().lock();
+    for statement in migrations::fresh_plan_sql((major, minor), database) {
+        writeln!(out, "{};\n", statement.trim_end())?;
+    }
+    Ok(0)
+}
+
+async fn migrate(app: &App) -> anyhow::Result<i32> {
+    let report = migrations::migrate(&app.store).await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "database {} at {}: {} migration(s) applied{}",
+        app.store.database(),
+        app.store.url(),
+        report.applied.len(),
+        if report.applied.is_empty() { " (up to date)" } else { "" }
+    )?;
+    for name in &report.pending_unsupported {
+        writeln!(out, "  pending until the server is upgraded: {name}")?;
+    }
+    Ok(0)
+}
+
+/// A date (00:00 UTC) or an RFC 3339 time.
+pub fn parse_time(text: &str) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(date.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+    }
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .with_context(|| format!("'{text}' is neither a date (2025-01-31) nor an RFC 3339 time (2025-01-31T12:00:00Z)"))
+}
+
+async fn sync_once(
+    config: ValidatedConfig,
+    wanted: &[String],
+    since: Option<&str>,
+    until: Option<&str>,
+) -> anyhow::Result<i32> {
+    let kind = match (since, until) {
+        (None, None) => SyncKind::Incremental,
+        (Some(since), until) => {
+            let since = parse_time(since)?;
+            let until = until.map(parse_time).transpose()?;
+            if until.is_some_and(|u| u <= since) {
+                bail!("--until must be after --since");
+            }
+            SyncKind::Explicit { since, until }
+        }
+        (None, Some(_)) => bail!("--until needs --since"),
+    };
+    for id in wanted {
+        if config.account(id).is_none() {
+            let known: Vec<&str> = config.accounts.iter().map(|a| a.id.as_str()).collect();
+            bail!("no account '{id}' in the config; accounts: {}", known.join(", "));
+        }
+    }
+    let selected: Vec<_> = config
+        .accounts
+        .iter()
+        .filter(|a| {
+            if wanted.is_empty() {
+                a.enabled
+            } else {
+                wanted.contains(&a.id)
+            }
+        })
+        .cloned()
+        .collect();
+    let app = App::new(config.clone())?;
+    migrations::migrate(&app.store).await?;
+    let mut locks = Vec::new();
+    for account in &selected {
+        locks.push(AccountLock::acquire(&config.state_dir, &account.id)?);
+    }
+    let writer = WriterActor::start_with_handle(app.store.clone(), config.writer.clone());
+    let mut tasks = Vec::new();
+    for account in &selected {
+        let sync = app.account_sync(account, writer.clone())?;
+        tasks.push(async move {
+            let id = sync.account.id.clone();
+            (id, sync.run(kind, "cli").await)
+        });
+    }
+    let results = futures::future::join_all(tasks).await;
+    writer.flush().await?;
+    drop(locks);
+    let mut failed = false;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<24} {:<10} {:<8} {:>8} {:>8} {:>9} {:>8} {:>7} {:>9}",
+        "account", "provider", "status", "fetched", "added", "cancelled", "requests", "retries", "seconds"
+    )?;
+    for (id, result) in results {
+        match result {
+            Ok(reports) => {
+                let summary = summarize(&reports);
+                failed |= !summary.1;
+                let (provider, ok, fetched, added, cancelled, requests, retries, secs, errors) = summary.0;
+                writeln!(
+                    out,
+                    "{:<24} {:<10} {:<8} {:>8} {:>8} {:>9} {:>8} {:>7} {:>9.1}",
+                    id,
+                    provider,
+                    if ok { "success" } else { "failed" },
+                    fetched,
+                    added,
+                    cancelled,
+                    requests,
+                    retries,
+                    secs
+                )?;
+                for e in errors {
+                    writeln!(out, "  error: {e}")?;
+                }
+            }
+            Err(err) => {
+                failed = true;
+                writeln!(out, "{id:<24} {:<10} failed\n  error: {err}", "")?;
+            }
+        }
+    }
+    Ok(i32::from(failed))
+}
+
+type Summary = (String, bool, u64, u64, u64, u64, u64, f64, Vec<String>);
+
+fn summarize(reports: &[SyncReport]) -> (Summary, bool) {
+    let ok = reports.iter().all(|r| r.succeeded);
+    let provider = reports
+        .first()
+        .map(|r| r.provider.as_str().to_string())
+        .unwrap_or_default();
+    let s = (
+        provider,
+        ok,
+        reports.iter().map(|r| r.rows_fetched).sum(),
+        reports.iter().map(|r| r.rows_added).sum(),
+        reports.iter().map(|r| r.rows_cancelled).sum(),
+        reports.iter().map(|r| r.http_requests).sum(),
+        reports.iter().map(|r| r.retries).sum(),
+        reports.iter().map(|r| r.duration.as_secs_f64()).sum(),
+        reports.iter().flat_map(|r| r.errors.clone()).collect(),
+    );
+    (s, ok)
+}
+
+async fn test_connection(config: ValidatedConfig, id: &str) -> anyhow::Result<i32> {
+    let account = config
+        .account(id)
+        .with_context(|| format!("no account '{id}' in the config"))?
+        .clone();
+    let adapter = crate::providers::build_adapter(&account, crate::providers::RetryPolicy::default())?;
+    let end = Utc::now();
+    let window = crate::providers::TimeWindow::new(end - chrono::Duration::days(1), end);
+    let mut out = std::io::stdout().lock();
+    let mut failed = false;
+    for endpoint in adapter.endpoints() {
+        match adapter.fetch(&endpoint, window.snapped_out(endpoint.granularity)).await {
+            Ok(fetch) => writeln!(
+                out,
+                "{id}: {:<28} ok ({} records, {} buckets)",
+                endpoint.endpoint,
+                fetch.records.len(),
+                fetch.covered_buckets.len()
+            )?,
+            Err(err) => {
+                failed = true;
+                writeln!(out, "{id}: {:<28} FAILED: {err}", endpoint.endpoint)?;
+            }
+        }
+    }
+    Ok(i32::from(failed))
+}
+
+async fn simulate(listen: SocketAddr, seed: u64, orgs: u32, history_days: u32) -> anyhow::Result<i32> {
+    let handle = crate::simulator::start(crate::simulator::SimConfig {
+        listen,
+        seed,
+        orgs,
+        history_days,
+    })
+    .await
+    .with_context(|| format!("cannot listen on {listen}"))?;
+    let mut keys = BTreeMap::new();
+    for org in crate::simulator::org_ids(orgs) {
+        keys.insert(
+            org.clone(),
+            (handle.openai_base_url(&org), handle.anthropic_base_url(&org)),
+        );
+    }
+    tracing::info!(addr = %handle.addr, orgs, seed, "simulator listening");
+    for (org, (openai, anthropic)) in &keys {
+        tracing::info!(org, openai_base_url = %openai, anthropic_base_url = %anthropic, "simulated organization");
+    }
+    crate::shutdown::signal().await;
+    handle.stop().await;
+    Ok(0)
+}

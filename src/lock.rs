@@ -1,0 +1,92 @@
+//! One process owns an account at a time: an advisory lock file per account
+//! under `state_dir/locks/`. The daemon holds its accounts' locks for its
+//! lifetime; a one-shot `sync` takes them for its run and fails clearly when
+//! a daemon owns the account. The OS drops the lock when a process dies, so a
+//! crash never leaves an account locked.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use fs4::fs_std::FileExt;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(
+        "account '{account}' is owned by another running tokentra-sync (lock {path} is held); \
+         stop it, or ask the daemon with POST /v1/accounts/{account}/sync"
+    )]
+    Held { account: String, path: PathBuf },
+    #[error("cannot create lock {path} (is state_dir writable?): {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A held account lock; released on drop.
+#[derive(Debug)]
+pub struct AccountLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl AccountLock {
+    pub fn acquire(state_dir: &Path, account: &str) -> Result<Self, LockError> {
+        let dir = state_dir.join("locks");
+        let path = dir.join(format!("{account}.lock"));
+        let io = |source| LockError::Io {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock_exclusive() {
+            Ok(true) => Ok(Self { file, path }),
+            Ok(false) => Err(LockError::Held {
+                account: account.to_string(),
+                path,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(LockError::Held {
+                account: account.to_string(),
+                path,
+            }),
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for AccountLock {
+    fn drop(&mut self) {
+        let _ = FileExt::unlock(&self.file);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_owner_is_refused_until_the_first_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = AccountLock::acquire(dir.path(), "acme").unwrap();
+        let err = AccountLock::acquire(dir.path(), "acme").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("account 'acme' is owned by another running tokentra-sync"),
+            "{err}"
+        );
+        assert!(AccountLock::acquire(dir.path(), "other").is_ok());
+        drop(first);
+        assert!(AccountLock::acquire(dir.path(), "acme").is_ok());
+    }
+}

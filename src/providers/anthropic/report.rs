@@ -1,0 +1,152 @@
+//! The envelope both Anthropic reports share (`data[]` time buckets with
+//! `results[]`, then `has_more` / `next_page`) and the split of a result into
+//! identity and descriptive columns, which usage and cost do alike.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{Map, Value};
+
+use crate::normalize::schema::{Granularity, RawField};
+use crate::providers::json::{self, JsonError};
+
+/// One time bucket of a page, borrowed from the parsed body.
+#[derive(Debug)]
+pub(super) struct Bucket<'a> {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub results: &'a [Value],
+    /// Where the bucket sits in its page (`data[3]`), for error messages.
+    pub path: String,
+}
+
+/// One page of a report.
+#[derive(Debug)]
+pub(super) struct Page<'a> {
+    pub buckets: Vec<Bucket<'a>>,
+    pub next_page: Option<String>,
+}
+
+/// Reads the envelope of one page. Every bucket must be exactly one whole
+/// bucket of `granularity`: the sync's scope is a set of bucket starts, so a
+/// shifted or partial bucket cannot be placed in it and is refused rather than
+/// guessed at (Anthropic documents that it omits a bucket that would end after
+/// `ending_at` instead of cutting it short).
+pub(super) fn parse_page(body: &Value, granularity: Granularity) -> Result<Page<'_>, JsonError> {
+    let top = json::object(body, "the response")?;
+    let data = json::array(top, "data")?;
+    let mut buckets = Vec::with_capacity(data.len());
+    for (i, item) in data.iter().enumerate() {
+        let path = format!("data[{i}]");
+        let obj = json::object(item, &path)?;
+        let start = json::rfc3339(obj, "starting_at").map_err(|e| at(&path, e))?;
+        let end = json::rfc3339(obj, "ending_at").map_err(|e| at(&path, e))?;
+        if granularity.floor(start) != start || end != start + Duration::seconds(granularity.seconds()) {
+            return Err(JsonError(format!(
+                "{path}: fields 'starting_at'/'ending_at' ({}, {}) are not one whole {granularity} bucket",
+                start.to_rfc3339(),
+                end.to_rfc3339()
+            )));
+        }
+        let results = json::array(obj, "results").map_err(|e| at(&path, e))?;
+        buckets.push(Bucket {
+            start,
+            end,
+            results,
+            path,
+        });
+    }
+    let next_page = json::next_page(top)?;
+    Ok(Page { buckets, next_page })
+}
+
+/// Prefixes a parse error with where in the page it happened.
+pub(super) fn at(path: &str, err: JsonError) -> JsonError {
+    JsonError(format!("{path}: {}", err.0))
+}
+
+/// The record's identity within its bucket: every scalar field that is not a
+/// measure, exactly as returned. A null stays `Null` because it means something
+/// of its own (default workspace, Workbench) and must not merge with "".
+pub(super) fn raw_group(result: &Map<String, Value>, measures: &[&str]) -> BTreeMap<String, RawField> {
+    result
+        .iter()
+        .filter(|(name, _)| !measures.contains(&name.as_str()))
+        .filter_map(|(name, value)| RawField::from_json(value).map(|field| (name.clone(), field)))
+        .collect()
+}
+
+/// Grouping fields that have no column of their own. Nulls are left out: they
+/// only say the report was not grouped by that field.
+pub(super) fn attributes(raw_group: &BTreeMap<String, RawField>, columns: &[&str]) -> BTreeMap<String, String> {
+    raw_group
+        .iter()
+        .filter(|(name, field)| !columns.contains(&name.as_str()) && **field != RawField::Null)
+        .map(|(name, field)| (name.clone(), field.as_text()))
+        .collect()
+}
+
+/// A grouping field as column text; absent and null are both "".
+pub(super) fn text(raw_group: &BTreeMap<String, RawField>, name: &str) -> String {
+    raw_group.get(name).map(RawField::as_text).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn page(body: &str) -> Value {
+        serde_json::from_str(body).unwrap()
+    }
+
+    #[test]
+    fn reads_buckets_and_cursor() {
+        let body = page(
+            r#"{"data": [
+                {"starting_at": "2025-08-01T00:00:00Z", "ending_at": "2025-08-01T01:00:00Z", "results": []},
+                {"starting_at": "2025-08-01T01:00:00Z", "ending_at": "2025-08-01T02:00:00Z", "results": [{}]}
+            ], "has_more": true, "next_page": "page_X"}"#,
+        );
+        let parsed = parse_page(&body, Granularity::Hour).unwrap();
+        assert_eq!(parsed.buckets.len(), 2);
+        assert_eq!(
+            parsed.buckets[1].start,
+            Utc.with_ymd_and_hms(2025, 8, 1, 1, 0, 0).unwrap()
+        );
+        assert_eq!(parsed.buckets[1].results.len(), 1);
+        assert_eq!(parsed.next_page.as_deref(), Some("page_X"));
+    }
+
+    #[test]
+    fn refuses_a_bucket_of_the_wrong_width() {
+        let body = page(
+            r#"{"data": [{"starting_at": "2025-08-01T00:00:00Z", "ending_at": "2025-08-02T00:00:00Z", "results": []}],
+                "has_more": false, "next_page": null}"#,
+        );
+        let err = parse_page(&body, Granularity::Hour).unwrap_err();
+        assert!(err.0.contains("data[0]") && err.0.contains("1h"), "{err}");
+    }
+
+    #[test]
+    fn refuses_missing_results_and_bad_times() {
+        let no_results =
+            page(r#"{"data": [{"starting_at": "2025-08-01T00:00:00Z", "ending_at": "2025-08-02T00:00:00Z"}]}"#);
+        let err = parse_page(&no_results, Granularity::Day).unwrap_err();
+        assert!(err.0.contains("data[0]: field 'results'"), "{err}");
+        let bad_time = page(r#"{"data": [{"starting_at": "yesterday", "ending_at": "2025-08-02T00:00:00Z"}]}"#);
+        let err = parse_page(&bad_time, Granularity::Day).unwrap_err();
+        assert!(err.0.contains("'starting_at'"), "{err}");
+    }
+
+    #[test]
+    fn identity_keeps_nulls_and_skips_measures_and_objects() {
+        let result = page(r#"{"workspace_id": null, "model": "m", "amount": "1", "nested": {"a": 1}}"#);
+        let group = raw_group(result.as_object().unwrap(), &["amount"]);
+        assert_eq!(group.len(), 2);
+        assert_eq!(group["workspace_id"], RawField::Null);
+        let attrs = attributes(&group, &[]);
+        assert_eq!(attrs.len(), 1, "null is not an attribute: {attrs:?}");
+        assert_eq!(text(&group, "workspace_id"), "");
+    }
+}

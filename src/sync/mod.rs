@@ -1,0 +1,298 @@
+//! One sync of one account: fetch every endpoint -> normalize -> read stored
+//! state -> diff -> writer -> (re-read until nothing is left) -> watermark.
+//!
+//! Plain async code: the connection actor and the one-shot `sync` command both
+//! drive it. Per endpoint it either converges or fails; rows of endpoints that
+//! converged stay written (they are idempotent), but the watermark moves only
+//! when every endpoint of the chunk converged (DESIGN.md rule 6).
+
+pub mod window;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use crate::actors::writer::WriterHandle;
+use crate::config::AccountConfig;
+use crate::metrics;
+use crate::normalize::schema::to_ch_seconds;
+use crate::normalize::Normalizer;
+use crate::providers::{EndpointSpec, Provider, ProviderAdapter, TimeWindow};
+use crate::store::diff::diff;
+use crate::store::state::{read_scope_rows, read_watermark, SyncRunRow, SyncStateRow, Watermark};
+use crate::store::ClickhouseClient;
+use window::{SyncKind, WindowPolicy};
+
+/// A delta is written, then re-read and diffed again if its insert was
+/// retried; after this many rounds without converging the endpoint fails.
+const MAX_ROUNDS: usize = 4;
+
+/// The result of syncing one window of one account.
+#[derive(Clone, Debug)]
+pub struct SyncReport {
+    pub account: String,
+    pub provider: Provider,
+    pub window: TimeWindow,
+    pub trigger: &'static str,
+    pub succeeded: bool,
+    pub rows_fetched: u64,
+    pub rows_added: u64,
+    pub rows_cancelled: u64,
+    pub http_requests: u64,
+    pub retries: u64,
+    pub duration: Duration,
+    /// One message per failed endpoint, naming account and endpoint.
+    pub errors: Vec<String>,
+}
+
+impl SyncReport {
+    pub fn status(&self) -> &'static str {
+        if self.succeeded {
+            "success"
+        } else {
+            "failed"
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("account '{account}': reading sync state from ClickHouse failed: {source}")]
+    State {
+        account: String,
+        #[source]
+        source: crate::store::StoreError,
+    },
+    #[error("account '{account}': {source}")]
+    Writer {
+        account: String,
+        #[source]
+        source: crate::actors::writer::WriterError,
+    },
+}
+
+/// Everything one account's syncs need.
+#[derive(Clone)]
+pub struct AccountSync {
+    pub account: AccountConfig,
+    pub adapter: Arc<dyn ProviderAdapter>,
+    pub normalizer: Normalizer,
+    pub store: ClickhouseClient,
+    pub writer: WriterHandle,
+    pub policy: WindowPolicy,
+}
+
+impl AccountSync {
+    /// Runs a whole sync of `kind`: every chunk in order, moving the watermark
+    /// after each stored chunk, stopping at the first failed chunk.
+    pub async fn run(&self, kind: SyncKind, trigger: &'static str) -> Result<Vec<SyncReport>, SyncError> {
+        let stored = read_watermark(&self.store, &self.account.id)
+            .await
+            .map_err(|source| SyncError::State {
+                account: self.account.id.clone(),
+                source,
+            })?;
+        let now = Utc::now();
+        let mut watermark = stored.as_ref().map(|s| s.watermark);
+        let plan = window::plan(kind, watermark, now, &self.policy);
+        let trigger = if plan.starts_history { "backfill" } else { trigger };
+        let mut reports = Vec::new();
+        for chunk in &plan.chunks {
+            let report = self.sync_window(*chunk, trigger).await?;
+            let succeeded = report.succeeded;
+            reports.push(report);
+            if !succeeded {
+                break;
+            }
+            let next = window::advance(watermark, chunk, plan.starts_history);
+            let deep_done = kind == SyncKind::Deep && chunk == plan.chunks.last().expect("non-empty");
+            if next != watermark || deep_done {
+                watermark = next;
+                self.store_watermark(stored.as_ref(), watermark, deep_done, now).await?;
+            }
+        }
+        Ok(reports)
+    }
+
+    async fn store_watermark(
+        &self,
+        previous: Option<&Watermark>,
+        watermark: Option<DateTime<Utc>>,
+        deep_done: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), SyncError> {
+        let epoch = DateTime::<Utc>::UNIX_EPOCH;
+        let state = Watermark {
+            watermark: watermark.unwrap_or_else(|| previous.map_or(epoch, |p| p.watermark)),
+            last_success_at: Utc::now(),
+            last_deep_sync_at: if deep_done {
+                now
+            } else {
+                previous.map_or(epoch, |p| p.last_deep_sync_at)
+            },
+        };
+        let row = SyncStateRow::new(&self.account.id, self.account.provider.as_str(), &state);
+        self.writer.write_state(row).await.map_err(|source| SyncError::Writer {
+            account: self.account.id.clone(),
+            source,
+        })?;
+        Ok(())
+    }
+
+    /// Syncs every endpoint for one window and records the attempt in
+    /// `sync_runs`. Never moves the watermark.
+    pub async fn sync_window(&self, window: TimeWindow, trigger: &'static str) -> Result<SyncReport, SyncError> {
+        let started = Instant::now();
+        let started_at = Utc::now();
+        let provider = self.account.provider;
+        metrics::account_status(&self.account.id, provider, "syncing");
+        let stats = self.adapter.http_stats();
+        let (requests_before, retries_before) = stats.snapshot();
+        let mut report = SyncReport {
+            account: self.account.id.clone(),
+            provider,
+            window,
+            trigger,
+            succeeded: true,
+            rows_fetched: 0,
+            rows_added: 0,
+            rows_cancelled: 0,
+            http_requests: 0,
+            retries: 0,
+            duration: Duration::ZERO,
+            errors: Vec::new(),
+        };
+        for endpoint in self.adapter.endpoints() {
+            if let Err(message) = self.sync_endpoint(&endpoint, window, &mut report).await {
+                tracing::warn!(account = %self.account.id, endpoint = endpoint.endpoint, error = %message, "endpoint sync failed");
+                report.succeeded = false;
+                report.errors.push(message);
+            }
+        }
+        let (requests_after, retries_after) = stats.snapshot();
+        report.http_requests = requests_after - requests_before;
+        report.retries = retries_after - retries_before;
+        report.duration = started.elapsed();
+        metrics::sync_finished(&self.account.id, provider, report.status(), report.duration);
+        metrics::rows(
+            &self.account.id,
+            provider,
+            report.rows_fetched,
+            report.rows_added + report.rows_cancelled,
+        );
+        metrics::account_status(
+            &self.account.id,
+            provider,
+            if report.succeeded { "idle" } else { "failed" },
+        );
+        tracing::info!(
+            account = %self.account.id,
+            provider = %provider,
+            trigger,
+            window_start = %window.start,
+            window_end = %window.end,
+            status = report.status(),
+            fetched = report.rows_fetched,
+            added = report.rows_added,
+            cancelled = report.rows_cancelled,
+            requests = report.http_requests,
+            duration_ms = report.duration.as_millis() as u64,
+            "sync finished"
+        );
+        let run = SyncRunRow {
+            run_id: format!("{}-{}", self.account.id, started_at.timestamp_micros()),
+            connection_id: self.account.id.clone(),
+            provider: provider.as_str().to_string(),
+            trigger: trigger.to_string(),
+            window_start: to_ch_seconds(window.start),
+            window_end: to_ch_seconds(window.end),
+            status: report.status().to_string(),
+            rows_fetched: report.rows_fetched,
+            rows_written: report.rows_added,
+            rows_cancelled: report.rows_cancelled,
+            http_requests: report.http_requests,
+            retries: report.retries,
+            duration_ms: report.duration.as_millis() as u64,
+            error: report.errors.join("\n"),
+            started_at: to_ch_seconds(started_at),
+            finished_at: to_ch_seconds(Utc::now()),
+        };
+        self.writer.write_run(run).await.map_err(|source| SyncError::Writer {
+            account: self.account.id.clone(),
+            source,
+        })?;
+        Ok(report)
+    }
+
+    /// Fetch, diff and write one endpoint until a re-read finds nothing left.
+    async fn sync_endpoint(
+        &self,
+        endpoint: &EndpointSpec,
+        window: TimeWindow,
+        report: &mut SyncReport,
+    ) -> Result<(), String> {
+        let snapped = window.snapped_out(endpoint.granularity);
+        let fetched = self.adapter.fetch(endpoint, snapped).await.map_err(|e| e.to_string())?;
+        report.rows_fetched += fetched.records.len() as u64;
+        let normalizer = self.normalizer.clone();
+        let covered = fetched.covered_buckets.clone();
+        // Parsing is done; normalizing and diffing big answers is CPU work
+        // that must not stall the arbiter.
+        let rows = tokio::task::spawn_blocking(move || normalizer.rows(fetched.records))
+            .await
+            .map_err(|e| format!("account '{}': normalizing failed: {e}", self.account.id))?;
+        let mut scope: BTreeSet<u32> = covered.iter().map(|t| to_ch_seconds(*t)).collect();
+        scope.extend(rows.iter().map(|r| r.bucket_start));
+        let rows = Arc::new(rows);
+        let scope = Arc::new(scope);
+        for _round in 0..MAX_ROUNDS {
+            let stored = read_scope_rows(
+                &self.store,
+                &self.account.id,
+                endpoint.record_type,
+                endpoint.endpoint,
+                &scope,
+            )
+            .await
+            .map_err(|e| {
+                format!(
+                    "account '{}': {}: reading stored rows: {e}",
+                    self.account.id, endpoint.endpoint
+                )
+            })?;
+            let (rows_for_diff, scope_for_diff) = (rows.clone(), scope.clone());
+            let now = Utc::now();
+            let delta = tokio::task::spawn_blocking(move || {
+                diff(
+                    &stored,
+                    &rows_for_diff,
+                    &scope_for_diff,
+                    now.timestamp_micros().max(0) as u64,
+                    to_ch_seconds(now),
+                )
+            })
+            .await
+            .map_err(|e| format!("account '{}': diff failed: {e}", self.account.id))?;
+            if delta.is_empty() {
+                return Ok(());
+            }
+            report.rows_added += delta.added as u64;
+            report.rows_cancelled += delta.cancelled as u64;
+            let ack = self
+                .writer
+                .write_usage(delta.rows)
+                .await
+                .map_err(|e| format!("account '{}': {}: {e}", self.account.id, endpoint.endpoint))?;
+            if !ack.retried {
+                return Ok(());
+            }
+            tracing::info!(account = %self.account.id, endpoint = endpoint.endpoint, "insert was retried; re-reading to confirm");
+        }
+        Err(format!(
+            "account '{}': {}: stored rows did not converge after {MAX_ROUNDS} write rounds; the next sync repairs them",
+            self.account.id, endpoint.endpoint
+        ))
+    }
+}

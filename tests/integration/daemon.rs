@@ -1,0 +1,139 @@
+//! The daemon as users run it: the real binary, its admin API, SIGTERM.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::support::{self, TestConfig};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `probe` until it returns `Some`, failing after `limit`.
+async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn the_daemon_syncs_serves_metrics_owns_its_accounts_and_stops_on_sigterm() {
+    let sim = support::start_sim(3, 1).await;
+    let accounts = support::sim_accounts(&sim, &["org-1"], &["openai", "anthropic"]);
+    let port = free_port();
+    let config = TestConfig::with_url(
+        "daemon",
+        &accounts,
+        &support::clickhouse_url(),
+        &format!("[admin]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let path = config.write();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokentra-sync"))
+        .args(["run", "-c"])
+        .arg(&path)
+        .env("TOKENTRA_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+
+    eventually("/readyz", Duration::from_secs(60), || async {
+        let r = http.get(format!("{base}/readyz")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    let metrics = eventually("both accounts' first sync", Duration::from_secs(120), || async {
+        let text = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let done = ["openai-org-1", "anthropic-org-1"].iter().all(|a| {
+            text.contains(&format!(
+                "tokentra_sync_sync_runs_total{{account=\"{a}\",provider=\"{}\",status=\"success\"}}",
+                a.split('-').next().unwrap()
+            ))
+        });
+        done.then_some(text)
+    })
+    .await;
+    for needle in [
+        "tokentra_sync_last_success_timestamp_seconds{account=\"openai-org-1\",provider=\"openai\"}",
+        "tokentra_sync_rows_written_total{account=\"anthropic-org-1\",provider=\"anthropic\"}",
+        "tokentra_sync_provider_http_responses_total{account=\"openai-org-1\",code=\"200\",provider=\"openai\"}",
+        "tokentra_sync_sync_duration_seconds_bucket{account=\"openai-org-1\"",
+        "tokentra_sync_writer_rows_written_total",
+        "tokentra_sync_build_info{version=",
+    ] {
+        assert!(metrics.contains(needle), "metrics lack {needle}:\n{metrics}");
+    }
+    assert!(!metrics.contains("sk-admin-FAKE"), "a credential leaked into /metrics");
+    assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
+
+    // The admin API triggers a sync; unknown accounts are a 404.
+    let r = http
+        .post(format!("{base}/v1/accounts/openai-org-1/sync"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let r = http.post(format!("{base}/v1/accounts/nope/sync")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+
+    // A one-shot sync may not take an account the daemon owns.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokentra-sync"))
+        .args(["sync", "-c"])
+        .arg(&path)
+        .args(["--account", "openai-org-1"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("owned by another running tokentra-sync"), "{stderr}");
+
+    // The first run backfilled and set a watermark per account.
+    let client = config.client();
+    let watermarks = support::count(&client, "SELECT uniqExact(connection_id) FROM {db}.sync_state").await;
+    assert_eq!(watermarks, 2);
+    let days = support::count(
+        &client,
+        "SELECT uniqExact(day) FROM {db}.usage_daily WHERE connection_id = 'openai-org-1'",
+    )
+    .await;
+    assert!(days >= 7, "a 7-day backfill fills 7 or 8 days, got {days}");
+
+    // SIGTERM: finish or abandon in-flight work, flush, exit 0.
+    let pid = child.id().unwrap().to_string();
+    let status = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(90), child.wait())
+        .await
+        .expect("daemon stops")
+        .unwrap();
+    assert!(exit.success(), "daemon exit status {exit:?}");
+    sim.stop().await;
+}

@@ -1,0 +1,9 @@
+//! Integration tests against a real ClickHouse server (started by
+//! `scripts/test.sh`) and the bundled provider simulator over real HTTP.
+
+mod support;
+
+mod daemon;
+mod migrations;
+mod proxy;
+mod sync_e2e;

@@ -1,0 +1,181 @@
+//! Shared test harness: the real ClickHouse server started by
+//! `scripts/test.sh` (URL in `TOKENTRA_TEST_CLICKHOUSE_URL`), a fresh
+//! database per test, the bundled simulator on an ephemeral port, and
+//! configs pointing at both.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use tokentra_sync::config::{self, ValidatedConfig};
+use tokentra_sync::store::ClickhouseClient;
+
+pub const URL_VAR: &str = "TOKENTRA_TEST_CLICKHOUSE_URL";
+
+pub fn clickhouse_url() -> String {
+    std::env::var(URL_VAR).unwrap_or_else(|_| {
+        panic!("{URL_VAR} is not set: run the tests with scripts/test.sh, which starts a ClickHouse server")
+    })
+}
+
+/// A database name unique to this test.
+pub fn fresh_database(test: &str) -> String {
+    let suffix: u32 = rand::random();
+    format!(
+        "t_{}_{suffix:08x}",
+        test.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+    )
+}
+
+/// A test's config: TOML text against the test server and a fresh
+/// database, with its own state dir.
+pub struct TestConfig {
+    pub text: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestConfig {
+    pub fn new(test: &str, accounts: &str) -> Self {
+        Self::with_url(test, accounts, &clickhouse_url(), "")
+    }
+
+    /// `url` may be a proxy in front of the server; `extra` is more TOML.
+    pub fn with_url(test: &str, accounts: &str, url: &str, extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let database = fresh_database(test);
+        let text = format!(
+            r#"
+state_dir = "{state}"
+[clickhouse]
+url = "{url}"
+database = "{database}"
+insert_timeout = "10s"
+[writer]
+max_batch_rows = 5000
+max_batch_age = "50ms"
+max_buffer_rows = 100000
+retry_max_delay = "1s"
+{extra}
+{accounts}
+"#,
+            state = dir.path().display(),
+        );
+        Self { text, dir }
+    }
+
+    pub fn validated(&self) -> ValidatedConfig {
+        config::load_str(&self.text, Path::new("test.toml"), &BTreeMap::new()).expect("test config is valid")
+    }
+
+    /// Writes the config file for the binary and returns its path.
+    pub fn write(&self) -> std::path::PathBuf {
+        let path = self.dir.path().join("tokentra-sync.toml");
+        std::fs::write(&path, &self.text).unwrap();
+        path
+    }
+
+    /// A client on the test database (through the real server, not a proxy).
+    pub fn client(&self) -> ClickhouseClient {
+        let mut config = self.validated().clickhouse;
+        config.url = clickhouse_url();
+        ClickhouseClient::new(&config)
+    }
+}
+
+/// `[[accounts]]` blocks for simulated orgs.
+pub fn sim_accounts(sim: &tokentra_sync::simulator::SimHandle, orgs: &[&str], providers: &[&str]) -> String {
+    let mut out = String::new();
+    for org in orgs {
+        for provider in providers {
+            let (base, key) = match *provider {
+                "openai" => (sim.openai_base_url(org), tokentra_sync::simulator::openai_api_key(org)),
+                "anthropic" => (
+                    sim.anthropic_base_url(org),
+                    tokentra_sync::simulator::anthropic_api_key(org),
+                ),
+                other => panic!("no simulator for {other}"),
+            };
+            out.push_str(&format!(
+                "[[accounts]]\nid = \"{provider}-{org}\"\nprovider = \"{provider}\"\nbase_url = \"{base}\"\nbackfill_days = 7\n[accounts.credentials]\napi_key = \"{key}\"\n\n"
+            ));
+        }
+    }
+    out
+}
+
+pub async fn start_sim(seed: u64, orgs: u32) -> tokentra_sync::simulator::SimHandle {
+    tokentra_sync::simulator::start(tokentra_sync::simulator::SimConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        seed,
+        orgs,
+        history_days: 40,
+    })
+    .await
+    .expect("simulator starts")
+}
+
+/// Runs a statement; a SELECT returns its TSV output (for assertions).
+pub async fn query_tsv(client: &ClickhouseClient, sql: &str) -> String {
+    let sql = sql.replace("{db}", client.database());
+    let http = reqwest::Client::new();
+    let response = http
+        .post(client.url())
+        .query(&[("database", client.database())])
+        .body(if sql.trim_start().starts_with("SELECT") {
+            format!("{sql} FORMAT TabSeparated")
+        } else {
+            sql.clone()
+        })
+        .send()
+        .await
+        .expect("ClickHouse answers");
+    let status = response.status();
+    let body = response.text().await.unwrap();
+    assert!(status.is_success(), "query failed ({status}): {body}\n{sql}");
+    body
+}
+
+pub async fn count(client: &ClickhouseClient, sql: &str) -> u64 {
+    query_tsv(client, sql).await.trim().parse().expect("a count")
+}
+
+/// One row of the simulator's ground truth.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TruthRow {
+    pub day: String,
+    pub model: String,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cached_input_tokens: i64,
+    pub cache_creation_tokens: i64,
+    pub requests: i64,
+    pub cost: String,
+}
+
+#[derive(Deserialize)]
+struct Truth {
+    rows: Vec<TruthRow>,
+}
+
+/// The simulator's truth for one org over a window, over real HTTP.
+pub async fn truth(
+    sim: &tokentra_sync::simulator::SimHandle,
+    provider: &str,
+    org: &str,
+    start: &str,
+    end: &str,
+) -> Vec<TruthRow> {
+    let url = format!("{}/_sim/truth", sim.base_url());
+    let t: Truth = reqwest::Client::new()
+        .get(url)
+        .query(&[("provider", provider), ("org", org), ("start", start), ("end", end)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut rows = t.rows;
+    rows.sort();
+    rows
+}
