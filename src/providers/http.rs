@@ -75,6 +75,9 @@ pub struct ProviderHttp {
     stats: Arc<HttpStats>,
     /// Shown when the provider answers 401/403, e.g. "use an Admin key".
     auth_hint: String,
+    /// Credentials to cut out of any provider text we keep (error bodies can
+    /// echo a key back), so no error or log line ever carries one.
+    secrets: Vec<String>,
 }
 
 impl ProviderHttp {
@@ -94,7 +97,23 @@ impl ProviderHttp {
             policy,
             stats: Arc::new(HttpStats::default()),
             auth_hint: auth_hint.to_string(),
+            secrets: Vec::new(),
         })
+    }
+
+    /// Redacts `secret` from every error and log line this client produces.
+    pub fn redacting(mut self, secret: &str) -> Self {
+        if !secret.is_empty() {
+            self.secrets.push(secret.to_string());
+        }
+        self
+    }
+
+    fn redact(&self, mut text: String) -> String {
+        for secret in &self.secrets {
+            text = text.replace(secret.as_str(), "<redacted>");
+        }
+        text
     }
 
     pub fn client(&self) -> &reqwest::Client {
@@ -178,7 +197,7 @@ impl ProviderHttp {
                 metrics::provider_response(&self.account, self.provider, "error");
                 return Attempt::Retry {
                     wait: None,
-                    reason: format!("request failed: {}", without_url(&err)),
+                    reason: self.redact(format!("request failed: {}", without_url(&err))),
                 };
             }
         };
@@ -187,11 +206,14 @@ impl ProviderHttp {
         if status.is_success() {
             return match read_json(response).await {
                 Ok(value) => Attempt::Done(value),
-                Err(reason) => Attempt::Retry { wait: None, reason },
+                Err(reason) => Attempt::Retry {
+                    wait: None,
+                    reason: self.redact(reason),
+                },
             };
         }
         let retry_after = retry_after(&response);
-        let detail = error_excerpt(response).await;
+        let detail = self.redact(error_excerpt(response).await);
         match status {
             StatusCode::TOO_MANY_REQUESTS => Attempt::Retry {
                 wait: Some(retry_after.unwrap_or(self.policy.base_delay)),

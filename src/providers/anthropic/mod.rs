@@ -60,8 +60,6 @@ pub struct AnthropicAdapter {
     /// `x-api-key` and `anthropic-version`, the key marked sensitive so that
     /// reqwest never prints it.
     headers: HeaderMap,
-    /// Kept only to scrub it from error text a provider might echo back.
-    api_key: String,
     /// The clock that bounds `ending_at`; tests pin it.
     now: fn() -> DateTime<Utc>,
 }
@@ -105,10 +103,9 @@ impl AnthropicAdapter {
         headers.insert("x-api-key", key);
         headers.insert("anthropic-version", HeaderValue::from_static(API_VERSION));
         Ok(Self {
-            http: ProviderHttp::new(account_id, Provider::Anthropic, policy, AUTH_HINT)?,
+            http: ProviderHttp::new(account_id, Provider::Anthropic, policy, AUTH_HINT)?.redacting(&api_key),
             base_url,
             headers,
-            api_key,
             now: Utc::now,
         })
     }
@@ -158,61 +155,6 @@ impl AnthropicAdapter {
             detail: format!("page {page}: {}", err.0),
         }
     }
-
-    /// Removes the key from error text, in case a provider or proxy echoes it.
-    fn scrub(&self, err: ProviderError) -> ProviderError {
-        let clean = |text: String| text.replace(&self.api_key, "<redacted>");
-        match err {
-            ProviderError::Auth {
-                account,
-                provider,
-                status,
-                hint,
-            } => ProviderError::Auth {
-                account,
-                provider,
-                status,
-                hint: clean(hint),
-            },
-            ProviderError::Http {
-                account,
-                provider,
-                endpoint,
-                status,
-                detail,
-            } => ProviderError::Http {
-                account,
-                provider,
-                endpoint,
-                status,
-                detail: clean(detail),
-            },
-            ProviderError::RetriesExhausted {
-                account,
-                endpoint,
-                attempts,
-                last_error,
-            } => ProviderError::RetriesExhausted {
-                account,
-                endpoint,
-                attempts,
-                last_error: clean(last_error),
-            },
-            ProviderError::Malformed {
-                account,
-                endpoint,
-                detail,
-            } => ProviderError::Malformed {
-                account,
-                endpoint,
-                detail: clean(detail),
-            },
-            ProviderError::Config { account, detail } => ProviderError::Config {
-                account,
-                detail: clean(detail),
-            },
-        }
-    }
 }
 
 #[async_trait]
@@ -253,8 +195,7 @@ impl ProviderAdapter for AnthropicAdapter {
             let body = self
                 .http
                 .get_json(spec.endpoint, |client| client.get(&url).headers(self.headers.clone()))
-                .await
-                .map_err(|e| self.scrub(e))?;
+                .await?;
             let parsed = report::parse_page(&body, spec.granularity).map_err(|e| self.malformed(&spec, page, e))?;
             for bucket in &parsed.buckets {
                 // Buckets are the unit of paging, so one never spans two pages;

@@ -234,7 +234,7 @@ impl OpenAiAdapter {
                 "credentials.api_key does not look like an OpenAI Admin key (sk-admin-...)"
             );
         }
-        let http = ProviderHttp::new(account_id, Provider::OpenAi, policy, AUTH_HINT)?;
+        let http = ProviderHttp::new(account_id, Provider::OpenAi, policy, AUTH_HINT)?.redacting(&api_key);
         Ok(Self {
             account: account_id.to_string(),
             base_url,
