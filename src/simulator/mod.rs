@@ -1,36 +1,213 @@
-//! Provider simulator (being written; this placeholder keeps the API).
+//! Provider simulator: a real HTTP server that answers like the OpenAI and
+//! Anthropic Admin APIs (documented JSON formats, pagination, `group_by`,
+//! bucket widths, auth and failure modes) from seeded, deterministic data.
+//!
+//! It exists so the README demo and the integration tests can run the daemon
+//! end to end without real credentials, and compare what the daemon stored with
+//! the simulator's ground truth ([`truth`], `GET /_sim/truth`).
+//!
+//! Routes (one server serves every org):
+//! - `/openai/{org}/v1/organization/usage/{completions,embeddings,...}`,
+//!   `/openai/{org}/v1/organization/costs`: `Authorization: Bearer <openai_api_key(org)>`.
+//! - `/anthropic/{org}/v1/organizations/usage_report/messages`,
+//!   `/anthropic/{org}/v1/organizations/cost_report`:
+//!   `x-api-key: <anthropic_api_key(org)>`, `anthropic-version: 2023-06-01`.
+//! - `GET /_sim/truth?provider=&org=&start=&end=`, `POST /_sim/faults`,
+//!   `POST /_sim/restate`, `GET /_sim/stats` (provider requests only).
+
+mod anthropic;
+mod data;
+mod faults;
+mod openai;
+mod query;
+mod server;
+
+#[cfg(test)]
+mod tests;
+
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix_web::{web, App, HttpServer};
+use chrono::{DateTime, Utc};
+
+pub use data::{normalize_model, Restatement, SimProvider, TruthRow};
+pub use faults::FaultPlan;
+pub use server::StatEntry;
+
+use server::SimState;
+
+/// How to run the simulator.
+#[derive(Clone, Debug)]
 pub struct SimConfig {
+    /// Where to listen; port 0 picks a free port (see [`SimHandle::addr`]).
     pub listen: SocketAddr,
+    /// Seed of the dataset: same seed, same data, in every process.
     pub seed: u64,
+    /// Number of orgs served: `org-1` ..= `org-{orgs}`.
     pub orgs: u32,
+    /// Days of history before the current UTC day.
     pub history_days: u32,
 }
+
+/// A running simulator. Dropping it without [`SimHandle::stop`] still asks the
+/// server to stop (without waiting).
 pub struct SimHandle {
     pub addr: SocketAddr,
+    server: actix_web::dev::ServerHandle,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    state: Arc<SimState>,
 }
+
+impl std::fmt::Debug for SimHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimHandle")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
 impl SimHandle {
+    /// `http://127.0.0.1:PORT`
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
+
+    /// The `base_url` an OpenAI account of `org` should use.
     pub fn openai_base_url(&self, org: &str) -> String {
         format!("{}/openai/{org}/v1", self.base_url())
     }
+
+    /// The `base_url` an Anthropic account of `org` should use.
     pub fn anthropic_base_url(&self, org: &str) -> String {
         format!("{}/anthropic/{org}", self.base_url())
     }
-    pub async fn stop(self) {}
-    pub async fn restate(&self, _provider: &str, _org: &str, _day: &str, _factor: &str) {}
+
+    /// Ground truth with this simulator's seed, history and restatements.
+    /// An unknown provider name yields no rows.
+    pub fn truth(&self, provider: &str, org: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<TruthRow> {
+        match SimProvider::parse(provider) {
+            Some(p) => self.state.truth(p, org, start, end),
+            None => Vec::new(),
+        }
+    }
+
+    /// Replaces the pending fault counters (see [`FaultPlan`]).
+    pub fn set_faults(&self, plan: FaultPlan) {
+        self.state.set_faults(plan);
+    }
+
+    /// Fault counters not yet consumed.
+    pub fn pending_faults(&self) -> FaultPlan {
+        self.state.faults.lock().map(|f| f.pending()).unwrap_or_default()
+    }
+
+    /// Restates a day from now on (see [`Restatement`]).
+    pub fn restate(&self, restatement: Restatement) {
+        self.state.restate(restatement);
+    }
+
+    /// Provider requests served so far, per path and status.
+    pub fn stats(&self) -> Vec<StatEntry> {
+        self.state.stats()
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish, and waits
+    /// for the server to exit.
+    pub async fn stop(mut self) {
+        self.server.stop(true).await;
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
 }
-pub async fn start(_config: SimConfig) -> std::io::Result<SimHandle> {
-    Err(std::io::Error::other("placeholder"))
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        if self.task.is_some() {
+            // The stop command is sent eagerly; the returned future only waits.
+            drop(self.server.stop(false));
+        }
+    }
 }
+
+/// Starts the simulator and returns once it is bound. Works inside an existing
+/// tokio or actix runtime (the server runs as a spawned task with its own
+/// single worker and no signal handling, so it never steals the host's Ctrl-C).
+pub async fn start(config: SimConfig) -> std::io::Result<SimHandle> {
+    let state = Arc::new(SimState::new(config.seed, config.orgs, config.history_days));
+    let data = web::Data::from(state.clone());
+    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(server::routes))
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(5)
+        .bind(config.listen)?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| std::io::Error::other("simulator bound no address"))?;
+    let server = server.run();
+    let handle = server.handle();
+    let task = tokio::spawn(server);
+    tracing::info!(%addr, seed = config.seed, orgs = config.orgs, history_days = config.history_days, "provider simulator listening");
+    Ok(SimHandle {
+        addr,
+        server: handle,
+        task: Some(task),
+        state,
+    })
+}
+
+/// The simulated org ids: `org-1`, `org-2`, ...
 pub fn org_ids(orgs: u32) -> Vec<String> {
     (1..=orgs).map(|i| format!("org-{i}")).collect()
 }
+
+/// The OpenAI admin key the simulator accepts for `org` (obviously fake).
 pub fn openai_api_key(org: &str) -> String {
     format!("sk-admin-FAKE-sim-{org}")
 }
+
+/// The Anthropic admin key the simulator accepts for `org` (obviously fake).
 pub fn anthropic_api_key(org: &str) -> String {
     format!("sk-ant-admin01-FAKE-sim-{org}")
+}
+
+/// Ground truth per UTC day and normalized model for `[start, end)`, as of
+/// now. This is the one implementation behind `GET /_sim/truth` and
+/// [`SimHandle::truth`].
+///
+/// Semantics (chosen to match what the daemon stores):
+/// - tokens and requests come from OpenAI completions + embeddings usage or
+///   Anthropic usage_report, for hours starting in the window (snapped outward
+///   to whole hours); `input_tokens` counts all input (cache reads and writes
+///   included); Anthropic reports no requests (0);
+/// - `cost` sums the daily cost records of every day the window touches
+///   (snapped outward to whole days), each record at the finest grain
+///   (OpenAI: project, line item, key; Anthropic: workspace, description)
+///   converted to USD (Anthropic: cents / 100) and rounded half-even to 9
+///   places; non-model costs (web search) are under model `""`;
+/// - only complete hours (ending at or before now) have data.
+///
+/// An unknown provider name yields no rows.
+pub fn truth(
+    seed: u64,
+    history_days: u32,
+    provider: &str,
+    org: &str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    restatements: &[Restatement],
+) -> Vec<TruthRow> {
+    let Some(provider) = SimProvider::parse(provider) else {
+        return Vec::new();
+    };
+    let world = data::World {
+        seed,
+        history_days,
+        now: Utc::now().timestamp(),
+        restatements,
+    };
+    world.truth(provider, org, start.timestamp(), end.timestamp())
 }

@@ -179,3 +179,18 @@ pub async fn truth(
     rows.sort();
     rows
 }
+
+/// Restates one simulated day over the simulator's HTTP switch.
+pub async fn restate(sim: &tokentra_sync::simulator::SimHandle, provider: &str, org: &str, day: &str, factor: &str) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/_sim/restate", sim.base_url()))
+        .json(&serde_json::json!({ "provider": provider, "org": org, "day": day, "factor": factor }))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "restate failed: {}",
+        response.text().await.unwrap()
+    );
+}

@@ -151,7 +151,7 @@ async fn a_week_matches_truth_resyncs_add_nothing_and_restatements_converge() {
     // (c) a restated bill: totals follow the new truth.
     let restated_day = (Utc::now().date_naive() - Duration::days(5)).to_string();
     for provider in PROVIDERS {
-        sim.restate(provider, "org-1", &restated_day, "1.5").await;
+        support::restate(&sim, provider, "org-1", &restated_day, "1.5").await;
     }
     let truth_before = support::truth(
         &sim,

@@ -1,0 +1,93 @@
+//! Fault switches: the next provider requests fail in a fixed order (rate
+//! limits, then server errors, then truncated bodies), so tests can drive the
+//! daemon's retry path deterministically. Counters are global across orgs.
+
+use serde::{Deserialize, Serialize};
+
+/// What `POST /_sim/faults` accepts (and [`super::SimHandle::set_faults`]).
+/// Setting a plan replaces the counters still pending.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultPlan {
+    /// Requests answered 429 with `Retry-After`.
+    #[serde(default)]
+    pub rate_limit: u32,
+    /// Requests answered 500 (after the 429s).
+    #[serde(default)]
+    pub server_error: u32,
+    /// Requests answered 200 with the body cut in half (after the 500s).
+    #[serde(default)]
+    pub truncate: u32,
+    /// The `Retry-After` value in seconds (default 1).
+    #[serde(default)]
+    pub retry_after_secs: Option<u64>,
+}
+
+/// The fault to apply to one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fault {
+    RateLimit { retry_after: u64 },
+    ServerError,
+    Truncate,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Faults {
+    pending: FaultPlan,
+}
+
+impl Faults {
+    pub fn set(&mut self, plan: FaultPlan) {
+        self.pending = plan;
+    }
+
+    pub fn pending(&self) -> FaultPlan {
+        self.pending.clone()
+    }
+
+    /// Takes the next fault, if any is pending.
+    pub fn next(&mut self) -> Option<Fault> {
+        let p = &mut self.pending;
+        if p.rate_limit > 0 {
+            p.rate_limit -= 1;
+            Some(Fault::RateLimit {
+                retry_after: p.retry_after_secs.unwrap_or(1),
+            })
+        } else if p.server_error > 0 {
+            p.server_error -= 1;
+            Some(Fault::ServerError)
+        } else if p.truncate > 0 {
+            p.truncate -= 1;
+            Some(Fault::Truncate)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_fire_in_order_then_stop() {
+        let mut f = Faults::default();
+        f.set(FaultPlan {
+            rate_limit: 1,
+            server_error: 2,
+            truncate: 1,
+            retry_after_secs: Some(3),
+        });
+        assert_eq!(f.next(), Some(Fault::RateLimit { retry_after: 3 }));
+        assert_eq!(f.next(), Some(Fault::ServerError));
+        assert_eq!(f.next(), Some(Fault::ServerError));
+        assert_eq!(f.next(), Some(Fault::Truncate));
+        assert_eq!(f.next(), None);
+        assert_eq!(
+            f.pending(),
+            FaultPlan {
+                retry_after_secs: Some(3),
+                ..FaultPlan::default()
+            }
+        );
+    }
+}

@@ -1,0 +1,370 @@
+//! OpenAI Admin API: `/v1/organization/usage/*` and `/v1/organization/costs`
+//! in the documented page/bucket/result format.
+//!
+//! Windows: `start_time` is snapped down to its bucket; `end_time` is exclusive
+//! and clamped to now (no future buckets). Hourly data lands in the minute
+//! bucket at the top of its hour when `bucket_width=1m`. Costs are daily
+//! records computed from the whole day's usage as of now.
+
+use std::str::FromStr;
+
+use serde_json::{json, Map, Number, Value};
+
+use super::data::{
+    floor, Row, World, OA_COMPLETION_DIMS, OA_COMPLETION_MEASURES, OA_COST_DIMS, OA_EMBEDDING_DIMS,
+    OA_EMBEDDING_MEASURES,
+};
+use super::openai_api_key;
+use super::query::{self, Buckets, Group, Params};
+use super::server::Reply;
+
+enum Source {
+    Completions,
+    Embeddings,
+    /// Served with valid, empty buckets (the daemon's truth counts only
+    /// completions and embeddings, so minor endpoints stay empty).
+    Empty,
+}
+
+struct Endpoint {
+    name: &'static str,
+    object: &'static str,
+    dims: &'static [&'static str],
+    measures: &'static [&'static str],
+    filters: &'static [(&'static str, usize)],
+    source: Source,
+}
+
+const PER_MODEL: &[(&str, usize)] = &[("project_ids", 0), ("user_ids", 1), ("api_key_ids", 2), ("models", 3)];
+const IMAGE_DIMS: &[&str] = &["project_id", "user_id", "api_key_id", "model", "size", "source"];
+const IMAGE_FILTERS: &[(&str, usize)] = &[
+    ("project_ids", 0),
+    ("user_ids", 1),
+    ("api_key_ids", 2),
+    ("models", 3),
+    ("sizes", 4),
+    ("sources", 5),
+];
+
+const ENDPOINTS: &[Endpoint] = &[
+    Endpoint {
+        name: "completions",
+        object: "organization.usage.completions.result",
+        dims: OA_COMPLETION_DIMS,
+        measures: OA_COMPLETION_MEASURES,
+        filters: &[
+            ("project_ids", 0),
+            ("user_ids", 1),
+            ("api_key_ids", 2),
+            ("models", 3),
+            ("batch", 4),
+        ],
+        source: Source::Completions,
+    },
+    Endpoint {
+        name: "embeddings",
+        object: "organization.usage.embeddings.result",
+        dims: OA_EMBEDDING_DIMS,
+        measures: OA_EMBEDDING_MEASURES,
+        filters: PER_MODEL,
+        source: Source::Embeddings,
+    },
+    Endpoint {
+        name: "moderations",
+        object: "organization.usage.moderations.result",
+        dims: OA_EMBEDDING_DIMS,
+        measures: &["input_tokens", "num_model_requests"],
+        filters: PER_MODEL,
+        source: Source::Empty,
+    },
+    Endpoint {
+        name: "images",
+        object: "organization.usage.images.result",
+        dims: IMAGE_DIMS,
+        measures: &["images", "num_model_requests"],
+        filters: IMAGE_FILTERS,
+        source: Source::Empty,
+    },
+    Endpoint {
+        name: "audio_speeches",
+        object: "organization.usage.audio_speeches.result",
+        dims: OA_EMBEDDING_DIMS,
+        measures: &["characters", "num_model_requests"],
+        filters: PER_MODEL,
+        source: Source::Empty,
+    },
+    Endpoint {
+        name: "audio_transcriptions",
+        object: "organization.usage.audio_transcriptions.result",
+        dims: OA_EMBEDDING_DIMS,
+        measures: &["seconds", "num_model_requests"],
+        filters: PER_MODEL,
+        source: Source::Empty,
+    },
+    Endpoint {
+        name: "vector_stores",
+        object: "organization.usage.vector_stores.result",
+        dims: &["project_id"],
+        measures: &["usage_bytes"],
+        filters: &[("project_ids", 0)],
+        source: Source::Empty,
+    },
+    Endpoint {
+        name: "code_interpreter_sessions",
+        object: "organization.usage.code_interpreter_sessions.result",
+        dims: &["project_id"],
+        measures: &["num_sessions"],
+        filters: &[("project_ids", 0)],
+        source: Source::Empty,
+    },
+];
+
+fn error(status: u16, message: &str, kind: &str, param: Option<&str>, code: Option<&str>) -> Reply {
+    Reply::json(
+        status,
+        json!({"error": {"message": message, "type": kind, "param": param, "code": code}}),
+    )
+}
+
+fn bad_request(param: &str, message: impl AsRef<str>) -> Reply {
+    error(400, message.as_ref(), "invalid_request_error", Some(param), None)
+}
+
+pub(crate) fn rate_limited(retry_after: u64) -> Reply {
+    let mut reply = error(
+        429,
+        "Rate limit reached for requests to the organization usage API. Please try again later.",
+        "requests",
+        None,
+        Some("rate_limit_exceeded"),
+    );
+    reply.retry_after = Some(retry_after);
+    reply
+}
+
+pub(crate) fn server_error() -> Reply {
+    error(
+        500,
+        "The server had an error while processing your request. Sorry about that!",
+        "server_error",
+        None,
+        None,
+    )
+}
+
+/// Answers one request under `/openai/{org}/v1/`.
+pub(crate) fn handle(
+    world: &World,
+    org: &str,
+    org_known: bool,
+    method: &str,
+    tail: &str,
+    auth: Option<&str>,
+    query: &str,
+) -> Reply {
+    match auth {
+        None => {
+            return error(
+                401,
+                "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                "invalid_request_error",
+                None,
+                None,
+            )
+        }
+        Some(header) if !org_known || header != format!("Bearer {}", openai_api_key(org)) => {
+            return error(
+                401,
+                "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
+                "invalid_request_error",
+                None,
+                Some("invalid_api_key"),
+            )
+        }
+        Some(_) => {}
+    }
+    let not_found = || {
+        error(
+            404,
+            &format!("Invalid URL ({method} /v1/{tail})"),
+            "invalid_request_error",
+            None,
+            None,
+        )
+    };
+    if method != "GET" {
+        return not_found();
+    }
+    let params = Params::parse(query);
+    let result = if tail == "organization/costs" {
+        costs(world, org, &params)
+    } else if let Some(name) = tail.strip_prefix("organization/usage/") {
+        match ENDPOINTS.iter().find(|e| e.name == name) {
+            Some(endpoint) => usage(world, org, endpoint, &params),
+            None => return not_found(),
+        }
+    } else {
+        return not_found();
+    };
+    result.unwrap_or_else(|reply| reply)
+}
+
+/// The shared window checks: (first bucket start, bucket run, page).
+fn window(
+    world: &World,
+    params: &Params,
+    width: i64,
+    default_limit: i64,
+    max_limit: i64,
+) -> Result<(Option<i64>, query::Page), Reply> {
+    let start = match params.get("start_time") {
+        None => return Err(bad_request("start_time", "Missing required parameter: 'start_time'.")),
+        Some(text) => text.parse::<i64>().map_err(|_| {
+            bad_request(
+                "start_time",
+                format!("Invalid 'start_time': expected Unix seconds, got '{text}'."),
+            )
+        })?,
+    };
+    let end = match params.get("end_time") {
+        None => None,
+        Some(text) => Some(text.parse::<i64>().map_err(|_| {
+            bad_request(
+                "end_time",
+                format!("Invalid 'end_time': expected Unix seconds, got '{text}'."),
+            )
+        })?),
+    };
+    let limit = query::limit(params, default_limit, max_limit).map_err(|m| bad_request("limit", m))?;
+    let first = floor(start, width);
+    let last = end.unwrap_or(world.now).min(world.now);
+    let count = if last > first {
+        (last - first + width - 1) / width
+    } else {
+        0
+    };
+    let cursor = match params.get("page") {
+        None => None,
+        Some(text) => Some(
+            query::decode_cursor(text)
+                .and_then(|t| t.parse::<i64>().ok())
+                .ok_or_else(|| bad_request("page", "Invalid 'page' cursor."))?,
+        ),
+    };
+    let page = Buckets { first, width, count }
+        .page(limit, cursor)
+        .map_err(|m| bad_request("page", m))?;
+    Ok((end, page))
+}
+
+fn envelope(buckets: Vec<Value>, next: Option<i64>) -> Reply {
+    Reply::json(
+        200,
+        json!({
+            "object": "page",
+            "data": buckets,
+            "has_more": next.is_some(),
+            "next_page": next.map(|n| query::encode_cursor(&n.to_string())),
+        }),
+    )
+}
+
+fn groups(dims: &'static [&'static str]) -> Vec<Group> {
+    const INDEX: [usize; 8] = [0, 1, 2, 3, 4, 5, 6, 7];
+    dims.iter()
+        .enumerate()
+        .map(|(i, name)| Group {
+            name,
+            dims: &INDEX[i..=i],
+        })
+        .collect()
+}
+
+fn usage(world: &World, org: &str, ep: &Endpoint, params: &Params) -> Result<Reply, Reply> {
+    let width_text = params.get("bucket_width").unwrap_or("1d");
+    let width = query::width(width_text).ok_or_else(|| {
+        bad_request(
+            "bucket_width",
+            format!("Invalid 'bucket_width': '{width_text}'. Expected one of 1m, 1h, 1d."),
+        )
+    })?;
+    let (default_limit, max_limit) = query::usage_limits(width);
+    let mask = query::group_mask(&groups(ep.dims), &params.all("group_by"), ep.dims.len())
+        .map_err(|m| bad_request("group_by", m))?;
+    let filters = query::filters(params, ep.filters);
+    let (end, page) = window(world, params, width, default_limit, max_limit)?;
+    let mut buckets = Vec::new();
+    for &b in &page.starts {
+        let hi = (b + width).min(end.unwrap_or(i64::MAX));
+        let rows = query::hours(b, hi).flat_map(|hour| match ep.source {
+            Source::Completions => world.openai_completions(org, hour),
+            Source::Embeddings => world.openai_embeddings(org, hour),
+            Source::Empty => Vec::new(),
+        });
+        let rows: Vec<Row> = rows.filter(|r| query::keep(r, &filters)).collect();
+        let results: Vec<Value> = query::aggregate(rows, &mask)
+            .into_iter()
+            .map(|row| {
+                let mut m = Map::new();
+                m.insert("object".into(), Value::from(ep.object));
+                for (name, v) in ep.measures.iter().zip(&row.vals) {
+                    m.insert((*name).into(), Value::from(*v));
+                }
+                for (name, v) in ep.dims.iter().zip(row.dims) {
+                    m.insert((*name).into(), v);
+                }
+                Value::Object(m)
+            })
+            .collect();
+        buckets.push(json!({"object": "bucket", "start_time": b, "end_time": b + width, "results": results}));
+    }
+    Ok(envelope(buckets, page.next))
+}
+
+/// A JSON number with the decimal's exact text (serde_json keeps it verbatim
+/// under `arbitrary_precision`), like OpenAI's long-tailed `amount.value`.
+fn exact_number(text: &str) -> Value {
+    Number::from_str(text).map(Value::Number).unwrap_or(Value::Null)
+}
+
+fn costs(world: &World, org: &str, params: &Params) -> Result<Reply, Reply> {
+    let width_text = params.get("bucket_width").unwrap_or("1d");
+    if width_text != "1d" {
+        return Err(bad_request(
+            "bucket_width",
+            format!("Invalid 'bucket_width': '{width_text}'. The costs endpoint only supports '1d'."),
+        ));
+    }
+    let mask = query::group_mask(&groups(OA_COST_DIMS), &params.all("group_by"), OA_COST_DIMS.len())
+        .map_err(|m| bad_request("group_by", m))?;
+    let filters = query::filters(params, &[("project_ids", 0), ("api_key_ids", 2)]);
+    let (_, page) = window(world, params, super::data::DAY, 7, 180)?;
+    let mut buckets = Vec::new();
+    for &b in &page.starts {
+        let rows: Vec<Row> = world
+            .openai_costs(org, b)
+            .into_iter()
+            .filter(|r| query::keep(r, &filters))
+            .collect();
+        let results: Vec<Value> = query::aggregate(rows, &mask)
+            .into_iter()
+            .map(|row| {
+                let mut m = Map::new();
+                m.insert("object".into(), Value::from("organization.costs.result"));
+                m.insert(
+                    "amount".into(),
+                    json!({"value": exact_number(&row.amount.to_string()), "currency": "usd"}),
+                );
+                for (name, v) in OA_COST_DIMS.iter().zip(row.dims) {
+                    m.insert((*name).into(), v);
+                }
+                m.insert("quantity".into(), Value::from(row.vals[0]));
+                m.insert("quantity_unit".into(), Value::from("tokens"));
+                Value::Object(m)
+            })
+            .collect();
+        buckets
+            .push(json!({"object": "bucket", "start_time": b, "end_time": b + super::data::DAY, "results": results}));
+    }
+    Ok(envelope(buckets, page.next))
+}

@@ -1,0 +1,298 @@
+//! The HTTP side: shared state, routing, fault injection, request counting and
+//! the `/_sim/*` control endpoints.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, RwLock};
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::data::{Restatement, SimProvider, TruthRow, World};
+use super::faults::{Fault, FaultPlan, Faults};
+use super::{anthropic, openai, org_ids};
+
+/// A provider answer before it becomes an HTTP response.
+pub(crate) struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub retry_after: Option<u64>,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: Value) -> Self {
+        Reply {
+            status,
+            body,
+            retry_after: None,
+        }
+    }
+}
+
+/// Requests served for one (path, status).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatEntry {
+    pub path: String,
+    pub status: u16,
+    pub count: u64,
+}
+
+/// Everything the handlers share. Data itself is not stored: it is
+/// regenerated from the seed on every request.
+pub(crate) struct SimState {
+    pub seed: u64,
+    pub orgs: u32,
+    pub history_days: u32,
+    pub faults: Mutex<Faults>,
+    pub restatements: RwLock<Vec<Restatement>>,
+    pub stats: Mutex<BTreeMap<(String, u16), u64>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl SimState {
+    pub fn new(seed: u64, orgs: u32, history_days: u32) -> Self {
+        SimState {
+            seed,
+            orgs,
+            history_days,
+            faults: Mutex::new(Faults::default()),
+            restatements: RwLock::new(Vec::new()),
+            stats: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn org_known(&self, org: &str) -> bool {
+        org_ids(self.orgs).iter().any(|o| o == org)
+    }
+
+    fn restatements(&self) -> Vec<Restatement> {
+        self.restatements.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn restate(&self, restatement: Restatement) {
+        self.restatements
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(restatement);
+    }
+
+    pub fn set_faults(&self, plan: FaultPlan) {
+        lock(&self.faults).set(plan);
+    }
+
+    pub fn stats(&self) -> Vec<StatEntry> {
+        lock(&self.stats)
+            .iter()
+            .map(|((path, status), count)| StatEntry {
+                path: path.clone(),
+                status: *status,
+                count: *count,
+            })
+            .collect()
+    }
+
+    pub fn truth(&self, provider: SimProvider, org: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<TruthRow> {
+        let restatements = self.restatements();
+        let world = World {
+            seed: self.seed,
+            history_days: self.history_days,
+            now: Utc::now().timestamp(),
+            restatements: &restatements,
+        };
+        world.truth(provider, org, start.timestamp(), end.timestamp())
+    }
+
+    fn count(&self, path: &str, status: u16) {
+        *lock(&self.stats).entry((path.to_string(), status)).or_insert(0) += 1;
+    }
+}
+
+pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/_sim/truth", web::get().to(truth))
+        .route("/_sim/faults", web::post().to(faults))
+        .route("/_sim/restate", web::post().to(restate))
+        .route("/_sim/stats", web::get().to(stats))
+        .service(web::resource("/openai/{org}/v1/{tail:.*}").to(openai_route))
+        .service(web::resource("/anthropic/{org}/{tail:.*}").to(anthropic_route));
+}
+
+fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn openai_route(req: HttpRequest, state: web::Data<SimState>) -> HttpResponse {
+    serve(&state, &req, SimProvider::OpenAi, |world, org, tail| {
+        openai::handle(
+            world,
+            org,
+            state.org_known(org),
+            req.method().as_str(),
+            tail,
+            header(&req, "authorization"),
+            req.query_string(),
+        )
+    })
+}
+
+async fn anthropic_route(req: HttpRequest, state: web::Data<SimState>) -> HttpResponse {
+    serve(&state, &req, SimProvider::Anthropic, |world, org, tail| {
+        let headers = anthropic::Headers {
+            api_key: header(&req, "x-api-key"),
+            version: header(&req, "anthropic-version"),
+        };
+        anthropic::handle(
+            world,
+            org,
+            state.org_known(org),
+            req.method().as_str(),
+            tail,
+            &headers,
+            req.query_string(),
+        )
+    })
+}
+
+/// Applies the next pending fault (before auth, like an overloaded gateway),
+/// otherwise answers the request; then counts it.
+fn serve(
+    state: &SimState,
+    req: &HttpRequest,
+    provider: SimProvider,
+    answer: impl FnOnce(&World, &str, &str) -> Reply,
+) -> HttpResponse {
+    let org = req.match_info().get("org").unwrap_or_default().to_string();
+    let tail = req.match_info().get("tail").unwrap_or_default().to_string();
+    let fault = lock(&state.faults).next();
+    let reply = match (fault, provider) {
+        (Some(Fault::RateLimit { retry_after }), SimProvider::OpenAi) => openai::rate_limited(retry_after),
+        (Some(Fault::RateLimit { retry_after }), SimProvider::Anthropic) => anthropic::rate_limited(retry_after),
+        (Some(Fault::ServerError), SimProvider::OpenAi) => openai::server_error(),
+        (Some(Fault::ServerError), SimProvider::Anthropic) => anthropic::server_error(),
+        (None | Some(Fault::Truncate), _) => {
+            let restatements = state.restatements();
+            let world = World {
+                seed: state.seed,
+                history_days: state.history_days,
+                now: Utc::now().timestamp(),
+                restatements: &restatements,
+            };
+            answer(&world, &org, &tail)
+        }
+    };
+    let mut body = serde_json::to_vec(&reply.body).unwrap_or_default();
+    if fault == Some(Fault::Truncate) {
+        body.truncate(body.len() / 2);
+    }
+    state.count(req.path(), reply.status);
+    tracing::debug!(path = req.path(), status = reply.status, fault = ?fault, "simulator request");
+    respond(reply.status, reply.retry_after, body)
+}
+
+fn respond(status: u16, retry_after: Option<u64>, body: Vec<u8>) -> HttpResponse {
+    let mut builder = HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
+    builder.content_type("application/json");
+    if let Some(secs) = retry_after {
+        builder.insert_header(("retry-after", secs.to_string()));
+    }
+    builder.body(body)
+}
+
+fn control_error(status: u16, message: impl Into<String>) -> HttpResponse {
+    let body = json!({"error": message.into()});
+    respond(status, None, body.to_string().into_bytes())
+}
+
+fn ok(body: Value) -> HttpResponse {
+    respond(200, None, body.to_string().into_bytes())
+}
+
+/// A time given as RFC 3339 or as a date (00:00 UTC).
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Some(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .map(|d| d.and_time(Default::default()).and_utc())
+}
+
+async fn truth(req: HttpRequest, state: web::Data<SimState>) -> HttpResponse {
+    let params = super::query::Params::parse(req.query_string());
+    let provider = match params.get("provider").and_then(SimProvider::parse) {
+        Some(p) => p,
+        None => return control_error(400, "provider must be 'openai' or 'anthropic'"),
+    };
+    let org = params.get("org").unwrap_or_default();
+    if !state.org_known(org) {
+        return control_error(
+            404,
+            format!("unknown org '{org}' (this simulator serves org-1..org-{})", state.orgs),
+        );
+    }
+    let (Some(start), Some(end)) = (
+        params.get("start").and_then(parse_time),
+        params.get("end").and_then(parse_time),
+    ) else {
+        return control_error(400, "start and end must be RFC 3339 times or YYYY-MM-DD dates");
+    };
+    ok(json!({"rows": state.truth(provider, org, start, end)}))
+}
+
+async fn faults(body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
+    match serde_json::from_slice::<FaultPlan>(&body) {
+        Ok(plan) => {
+            state.set_faults(plan);
+            ok(json!({"pending": lock(&state.faults).pending()}))
+        }
+        Err(e) => control_error(400, format!("fault plan: {e}")),
+    }
+}
+
+/// Parses a restatement request body; the error names the field to fix.
+pub(crate) fn parse_restatement(body: &[u8], state: &SimState) -> Result<Restatement, String> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| format!("restatement body is not JSON: {e}"))?;
+    let field = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_string);
+    let provider = field("provider")
+        .and_then(|p| SimProvider::parse(&p))
+        .ok_or("field 'provider' must be 'openai' or 'anthropic'")?;
+    let org = field("org")
+        .filter(|o| state.org_known(o))
+        .ok_or("field 'org' must name a simulated org (org-1, ...)")?;
+    let day = field("day")
+        .and_then(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok())
+        .ok_or("field 'day' must be a YYYY-MM-DD date")?;
+    let factor = value
+        .get("factor")
+        .and_then(|f| crate::providers::json::decimal(f, "factor").ok())
+        .filter(|f| *f >= Decimal::ZERO && value.get("factor") != Some(&Value::Null))
+        .ok_or("field 'factor' must be a non-negative decimal (number or string)")?;
+    Ok(Restatement {
+        provider,
+        org,
+        day,
+        factor,
+    })
+}
+
+async fn restate(body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
+    match parse_restatement(&body, &state) {
+        Ok(r) => {
+            tracing::info!(provider = r.provider.as_str(), org = %r.org, day = %r.day, factor = %r.factor, "simulator restatement");
+            state.restate(r);
+            ok(json!({"ok": true}))
+        }
+        Err(e) => control_error(400, e),
+    }
+}
+
+async fn stats(state: web::Data<SimState>) -> HttpResponse {
+    let entries = state.stats();
+    let total: u64 = entries.iter().map(|e| e.count).sum();
+    ok(json!({"requests": entries, "total": total}))
+}
