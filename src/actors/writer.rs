@@ -21,6 +21,7 @@ use crate::config::WriterConfig;
 use crate::metrics;
 use crate::normalize::schema::UsageRow;
 use crate::store::state::{SyncRunRow, SyncStateRow};
+use crate::store::verify::DailyRow;
 use crate::store::ClickhouseClient;
 
 /// How a write went.
@@ -41,6 +42,8 @@ pub enum WriterError {
 /// Rows bound for one table.
 enum Payload {
     Usage(Vec<UsageRow>),
+    /// Repairs from `verify`, summed into `usage_daily`.
+    Daily(Vec<DailyRow>),
     Run(SyncRunRow),
     State(SyncStateRow),
 }
@@ -49,6 +52,7 @@ impl Payload {
     fn rows(&self) -> usize {
         match self {
             Payload::Usage(rows) => rows.len(),
+            Payload::Daily(rows) => rows.len(),
             Payload::Run(_) | Payload::State(_) => 1,
         }
     }
@@ -217,11 +221,13 @@ impl Handler<FlushNow> for WriterActor {
 async fn store_batch(client: &ClickhouseClient, batch: &[Pending], chunk: usize, max_delay: Duration) -> bool {
     let started = Instant::now();
     let mut usage: Vec<UsageRow> = Vec::new();
+    let mut daily: Vec<DailyRow> = Vec::new();
     let mut runs: Vec<SyncRunRow> = Vec::new();
     let mut states: Vec<SyncStateRow> = Vec::new();
     for pending in batch {
         match &pending.payload {
             Payload::Usage(rows) => usage.extend(rows.iter().cloned()),
+            Payload::Daily(rows) => daily.extend(rows.iter().cloned()),
             Payload::Run(run) => runs.push(run.clone()),
             Payload::State(state) => states.push(state.clone()),
         }
@@ -229,6 +235,9 @@ async fn store_batch(client: &ClickhouseClient, batch: &[Pending], chunk: usize,
     let mut retried = false;
     for part in usage.chunks(chunk.max(1)) {
         retried |= with_retry("usage_records", max_delay, || client.insert_usage_rows(part)).await;
+    }
+    if !daily.is_empty() {
+        retried |= with_retry("usage_daily", max_delay, || client.insert_rows("usage_daily", &daily)).await;
     }
     if !runs.is_empty() {
         retried |= with_retry("sync_runs", max_delay, || client.insert_rows("sync_runs", &runs)).await;
@@ -276,6 +285,14 @@ impl WriterHandle {
             return Ok(WriteAck::default());
         }
         self.send(Payload::Usage(rows)).await
+    }
+
+    /// Adds `verify` repairs to `usage_daily`.
+    pub async fn write_daily(&self, rows: Vec<DailyRow>) -> Result<WriteAck, WriterError> {
+        if rows.is_empty() {
+            return Ok(WriteAck::default());
+        }
+        self.send(Payload::Daily(rows)).await
     }
 
     pub async fn write_run(&self, run: SyncRunRow) -> Result<WriteAck, WriterError> {

@@ -260,8 +260,14 @@ struct AnStream {
     tier: &'static str,
     context: &'static str,
     base: i64,
-    cache_1h: bool,
-    web_search: bool,
+}
+
+impl AnStream {
+    /// Sonnet on the standard tier is the stream that uses 1h cache writes and
+    /// web search, so both appear in usage and in the cost report.
+    fn agentic(&self) -> bool {
+        self.model == SONNET && self.tier == "standard"
+    }
 }
 
 const fn an(
@@ -271,8 +277,6 @@ const fn an(
     tier: &'static str,
     context: &'static str,
     base: i64,
-    cache_1h: bool,
-    web_search: bool,
 ) -> AnStream {
     AnStream {
         workspace,
@@ -281,8 +285,6 @@ const fn an(
         tier,
         context,
         base,
-        cache_1h,
-        web_search,
     }
 }
 
@@ -290,13 +292,22 @@ const fn an(
 /// usage (`api_key_id: null`); workspace 0 of `org-1` is the default workspace
 /// (`workspace_id: null`).
 const AN_STREAMS: [AnStream; 6] = [
-    an(0, Some(0), SONNET, "standard", "0-200k", 120_000, true, true),
-    an(0, Some(1), HAIKU, "standard", "0-200k", 300_000, false, false),
-    an(1, Some(2), SONNET, "batch", "0-200k", 400_000, false, false),
-    an(1, None, OPUS, "standard", "0-200k", 25_000, false, false),
-    an(2, Some(3), SONNET, "standard", "200k-1M", 250_000, true, true),
-    an(2, Some(3), HAIKU, "batch", "0-200k", 200_000, false, false),
+    an(0, Some(0), SONNET, "standard", "0-200k", 120_000),
+    an(0, Some(1), HAIKU, "standard", "0-200k", 300_000),
+    an(1, Some(2), SONNET, "batch", "0-200k", 400_000),
+    an(1, None, OPUS, "standard", "0-200k", 25_000),
+    an(2, Some(3), SONNET, "standard", "200k-1M", 250_000),
+    an(2, Some(3), HAIKU, "batch", "0-200k", 200_000),
 ];
+
+/// Tokens of one (project, key, model) over a day, for OpenAI's cost records.
+struct TokenSums {
+    project: Value,
+    key: Value,
+    model: String,
+    input: i64,
+    output: i64,
+}
 
 /// The simulated world as of `now`: configuration, clock and restatements.
 pub(crate) struct World<'a> {
@@ -382,17 +393,10 @@ fn scaled(value: i64, factor: Decimal) -> i64 {
         .unwrap_or(i64::MAX)
 }
 
-/// `tokens * price_per_million * rate / 10^shift`, exactly (the shift moves the
-/// decimal point instead of dividing, so nothing is ever rounded).
+/// `tokens * price * rate / 10^shift`. Exact: prices have 2 places and rates
+/// 5, so dividing by a power of ten stays far inside Decimal's 28 places.
 fn money(tokens: i64, price: Decimal, rate: Decimal, shift: u32) -> Decimal {
-    let mut value = Decimal::from(tokens) * price * rate;
-    let scale = value.scale() + shift;
-    if value.set_scale(scale).is_err() {
-        value = value.round_dp(28 - shift);
-        let scale = value.scale() + shift;
-        let _ = value.set_scale(scale);
-    }
-    value
+    Decimal::from(tokens) * price * rate / Decimal::from(10_i64.pow(shift))
 }
 
 /// The normalized model name: lower case, trailing date suffix removed
@@ -523,8 +527,8 @@ impl World<'_> {
     /// at the org's rate. `vals = [quantity]`, `amount` in USD.
     pub fn openai_costs(&self, org: &str, day: i64) -> Vec<Row> {
         let rate = OrgDraw::new(self.seed, SimProvider::OpenAi, org).rate();
-        // (project, key, model) -> (input, output)
-        let mut sums: BTreeMap<(String, String, String), (Value, Value, i64, i64)> = BTreeMap::new();
+        // (project, key, model) -> token sums
+        let mut sums: BTreeMap<String, TokenSums> = BTreeMap::new();
         for hour in (day..day + DAY).step_by(HOUR as usize) {
             let completions = self.openai_completions(org, hour);
             let embeddings = self.openai_embeddings(org, hour);
@@ -533,24 +537,31 @@ impl World<'_> {
                 .map(|r| (r, r.vals[OA_IN], r.vals[OA_OUT]))
                 .chain(embeddings.iter().map(|r| (r, r.vals[OA_EMB_IN], 0)));
             for (row, input, output) in tokens {
-                let model = row.dims[3].as_str().unwrap_or_default().to_string();
-                let k = (row.dims[0].to_string(), row.dims[2].to_string(), model);
-                let e = sums
-                    .entry(k)
-                    .or_insert((row.dims[0].clone(), row.dims[2].clone(), 0, 0));
-                e.2 += input;
-                e.3 += output;
+                let key = Value::Array(vec![row.dims[0].clone(), row.dims[2].clone(), row.dims[3].clone()]);
+                let e = sums.entry(key.to_string()).or_insert_with(|| TokenSums {
+                    project: row.dims[0].clone(),
+                    key: row.dims[2].clone(),
+                    model: row.dims[3].as_str().unwrap_or_default().to_string(),
+                    input: 0,
+                    output: 0,
+                });
+                e.input += input;
+                e.output += output;
             }
         }
         let mut out = Vec::new();
-        for ((_, _, model), (project, key, input, output)) in sums {
-            let (p_in, p_out) = openai_price(&model);
-            for (kind, tokens, price) in [("input", input, p_in), ("output", output, p_out)] {
+        for t in sums.into_values() {
+            let (p_in, p_out) = openai_price(&t.model);
+            for (kind, tokens, price) in [("input", t.input, p_in), ("output", t.output, p_out)] {
                 if tokens == 0 {
                     continue;
                 }
                 out.push(Row {
-                    dims: vec![project.clone(), Value::from(format!("{model}, {kind}")), key.clone()],
+                    dims: vec![
+                        t.project.clone(),
+                        Value::from(format!("{}, {kind}", t.model)),
+                        t.key.clone(),
+                    ],
                     vals: vec![tokens],
                     amount: money(tokens, price, rate, 6),
                 });
@@ -580,10 +591,14 @@ impl World<'_> {
                 let total = s.base * weight / 100 * (50 + (r(1) % 100) as i64) / 100;
                 let read = total * (r(2) % 50) as i64 / 100;
                 let write_5m = total * (r(3) % 10) as i64 / 100;
-                let write_1h = if s.cache_1h { total * (r(4) % 6) as i64 / 100 } else { 0 };
+                let write_1h = if s.agentic() {
+                    total * (r(4) % 6) as i64 / 100
+                } else {
+                    0
+                };
                 let uncached = total - read - write_5m - write_1h;
                 let output = total * (4 + (r(5) % 16) as i64) / 100;
-                let web = if s.web_search { (r(6) % 6) as i64 } else { 0 };
+                let web = if s.agentic() { (r(6) % 6) as i64 } else { 0 };
                 vec![uncached, write_1h, write_5m, read, output, web]
             };
             rows.push(Row {
@@ -622,16 +637,11 @@ impl World<'_> {
         let draw = OrgDraw::new(self.seed, SimProvider::Anthropic, org);
         let rate = draw.rate();
         // (workspace, model, tier, context) -> summed usage measures
-        let mut sums: BTreeMap<(String, String, String, String), (Vec<Value>, Vec<i64>)> = BTreeMap::new();
+        let mut sums: BTreeMap<String, (Vec<Value>, Vec<i64>)> = BTreeMap::new();
         let mut web: BTreeMap<String, (Value, i64)> = BTreeMap::new();
         for hour in (day..day + DAY).step_by(HOUR as usize) {
             for row in self.anthropic_usage(org, hour) {
-                let k = (
-                    row.dims[1].to_string(),
-                    row.dims[2].to_string(),
-                    row.dims[3].to_string(),
-                    row.dims[4].to_string(),
-                );
+                let k = Value::Array(row.dims[1..].to_vec()).to_string();
                 let e = sums.entry(k).or_insert_with(|| (row.dims.clone(), vec![0; 6]));
                 for (acc, v) in e.1.iter_mut().zip(&row.vals) {
                     *acc += v;

@@ -209,7 +209,7 @@ pub(crate) fn handle(
     result.unwrap_or_else(|reply| reply)
 }
 
-/// The shared window checks: (first bucket start, bucket run, page).
+/// Checks the window parameters; returns the raw `end_time` (data bound) and the page of buckets.
 fn window(
     world: &World,
     params: &Params,

@@ -5,5 +5,6 @@ pub mod client;
 pub mod diff;
 pub mod migrations;
 pub mod state;
+pub mod verify;
 
 pub use client::{ClickhouseClient, StoreError};
