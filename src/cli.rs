@@ -75,6 +75,19 @@ pub enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Compare usage_records with usage_daily per day and repair differences.
+    Verify {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long = "account")]
+        accounts: Vec<String>,
+        /// First day to check (default: deep_resync_days ago).
+        #[arg(long)]
+        since: Option<String>,
+        /// Day after the last day to check (default: tomorrow).
+        #[arg(long)]
+        until: Option<String>,
+    },
     /// Fetch one day from every endpoint of an account without storing it.
     TestConnection {
         #[arg(short, long)]
@@ -118,6 +131,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             since,
             until,
         } => sync_once(load(&config)?, &accounts, since.as_deref(), until.as_deref()).await,
+        Command::Verify {
+            config,
+            accounts,
+            since,
+            until,
+        } => verify(load(&config)?, &accounts, since.as_deref(), until.as_deref()).await,
         Command::TestConnection { config, account } => test_connection(load(&config)?, &account).await,
         Command::Run { config } => Ok(crate::actors::supervisor::run_daemon(App::new(load(&config)?)?).await?),
         Command::Simulate {
@@ -202,6 +221,78 @@ pub fn parse_time(text: &str) -> anyhow::Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .with_context(|| format!("'{text}' is neither a date (2025-01-31) nor an RFC 3339 time (2025-01-31T12:00:00Z)"))
+}
+
+/// The accounts named on the command line (all enabled ones when none is).
+fn select_accounts(config: &ValidatedConfig, wanted: &[String]) -> anyhow::Result<Vec<crate::config::AccountConfig>> {
+    for id in wanted {
+        if config.account(id).is_none() {
+            let known: Vec<&str> = config.accounts.iter().map(|a| a.id.as_str()).collect();
+            bail!("no account '{id}' in the config; accounts: {}", known.join(", "));
+        }
+    }
+    Ok(config
+        .accounts
+        .iter()
+        .filter(|a| {
+            if wanted.is_empty() {
+                a.enabled
+            } else {
+                wanted.contains(&a.id)
+            }
+        })
+        .cloned()
+        .collect())
+}
+
+async fn verify(
+    config: ValidatedConfig,
+    wanted: &[String],
+    since: Option<&str>,
+    until: Option<&str>,
+) -> anyhow::Result<i32> {
+    let selected = select_accounts(&config, wanted)?;
+    let until = match until {
+        Some(t) => parse_time(t)?,
+        None => crate::normalize::schema::Granularity::Day.floor(Utc::now()) + chrono::Duration::days(1),
+    };
+    let since = match since {
+        Some(t) => parse_time(t)?,
+        None => until - chrono::Duration::days(i64::from(config.sync.deep_resync_days) + 1),
+    };
+    let app = App::new(config.clone())?;
+    migrations::migrate(&app.store).await?;
+    let mut locks = Vec::new();
+    for account in &selected {
+        locks.push(AccountLock::acquire(&config.state_dir, &account.id)?);
+    }
+    let writer = WriterActor::start_with_handle(app.store.clone(), config.writer.clone());
+    let mut out = std::io::stdout().lock();
+    for account in &selected {
+        let report = crate::store::verify::verify_connection(&app.store, &writer, &account.id, since, until).await?;
+        writeln!(
+            out,
+            "{:<24} {} group(s) checked, {} repaired",
+            account.id,
+            report.groups_checked,
+            report.repairs.len()
+        )?;
+        for fix in &report.repairs {
+            writeln!(
+                out,
+                "  repaired {} {} {} model '{}': cost {:+}, input_tokens {:+}, records {:+}",
+                fix.date(),
+                fix.record_type,
+                fix.service,
+                fix.model,
+                fix.cost.to_decimal().normalize(),
+                fix.input_tokens,
+                fix.records
+            )?;
+        }
+    }
+    writer.flush().await?;
+    Ok(0)
 }
 
 async fn sync_once(

@@ -39,6 +39,11 @@ pub struct Schedule {
     pub interval: Duration,
     pub jitter: Duration,
     pub deep_interval: Duration,
+    /// How often `verify` runs for this account (after a sync, in the same
+    /// in-flight slot, so no insert of the account runs concurrently).
+    pub verify_interval: Duration,
+    /// Days `verify` checks, counted back from today.
+    pub verify_days: u32,
     /// Whether the first tick happens right away (the daemon) or waits an
     /// interval (tests that drive syncs by message).
     pub tick_on_start: bool,
@@ -57,6 +62,7 @@ pub struct ConnectionActor {
     stopping: bool,
     stop_waiters: Vec<oneshot::Sender<()>>,
     next_tick: Option<SpawnHandle>,
+    last_verify: Option<std::time::Instant>,
 }
 
 impl ConnectionActor {
@@ -71,6 +77,7 @@ impl ConnectionActor {
             stopping: false,
             stop_waiters: Vec::new(),
             next_tick: None,
+            last_verify: None,
         }
     }
 
@@ -123,6 +130,13 @@ impl ConnectionActor {
         self.life.syncs_started.fetch_add(1, Ordering::Relaxed);
         let sync = self.sync.clone();
         let deep_interval = self.schedule.deep_interval;
+        let verify_due = self
+            .last_verify
+            .is_none_or(|t| t.elapsed() >= self.schedule.verify_interval);
+        if verify_due {
+            self.last_verify = Some(std::time::Instant::now());
+        }
+        let verify_days = self.schedule.verify_days;
         let work = async move {
             let kind = match kind {
                 SyncKind::Incremental => upgrade_to_deep(&sync, deep_interval).await,
@@ -133,7 +147,11 @@ impl ConnectionActor {
                 SyncKind::Deep => "deep",
                 SyncKind::Explicit { .. } => "manual",
             };
-            sync.run(kind, trigger).await
+            let result = sync.run(kind, trigger).await;
+            if verify_due {
+                verify(&sync, verify_days).await;
+            }
+            result
         };
         ctx.spawn(
             AssertUnwindSafe(work)
@@ -174,6 +192,22 @@ impl ConnectionActor {
                 }),
         );
         true
+    }
+}
+
+/// Daily consistency check of the account's recent days; repairs are logged
+/// and counted, failures only logged (the next day tries again).
+async fn verify(sync: &AccountSync, days: u32) {
+    let until = crate::normalize::schema::Granularity::Day.floor(Utc::now()) + chrono::Duration::days(1);
+    let since = until - chrono::Duration::days(i64::from(days) + 1);
+    match crate::store::verify::verify_connection(&sync.store, &sync.writer, &sync.account.id, since, until).await {
+        Ok(report) if report.repairs.is_empty() => {
+            tracing::info!(account = %sync.account.id, groups = report.groups_checked, "verify: consistent")
+        }
+        Ok(report) => {
+            tracing::warn!(account = %sync.account.id, repaired = report.repairs.len(), "verify repaired usage_daily")
+        }
+        Err(err) => tracing::warn!(account = %sync.account.id, error = %err, "verify failed"),
     }
 }
 

@@ -67,6 +67,8 @@ impl SupervisorActor {
             interval: account.interval,
             jitter: self.app.config.sync.jitter,
             deep_interval: self.app.config.sync.deep_resync_interval,
+            verify_interval: self.app.config.sync.verify_interval,
+            verify_days: self.app.config.sync.deep_resync_days,
             tick_on_start: self.tick_on_start,
         };
         let life = Arc::new(ConnectionLife::default());

@@ -7,3 +7,4 @@ mod daemon;
 mod migrations;
 mod proxy;
 mod sync_e2e;
+mod verify;
