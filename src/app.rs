@@ -24,6 +24,8 @@ pub struct App {
     pub config: ValidatedConfig,
     pub store: ClickhouseClient,
     pub pricing: Arc<PricingRegistry>,
+    /// How provider requests are retried (tests shorten the delays).
+    pub retry: RetryPolicy,
 }
 
 impl App {
@@ -36,6 +38,7 @@ impl App {
             config,
             store,
             pricing: Arc::new(pricing),
+            retry: RetryPolicy::default(),
         })
     }
 
@@ -50,7 +53,7 @@ impl App {
 
     /// Everything one account's syncs need, with a fresh adapter.
     pub fn account_sync(&self, account: &AccountConfig, writer: WriterHandle) -> Result<AccountSync, ProviderError> {
-        let adapter = providers::build_adapter(account, RetryPolicy::default())?;
+        let adapter = providers::build_adapter(account, self.retry.clone())?;
         Ok(AccountSync {
             account: account.clone(),
             adapter,

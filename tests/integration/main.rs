@@ -4,6 +4,7 @@
 mod support;
 
 mod daemon;
+mod failures;
 mod migrations;
 mod proxy;
 mod sync_e2e;
