@@ -59,7 +59,11 @@ async fn rate_limits_server_errors_and_cut_bodies_are_retried_without_changing_a
     let config = TestConfig::new("faults", &support::sim_accounts(&sim, &["org-1"], &["openai"]));
     let sync = account_sync(&config, 0).await;
     let (since, until, kind) = last_days(3);
-    set_faults(&sim, serde_json::json!({"rate_limit": 2, "server_error": 2, "truncate": 2, "retry_after_secs": 1})).await;
+    set_faults(
+        &sim,
+        serde_json::json!({"rate_limit": 2, "server_error": 2, "truncate": 2, "retry_after_secs": 1}),
+    )
+    .await;
 
     let reports = sync.run(kind, "test").await.unwrap();
     assert!(reports.iter().all(|r| r.succeeded), "{reports:?}");
@@ -81,8 +85,18 @@ async fn rate_limits_server_errors_and_cut_bodies_are_retried_without_changing_a
         ),
     )
     .await;
-    let truth = support::truth(&sim, "openai", "org-1", &format!("{since}T00:00:00Z"), &format!("{until}T00:00:00Z")).await;
-    let cost: rust_decimal::Decimal = truth.iter().map(|r| r.cost.parse::<rust_decimal::Decimal>().unwrap()).sum();
+    let truth = support::truth(
+        &sim,
+        "openai",
+        "org-1",
+        &format!("{since}T00:00:00Z"),
+        &format!("{until}T00:00:00Z"),
+    )
+    .await;
+    let cost: rust_decimal::Decimal = truth
+        .iter()
+        .map(|r| r.cost.parse::<rust_decimal::Decimal>().unwrap())
+        .sum();
     let tokens: i64 = truth.iter().map(|r| r.input_tokens).sum();
     let fields: Vec<&str> = got.trim().split('\t').collect();
     assert_eq!(fields[0].parse::<rust_decimal::Decimal>().unwrap(), cost);
@@ -103,13 +117,20 @@ async fn a_failing_endpoint_keeps_the_watermark_and_the_next_sync_completes_the_
     assert!(!first.succeeded, "{first:?}");
     assert_eq!(reports.len(), 1, "the backfill stops at the first failed chunk");
     assert!(
-        first.errors.iter().any(|e| e.contains("openai-org-1") && e.contains("completions") && e.contains("HTTP 500")),
+        first
+            .errors
+            .iter()
+            .any(|e| e.contains("openai-org-1") && e.contains("completions") && e.contains("HTTP 500")),
         "{:?}",
         first.errors
     );
     let state_rows = support::count(&client, "SELECT count() FROM {db}.sync_state").await;
     assert_eq!(state_rows, 0, "a failed window is never recorded as done");
-    let failed_runs = support::count(&client, "SELECT count() FROM {db}.sync_runs WHERE status = 'failed' AND error != ''").await;
+    let failed_runs = support::count(
+        &client,
+        "SELECT count() FROM {db}.sync_runs WHERE status = 'failed' AND error != ''",
+    )
+    .await;
     assert_eq!(failed_runs, 1);
 
     // The faults are used up: the next sync finishes the backfill.
@@ -146,10 +167,19 @@ async fn a_rejected_key_fails_its_account_with_a_fix_and_the_others_sync() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
-    let failed = stdout.lines().find(|l| l.starts_with("anthropic-wrong")).expect("a summary line");
+    let failed = stdout
+        .lines()
+        .find(|l| l.starts_with("anthropic-wrong"))
+        .expect("a summary line");
     assert!(failed.contains("failed"), "{stdout}");
-    assert!(stdout.contains("account 'anthropic-wrong'") && stdout.contains("Admin API key"), "{stdout}");
-    assert!(!stdout.contains("FAKE-not-an-admin-key") && !stderr.contains("FAKE-not-an-admin-key"), "the key leaked");
+    assert!(
+        stdout.contains("account 'anthropic-wrong'") && stdout.contains("Admin API key"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("FAKE-not-an-admin-key") && !stderr.contains("FAKE-not-an-admin-key"),
+        "the key leaked"
+    );
     let ok = stdout.lines().find(|l| l.starts_with("openai-org-1")).unwrap();
     assert!(ok.contains("success"), "{stdout}");
     let client = config.client();

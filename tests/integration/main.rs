@@ -3,9 +3,11 @@
 
 mod support;
 
+mod actors;
 mod daemon;
 mod failures;
 mod migrations;
 mod proxy;
 mod sync_e2e;
 mod verify;
+mod writer;

@@ -27,6 +27,11 @@ pub struct Proxy {
 
 impl Proxy {
     pub async fn start(upstream: &str, hold_inserts: usize) -> Proxy {
+        Self::start_on(upstream, hold_inserts, 0).await
+    }
+
+    /// Listens on a given port (0 = any), e.g. to bring a "server" up late.
+    pub async fn start_on(upstream: &str, hold_inserts: usize, port: u16) -> Proxy {
         let state = ProxyState {
             upstream: upstream.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
@@ -38,7 +43,7 @@ impl Proxy {
         let server = HttpServer::new(move || App::new().app_data(data.clone()).default_service(web::to(forward)))
             .workers(1)
             .disable_signals()
-            .bind("127.0.0.1:0")
+            .bind(("127.0.0.1", port))
             .unwrap();
         let addr = server.addrs()[0];
         let server = server.run();

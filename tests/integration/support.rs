@@ -194,3 +194,11 @@ pub async fn restate(sim: &tokentra_sync::simulator::SimHandle, provider: &str, 
         response.text().await.unwrap()
     );
 }
+
+/// The current value of an unlabelled metric of this process.
+pub fn metric(name: &str) -> f64 {
+    tokentra_sync::metrics::render()
+        .lines()
+        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.trim().parse().ok()))
+        .unwrap_or(0.0)
+}

@@ -1,0 +1,175 @@
+//! The connection actor's life: one sync in flight, ticks coalesced, a
+//! panicking sync restarts the actor (counted the way actix's own supervisor
+//! tests count: atomics bumped in `started` / `restarting`).
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokentra_sync::actors::connection::{ConnectionActor, ConnectionLife, IsSyncing, Schedule, TriggerSync};
+use tokentra_sync::actors::writer::WriterActor;
+use tokentra_sync::app::App;
+use tokentra_sync::normalize::schema::{Granularity, RecordType};
+use tokentra_sync::normalize::Normalizer;
+use tokentra_sync::providers::{
+    EndpointFetch, EndpointSpec, HttpStats, Provider, ProviderAdapter, ProviderError, TimeWindow,
+};
+use tokentra_sync::store::migrations;
+use tokentra_sync::sync::window::SyncKind;
+use tokentra_sync::sync::AccountSync;
+use tokio::sync::Semaphore;
+
+use crate::support::TestConfig;
+
+/// An adapter whose fetches wait at a gate the test opens, and that can panic.
+struct GatedAdapter {
+    gate: Arc<Semaphore>,
+    fetches: Arc<AtomicU32>,
+    panic_next: Arc<AtomicBool>,
+    stats: Arc<HttpStats>,
+}
+
+#[async_trait]
+impl ProviderAdapter for GatedAdapter {
+    fn provider(&self) -> Provider {
+        Provider::OpenAi
+    }
+
+    fn endpoints(&self) -> Vec<EndpointSpec> {
+        vec![EndpointSpec {
+            record_type: RecordType::Usage,
+            endpoint: "completions",
+            granularity: Granularity::Hour,
+        }]
+    }
+
+    async fn fetch(&self, _: &EndpointSpec, _: TimeWindow) -> Result<EndpointFetch, ProviderError> {
+        self.fetches.fetch_add(1, Ordering::SeqCst);
+        if self.panic_next.swap(false, Ordering::SeqCst) {
+            panic!("adapter bug (injected by the test)");
+        }
+        self.gate.acquire().await.expect("gate open").forget();
+        Ok(EndpointFetch::default())
+    }
+
+    fn http_stats(&self) -> Arc<HttpStats> {
+        self.stats.clone()
+    }
+}
+
+struct Harness {
+    addr: actix::Addr<ConnectionActor>,
+    life: Arc<ConnectionLife>,
+    gate: Arc<Semaphore>,
+    fetches: Arc<AtomicU32>,
+    panic_next: Arc<AtomicBool>,
+}
+
+async fn harness(test: &str) -> Harness {
+    let accounts = "[[accounts]]\nid = \"gated\"\nprovider = \"openai\"\nbackfill_days = 1\n[accounts.credentials]\napi_key = \"sk-admin-FAKE-gated\"\n";
+    let config = TestConfig::new(test, accounts).validated();
+    let app = App::new(config.clone()).unwrap();
+    migrations::migrate(&app.store).await.unwrap();
+    let writer = WriterActor::start_with_handle(app.store.clone(), config.writer.clone());
+    let gate = Arc::new(Semaphore::new(0));
+    let fetches = Arc::new(AtomicU32::new(0));
+    let panic_next = Arc::new(AtomicBool::new(false));
+    let account = config.accounts[0].clone();
+    let sync = AccountSync {
+        adapter: Arc::new(GatedAdapter {
+            gate: gate.clone(),
+            fetches: fetches.clone(),
+            panic_next: panic_next.clone(),
+            stats: Arc::new(HttpStats::default()),
+        }),
+        normalizer: Normalizer::new(&account.id, account.provider, app.pricing.clone()),
+        store: app.store.clone(),
+        writer,
+        policy: app.window_policy(&account),
+        account,
+    };
+    let schedule = Schedule {
+        interval: Duration::from_secs(3600),
+        jitter: Duration::ZERO,
+        deep_interval: Duration::from_secs(86_400),
+        verify_interval: Duration::from_secs(86_400),
+        verify_days: 1,
+        tick_on_start: false,
+    };
+    let life = Arc::new(ConnectionLife::default());
+    let actor_life = life.clone();
+    let addr = actix::Supervisor::start(move |_| ConnectionActor::new(sync, schedule, actor_life));
+    Harness {
+        addr,
+        life,
+        gate,
+        fetches,
+        panic_next,
+    }
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn ticks_during_a_sync_are_coalesced_into_one_more_sync() {
+    let h = harness("coalesce").await;
+    assert!(
+        h.addr.send(TriggerSync(SyncKind::Incremental)).await.unwrap(),
+        "idle: starts at once"
+    );
+    eventually("the first fetch", || h.fetches.load(Ordering::SeqCst) == 1).await;
+    assert!(h.addr.send(IsSyncing).await.unwrap());
+    // Three more requests while the first sync waits at the gate.
+    for _ in 0..3 {
+        assert!(
+            !h.addr.send(TriggerSync(SyncKind::Incremental)).await.unwrap(),
+            "busy: coalesced"
+        );
+    }
+    assert_eq!(
+        h.life.syncs_started.load(Ordering::SeqCst),
+        1,
+        "never two syncs in flight"
+    );
+    assert_eq!(h.life.coalesced.load(Ordering::SeqCst), 3);
+    h.gate.add_permits(100);
+    eventually("the coalesced sync to finish", || {
+        h.life.syncs_finished.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    assert_eq!(
+        h.life.syncs_started.load(Ordering::SeqCst),
+        2,
+        "three ticks became one sync"
+    );
+    assert!(!h.addr.send(IsSyncing).await.unwrap());
+}
+
+#[actix_rt::test]
+async fn a_panicking_sync_restarts_the_actor_which_keeps_working() {
+    let h = harness("restart").await;
+    eventually("the actor to start", || h.life.starts.load(Ordering::SeqCst) == 1).await;
+    h.panic_next.store(true, Ordering::SeqCst);
+    assert!(h.addr.send(TriggerSync(SyncKind::Incremental)).await.unwrap());
+    eventually("the restart", || h.life.restarts.load(Ordering::SeqCst) == 1).await;
+    eventually("started again after restarting", || {
+        h.life.starts.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    // The restarted actor syncs normally.
+    h.gate.add_permits(100);
+    assert!(h.addr.send(TriggerSync(SyncKind::Incremental)).await.unwrap());
+    // The crashed sync counts as finished too.
+    eventually("a sync after the restart", || {
+        h.life.syncs_finished.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    assert_eq!(h.fetches.load(Ordering::SeqCst), 2);
+}
