@@ -383,13 +383,84 @@ impl UsageRow {
     ];
 
     /// True when both rows say the same thing, ignoring bookkeeping
-    /// (`sign`, `version`, `synced_at`).
+    /// (`sign`, `version`, `synced_at`). Field by field, without allocating:
+    /// the diff calls this for every stored row.
     pub fn same_content(&self, other: &UsageRow) -> bool {
-        let mut a = self.clone();
-        a.sign = other.sign;
-        a.version = other.version;
-        a.synced_at = other.synced_at;
-        &a == other
+        let UsageRow {
+            connection_id,
+            provider,
+            record_type,
+            endpoint,
+            bucket_start,
+            bucket_end,
+            granularity,
+            record_key,
+            model,
+            model_raw,
+            model_family,
+            service,
+            workspace_id,
+            project_id,
+            api_key_id,
+            api_key_hint,
+            user_id,
+            region,
+            resource_id,
+            line_item,
+            attributes,
+            input_tokens,
+            output_tokens,
+            cached_input_tokens,
+            cache_creation_tokens,
+            requests,
+            requests_reported,
+            quantity,
+            unit,
+            cost,
+            estimated_cost,
+            credits,
+            cost_source,
+            currency,
+            amount_original,
+            sign: _,
+            version: _,
+            synced_at: _,
+        } = self;
+        *record_key == other.record_key
+            && *bucket_start == other.bucket_start
+            && *bucket_end == other.bucket_end
+            && *input_tokens == other.input_tokens
+            && *output_tokens == other.output_tokens
+            && *cached_input_tokens == other.cached_input_tokens
+            && *cache_creation_tokens == other.cache_creation_tokens
+            && *requests == other.requests
+            && *requests_reported == other.requests_reported
+            && *quantity == other.quantity
+            && *cost == other.cost
+            && *estimated_cost == other.estimated_cost
+            && *credits == other.credits
+            && *amount_original == other.amount_original
+            && *connection_id == other.connection_id
+            && *provider == other.provider
+            && *record_type == other.record_type
+            && *endpoint == other.endpoint
+            && *granularity == other.granularity
+            && *model == other.model
+            && *model_raw == other.model_raw
+            && *model_family == other.model_family
+            && *service == other.service
+            && *workspace_id == other.workspace_id
+            && *project_id == other.project_id
+            && *api_key_id == other.api_key_id
+            && *api_key_hint == other.api_key_hint
+            && *user_id == other.user_id
+            && *region == other.region
+            && *resource_id == other.resource_id
+            && *line_item == other.line_item
+            && *attributes == other.attributes
+            && *unit == other.unit
+            && *cost_source == other.cost_source
+            && *currency == other.currency
     }
 
     /// The row with the opposite sign and everything else verbatim: a cancel row.

@@ -48,13 +48,13 @@ pub fn diff(
     now_micros: u64,
     synced_at: u32,
 ) -> Delta {
-    let mut scope: BTreeSet<u32> = scope_buckets.clone();
-    scope.extend(fetched.iter().map(|r| r.bucket_start));
+    let fetched_buckets: BTreeSet<u32> = fetched.iter().map(|r| r.bucket_start).collect();
+    let in_scope = |bucket: &u32| scope_buckets.contains(bucket) || fetched_buckets.contains(bucket);
 
     // key -> content groups with their net sign.
-    let mut groups: HashMap<u64, Vec<Group>> = HashMap::new();
+    let mut groups: HashMap<u64, Vec<Group<'_>>> = HashMap::with_capacity(fetched.len());
     let mut max_version = 0u64;
-    for row in stored.iter().filter(|r| scope.contains(&r.bucket_start)) {
+    for row in stored.iter().filter(|r| in_scope(&r.bucket_start)) {
         max_version = max_version.max(row.version);
         let entry = groups.entry(row.record_key).or_default();
         match entry
@@ -63,7 +63,7 @@ pub fn diff(
         {
             Some(group) => group.net += i64::from(row.sign),
             None => entry.push(Group {
-                row: row.clone(),
+                row,
                 net: i64::from(row.sign),
             }),
         }
@@ -78,7 +78,7 @@ pub fn diff(
         for (index, group) in groups.iter().enumerate() {
             // Keep exactly one live copy of a stored row equal to what we want.
             let target = i64::from(Some(index) == keeper);
-            push_corrections(&mut delta, &group.row, group.net - target);
+            push_corrections(&mut delta, group.row, group.net - target);
         }
         if keeper.is_none() {
             let mut row = wanted.clone();
@@ -90,18 +90,19 @@ pub fn diff(
         }
     }
     // Whatever is left was stored in scope and is no longer reported: vanished.
-    let mut vanished: Vec<(u64, Vec<Group>)> = groups.into_iter().filter(|(k, _)| !fetched_keys.contains(k)).collect();
+    let mut vanished: Vec<(u64, Vec<Group<'_>>)> = groups.into_iter().filter(|(k, _)| !fetched_keys.contains(k)).collect();
     vanished.sort_by_key(|(k, _)| *k);
     for (_, groups) in vanished {
         for group in groups {
-            push_corrections(&mut delta, &group.row, group.net);
+            push_corrections(&mut delta, group.row, group.net);
         }
     }
     delta
 }
 
-struct Group {
-    row: UsageRow,
+/// Identical stored rows (same key, version and content) and their net sign.
+struct Group<'a> {
+    row: &'a UsageRow,
     net: i64,
 }
 

@@ -71,6 +71,26 @@ fn expected(fetched: &[UsageRow]) -> BTreeMap<u64, (i64, i128, i64)> {
 }
 
 #[test]
+fn same_content_ignores_only_bookkeeping() {
+    let a = row(1, 0, 10, 5);
+    let mut b = a.clone();
+    b.sign = -1;
+    b.version = 99;
+    b.synced_at = 7;
+    assert!(a.same_content(&b));
+    for change in [
+        |r: &mut UsageRow| r.attributes = "batch=true".into(),
+        |r: &mut UsageRow| r.estimated_cost = Dec9(1),
+        |r: &mut UsageRow| r.currency = "USD".into(),
+        |r: &mut UsageRow| r.bucket_end += 1,
+    ] {
+        let mut c = a.clone();
+        change(&mut c);
+        assert!(!a.same_content(&c), "{c:?}");
+    }
+}
+
+#[test]
 fn first_sync_inserts_everything_with_one_fresh_version() {
     let fetched = vec![row(1, 0, 10, 5), row(2, 0, 20, 7)];
     let d = diff(&[], &fetched, &buckets(&[0]), 1_000, 9);
