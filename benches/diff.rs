@@ -22,7 +22,12 @@ const ROWS: usize = 200_000;
 
 fn records(scale: i64) -> Vec<FetchedRecord> {
     let start = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
-    let models = ["gpt-4o-2024-08-06", "gpt-4o-mini-2024-07-18", "o3-mini-2025-01-31", "text-embedding-3-small"];
+    let models = [
+        "gpt-4o-2024-08-06",
+        "gpt-4o-mini-2024-07-18",
+        "o3-mini-2025-01-31",
+        "text-embedding-3-small",
+    ];
     (0..ROWS)
         .map(|i| {
             let hour = (i / 500) as i64;
@@ -65,7 +70,10 @@ fn records(scale: i64) -> Vec<FetchedRecord> {
 
 fn rate(what: &str, rows: usize, started: Instant) {
     let secs = started.elapsed().as_secs_f64();
-    println!("{what:<44} {rows:>8} rows in {secs:>7.3}s = {:>10.0} rows/s", rows as f64 / secs);
+    println!(
+        "{what:<44} {rows:>8} rows in {secs:>7.3}s = {:>10.0} rows/s",
+        rows as f64 / secs
+    );
 }
 
 fn main() {

@@ -90,7 +90,8 @@ pub fn diff(
         }
     }
     // Whatever is left was stored in scope and is no longer reported: vanished.
-    let mut vanished: Vec<(u64, Vec<Group<'_>>)> = groups.into_iter().filter(|(k, _)| !fetched_keys.contains(k)).collect();
+    let mut vanished: Vec<(u64, Vec<Group<'_>>)> =
+        groups.into_iter().filter(|(k, _)| !fetched_keys.contains(k)).collect();
     vanished.sort_by_key(|(k, _)| *k);
     for (_, groups) in vanished {
         for group in groups {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 
 use crate::actors::writer::WriterHandle;
 use crate::config::AccountConfig;
@@ -28,6 +29,18 @@ use window::{SyncKind, WindowPolicy};
 /// A delta is written, then re-read and diffed again if its insert was
 /// retried; after this many rounds without converging the endpoint fails.
 const MAX_ROUNDS: usize = 4;
+
+/// Endpoints of one account synced at once. Small, to stay well inside the
+/// providers' rate limits.
+const ENDPOINT_CONCURRENCY: usize = 3;
+
+/// What one endpoint fetched and wrote.
+#[derive(Debug, Default)]
+struct EndpointCounts {
+    fetched: u64,
+    added: u64,
+    cancelled: u64,
+}
 
 /// The result of syncing one window of one account.
 #[derive(Clone, Debug)]
@@ -164,8 +177,23 @@ impl AccountSync {
             duration: Duration::ZERO,
             errors: Vec::new(),
         };
-        for endpoint in self.adapter.endpoints() {
-            if let Err(message) = self.sync_endpoint(&endpoint, window, &mut report).await {
+        // Endpoints are independent scopes: a few run at once so their
+        // fetches overlap and their deltas share the writer's batches.
+        let endpoints = self.adapter.endpoints();
+        let outcomes: Vec<(EndpointSpec, EndpointCounts, Result<(), String>)> = futures::stream::iter(endpoints)
+            .map(|endpoint| async move {
+                let mut counts = EndpointCounts::default();
+                let result = self.sync_endpoint(&endpoint, window, &mut counts).await;
+                (endpoint, counts, result)
+            })
+            .buffered(ENDPOINT_CONCURRENCY)
+            .collect()
+            .await;
+        for (endpoint, counts, result) in outcomes {
+            report.rows_fetched += counts.fetched;
+            report.rows_added += counts.added;
+            report.rows_cancelled += counts.cancelled;
+            if let Err(message) = result {
                 tracing::warn!(account = %self.account.id, endpoint = endpoint.endpoint, error = %message, "endpoint sync failed");
                 report.succeeded = false;
                 report.errors.push(message);
@@ -231,11 +259,11 @@ impl AccountSync {
         &self,
         endpoint: &EndpointSpec,
         window: TimeWindow,
-        report: &mut SyncReport,
+        counts: &mut EndpointCounts,
     ) -> Result<(), String> {
         let snapped = window.snapped_out(endpoint.granularity);
         let fetched = self.adapter.fetch(endpoint, snapped).await.map_err(|e| e.to_string())?;
-        report.rows_fetched += fetched.records.len() as u64;
+        counts.fetched += fetched.records.len() as u64;
         let normalizer = self.normalizer.clone();
         let covered = fetched.covered_buckets.clone();
         // Parsing is done; normalizing and diffing big answers is CPU work
@@ -278,8 +306,8 @@ impl AccountSync {
             if delta.is_empty() {
                 return Ok(());
             }
-            report.rows_added += delta.added as u64;
-            report.rows_cancelled += delta.cancelled as u64;
+            counts.added += delta.added as u64;
+            counts.cancelled += delta.cancelled as u64;
             let ack = self
                 .writer
                 .write_usage(delta.rows)

@@ -110,8 +110,9 @@ async fn a_failing_endpoint_keeps_the_watermark_and_the_next_sync_completes_the_
     let config = TestConfig::new("partial", &support::sim_accounts(&sim, &["org-1"], &["openai"]));
     let sync = account_sync(&config, 0).await;
     let client = config.client();
-    // Enough 500s to exhaust the first endpoint's attempts.
-    set_faults(&sim, serde_json::json!({"server_error": 8})).await;
+    // Enough 500s to exhaust the attempts of every endpoint that runs at
+    // once with the first (completions): 3 x 8 attempts.
+    set_faults(&sim, serde_json::json!({"server_error": 30})).await;
     let reports = sync.run(SyncKind::Incremental, "test").await.unwrap();
     let first = &reports[0];
     assert!(!first.succeeded, "{first:?}");

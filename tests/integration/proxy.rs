@@ -40,11 +40,17 @@ impl Proxy {
             release: Arc::new(Notify::new()),
         };
         let data = web::Data::new(state.clone());
-        let server = HttpServer::new(move || App::new().app_data(data.clone()).default_service(web::to(forward)))
-            .workers(1)
-            .disable_signals()
-            .bind(("127.0.0.1", port))
-            .unwrap();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                // Inserts are large; actix-web's default body limit is 256 KiB.
+                .app_data(web::PayloadConfig::new(1 << 30))
+                .default_service(web::to(forward))
+        })
+        .workers(1)
+        .disable_signals()
+        .bind(("127.0.0.1", port))
+        .unwrap();
         let addr = server.addrs()[0];
         let server = server.run();
         let handle = server.handle();
