@@ -52,6 +52,7 @@ p='$wall'.split(':'); print(sum(float(x)*60**i for i,x in enumerate(reversed(p))
   printf '%-10s accounts=%s days=%s fetched=%s written=%s wall=%.1fs rows/s=%.0f peak_rss=%.1fMiB\n' \
     "$label" "$((orgs * 2))" "$days" "$fetched" "$written" "$secs" \
     "$(python3 -c "print($fetched/$secs)")" "$(python3 -c "print($rss/1024)")"
+  grep -E 'User time|System time|Percent of CPU' "$work/time.txt" | sed 's/^[[:space:]]*/           /'
   if grep -q failed "$work/summary.txt"; then cat "$work/summary.txt"; fi
 }
 run first

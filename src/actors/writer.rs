@@ -61,7 +61,7 @@ impl Payload {
 struct Pending {
     payload: Payload,
     reply: oneshot::Sender<WriteAck>,
-    _permit: Option<OwnedSemaphorePermit>,
+    _permit: OwnedSemaphorePermit,
 }
 
 #[derive(Message)]
@@ -295,8 +295,12 @@ impl WriterHandle {
         self.send(Payload::Daily(rows)).await
     }
 
-    pub async fn write_run(&self, run: SyncRunRow) -> Result<WriteAck, WriterError> {
-        self.send(Payload::Run(run)).await
+    /// Queues a `sync_runs` row without waiting for it to be stored: it is
+    /// bookkeeping, and a sync should not wait a batch cycle for it. (Still
+    /// bounded: it takes a buffer permit like any row.)
+    pub async fn enqueue_run(&self, run: SyncRunRow) -> Result<(), WriterError> {
+        let (pending, _ack) = self.pending(Payload::Run(run)).await?;
+        self.addr.send(Enqueue(pending)).await.map_err(|_| WriterError::Stopped)
     }
 
     pub async fn write_state(&self, state: SyncStateRow) -> Result<WriteAck, WriterError> {
@@ -309,6 +313,16 @@ impl WriterHandle {
     }
 
     async fn send(&self, payload: Payload) -> Result<WriteAck, WriterError> {
+        let (pending, ack) = self.pending(payload).await?;
+        self.addr
+            .send(Enqueue(pending))
+            .await
+            .map_err(|_| WriterError::Stopped)?;
+        ack.await.map_err(|_| WriterError::Stopped)
+    }
+
+    /// Takes buffer permits for `payload` (waiting while the buffer is full).
+    async fn pending(&self, payload: Payload) -> Result<(Pending, oneshot::Receiver<WriteAck>), WriterError> {
         // A delta larger than the whole buffer takes every permit and waits
         // for an empty buffer rather than deadlocking.
         let wanted = u32::try_from(payload.rows().min(self.max)).unwrap_or(u32::MAX);
@@ -319,15 +333,14 @@ impl WriterHandle {
             .await
             .map_err(|_| WriterError::Stopped)?;
         let (reply, ack) = oneshot::channel();
-        self.addr
-            .send(Enqueue(Pending {
+        Ok((
+            Pending {
                 payload,
                 reply,
-                _permit: Some(permit),
-            }))
-            .await
-            .map_err(|_| WriterError::Stopped)?;
-        ack.await.map_err(|_| WriterError::Stopped)
+                _permit: permit,
+            },
+            ack,
+        ))
     }
 
     /// Rows currently buffered or waiting for room (for tests and /readyz).

@@ -71,7 +71,7 @@ impl Default for RawWriter {
     fn default() -> Self {
         Self {
             max_batch_rows: 50_000,
-            max_batch_age: "1s".into(),
+            max_batch_age: "200ms".into(),
             max_buffer_rows: 500_000,
             retry_max_delay: "30s".into(),
         }

@@ -247,7 +247,7 @@ impl AccountSync {
             started_at: to_ch_seconds(started_at),
             finished_at: to_ch_seconds(Utc::now()),
         };
-        self.writer.write_run(run).await.map_err(|source| SyncError::Writer {
+        self.writer.enqueue_run(run).await.map_err(|source| SyncError::Writer {
             account: self.account.id.clone(),
             source,
         })?;

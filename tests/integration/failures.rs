@@ -69,6 +69,7 @@ async fn rate_limits_server_errors_and_cut_bodies_are_retried_without_changing_a
     assert!(reports.iter().all(|r| r.succeeded), "{reports:?}");
     let retries: u64 = reports.iter().map(|r| r.retries).sum();
     assert_eq!(retries, 6, "each injected fault costs exactly one retry");
+    sync.writer.flush().await.unwrap();
     let recorded = support::count(&config.client(), "SELECT sum(retries) FROM {db}.sync_runs").await;
     assert_eq!(recorded, 6);
     let metrics = tokentra_sync::metrics::render();
@@ -127,6 +128,7 @@ async fn a_failing_endpoint_keeps_the_watermark_and_the_next_sync_completes_the_
     );
     let state_rows = support::count(&client, "SELECT count() FROM {db}.sync_state").await;
     assert_eq!(state_rows, 0, "a failed window is never recorded as done");
+    sync.writer.flush().await.unwrap();
     let failed_runs = support::count(
         &client,
         "SELECT count() FROM {db}.sync_runs WHERE status = 'failed' AND error != ''",
