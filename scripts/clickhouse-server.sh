@@ -85,7 +85,9 @@ XML
     if [ -f "$dir/server.pid" ] && kill -0 "$(cat "$dir/server.pid")" 2>/dev/null; then
       echo "clickhouse already running in $dir (pid $(cat "$dir/server.pid"))"
     else
-      (cd "$dir" && nohup "$server" --config-file="$dir/config.xml" >"$dir/log/stdout.log" 2>&1 & echo $! > "$dir/server.pid")
+      # exec: the recorded pid is the server itself, so `stop` can reach it.
+      (cd "$dir" && exec nohup "$server" --config-file="$dir/config.xml" >"$dir/log/stdout.log" 2>&1) &
+      echo $! > "$dir/server.pid"
     fi
     for _ in $(seq 1 300); do
       if curl -fsS "http://127.0.0.1:$port/ping" >/dev/null 2>&1; then
