@@ -66,3 +66,30 @@ async fn days_are_utc_days_whatever_the_server_time_zone() {
     assert_eq!(day.trim(), "2025-01-15");
     client.drop_database().await.unwrap();
 }
+
+/// ClickHouse 18.16 has no TTL: the daemon drops day partitions of
+/// `sync_runs` older than 30 days instead.
+#[actix_rt::test]
+async fn old_sync_runs_partitions_are_dropped_and_recent_ones_kept() {
+    let config = TestConfig::new("prune", "");
+    let client = config.client();
+    migrations::migrate(&client).await.unwrap();
+    let now = chrono::Utc::now();
+    for days_ago in [45i64, 31, 29, 0] {
+        let t = (now - chrono::Duration::days(days_ago)).timestamp();
+        support::query_tsv(
+            &client,
+            &format!(
+                "INSERT INTO {{db}}.sync_runs (run_id, connection_id, started_at) VALUES ('r{days_ago}', 'c', {t})"
+            ),
+        )
+        .await;
+    }
+    let dropped = tokentra_sync::store::state::prune_sync_runs(&client, 30, now)
+        .await
+        .unwrap();
+    assert_eq!(dropped, 2);
+    let left = support::query_tsv(&client, "SELECT run_id FROM {db}.sync_runs ORDER BY started_at").await;
+    assert_eq!(left.split_whitespace().collect::<Vec<_>>(), vec!["r29", "r0"]);
+    client.drop_database().await.unwrap();
+}
