@@ -359,24 +359,24 @@ async fn sync_once(
     for (id, result) in results {
         match result {
             Ok(reports) => {
-                let summary = summarize(&reports);
-                failed |= !summary.1;
-                let (provider, ok, fetched, added, cancelled, requests, retries, secs, errors) = summary.0;
+                let ok = reports.iter().all(|r| r.succeeded);
+                failed |= !ok;
+                let sum = |f: fn(&SyncReport) -> u64| reports.iter().map(f).sum::<u64>();
                 writeln!(
                     out,
                     "{:<24} {:<10} {:<8} {:>8} {:>8} {:>9} {:>8} {:>7} {:>9.1}",
                     id,
-                    provider,
+                    reports.first().map_or("", |r| r.provider.as_str()),
                     if ok { "success" } else { "failed" },
-                    fetched,
-                    added,
-                    cancelled,
-                    requests,
-                    retries,
-                    secs
+                    sum(|r| r.rows_fetched),
+                    sum(|r| r.rows_added),
+                    sum(|r| r.rows_cancelled),
+                    sum(|r| r.http_requests),
+                    sum(|r| r.retries),
+                    reports.iter().map(|r| r.duration.as_secs_f64()).sum::<f64>(),
                 )?;
-                for e in errors {
-                    writeln!(out, "  error: {e}")?;
+                for error in reports.iter().flat_map(|r| &r.errors) {
+                    writeln!(out, "  error: {error}")?;
                 }
             }
             Err(err) => {
@@ -386,28 +386,6 @@ async fn sync_once(
         }
     }
     Ok(i32::from(failed))
-}
-
-type Summary = (String, bool, u64, u64, u64, u64, u64, f64, Vec<String>);
-
-fn summarize(reports: &[SyncReport]) -> (Summary, bool) {
-    let ok = reports.iter().all(|r| r.succeeded);
-    let provider = reports
-        .first()
-        .map(|r| r.provider.as_str().to_string())
-        .unwrap_or_default();
-    let s = (
-        provider,
-        ok,
-        reports.iter().map(|r| r.rows_fetched).sum(),
-        reports.iter().map(|r| r.rows_added).sum(),
-        reports.iter().map(|r| r.rows_cancelled).sum(),
-        reports.iter().map(|r| r.http_requests).sum(),
-        reports.iter().map(|r| r.retries).sum(),
-        reports.iter().map(|r| r.duration.as_secs_f64()).sum(),
-        reports.iter().flat_map(|r| r.errors.clone()).collect(),
-    );
-    (s, ok)
 }
 
 async fn test_connection(config: ValidatedConfig, id: &str) -> anyhow::Result<i32> {

@@ -86,14 +86,7 @@ async fn rate_limits_server_errors_and_cut_bodies_are_retried_without_changing_a
         ),
     )
     .await;
-    let truth = support::truth(
-        &sim,
-        "openai",
-        "org-1",
-        &format!("{since}T00:00:00Z"),
-        &format!("{until}T00:00:00Z"),
-    )
-    .await;
+    let truth = support::truth_days(&sim, "openai", "org-1", &since, &until).await;
     let cost: rust_decimal::Decimal = truth
         .iter()
         .map(|r| r.cost.parse::<rust_decimal::Decimal>().unwrap())

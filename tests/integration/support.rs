@@ -157,6 +157,24 @@ struct Truth {
     rows: Vec<TruthRow>,
 }
 
+/// The simulator's truth for one org over whole UTC days `[since, until)`.
+pub async fn truth_days(
+    sim: &tokentra_sync::simulator::SimHandle,
+    provider: &str,
+    org: &str,
+    since: &str,
+    until: &str,
+) -> Vec<TruthRow> {
+    truth(
+        sim,
+        provider,
+        org,
+        &format!("{since}T00:00:00Z"),
+        &format!("{until}T00:00:00Z"),
+    )
+    .await
+}
+
 /// The simulator's truth for one org over a window, over real HTTP.
 pub async fn truth(
     sim: &tokentra_sync::simulator::SimHandle,

@@ -79,16 +79,7 @@ async fn assert_matches_truth(
 ) {
     for provider in PROVIDERS {
         for org in ORGS {
-            let truth = canonical(
-                support::truth(
-                    sim,
-                    provider,
-                    org,
-                    &format!("{since}T00:00:00Z"),
-                    &format!("{until}T00:00:00Z"),
-                )
-                .await,
-            );
+            let truth = canonical(support::truth_days(sim, provider, org, since, until).await);
             assert!(!truth.is_empty(), "the simulator has data for {provider} {org}");
             let got = stored(client, &format!("{provider}-{org}"), since, until).await;
             assert_eq!(got, truth, "usage_daily differs from the truth for {provider} {org}");
@@ -159,14 +150,7 @@ async fn a_week_matches_truth_resyncs_add_nothing_and_restatements_converge() {
     for provider in PROVIDERS {
         support::restate(&sim, provider, "org-1", &restated_day, "1.5").await;
     }
-    let truth_before = support::truth(
-        &sim,
-        "openai",
-        "org-2",
-        &format!("{since}T00:00:00Z"),
-        &format!("{until}T00:00:00Z"),
-    )
-    .await;
+    let truth_before = support::truth_days(&sim, "openai", "org-2", &since, &until).await;
     run_cli_sync(&config, &since, &until).await;
     assert_matches_truth(&sim, &client, &since, &until).await;
     // The restatement cancelled stored rows (counted in sync_runs: the cancel
@@ -177,14 +161,7 @@ async fn a_week_matches_truth_resyncs_add_nothing_and_restatements_converge() {
         "the restatement must cancel the stored rows it replaced"
     );
     // Untouched orgs kept their numbers.
-    let truth_after = support::truth(
-        &sim,
-        "openai",
-        "org-2",
-        &format!("{since}T00:00:00Z"),
-        &format!("{until}T00:00:00Z"),
-    )
-    .await;
+    let truth_after = support::truth_days(&sim, "openai", "org-2", &since, &until).await;
     assert_eq!(truth_before, truth_after);
     sim.stop().await;
 }
@@ -229,16 +206,7 @@ async fn an_insert_retried_after_a_timeout_converges() {
         0,
         "{second:?}"
     );
-    let truth = canonical(
-        support::truth(
-            &sim,
-            "openai",
-            "org-1",
-            &format!("{since}T00:00:00Z"),
-            &format!("{until}T00:00:00Z"),
-        )
-        .await,
-    );
+    let truth = canonical(support::truth_days(&sim, "openai", "org-1", &since, &until).await);
     assert_eq!(stored(&client, "openai-org-1", &since, &until).await, truth);
     proxy.stop().await;
     sim.stop().await;
