@@ -257,12 +257,26 @@ enum Attempt {
     Fail(ProviderError),
 }
 
+/// Bodies above this are parsed on the blocking pool: a big page must not
+/// stall the arbiter that runs the account's actor (and others).
+const PARSE_OFF_THREAD_BYTES: usize = 64 * 1024;
+
 async fn read_json(response: Response) -> Result<serde_json::Value, String> {
     let body = response
         .bytes()
         .await
         .map_err(|e| format!("response body cut off: {}", without_url(&e)))?;
-    serde_json::from_slice(&body).map_err(|e| format!("response body is not complete JSON ({} bytes): {e}", body.len()))
+    let large = body.len() > PARSE_OFF_THREAD_BYTES;
+    let parse = move || {
+        serde_json::from_slice(&body).map_err(|e| format!("response body is not complete JSON ({} bytes): {e}", body.len()))
+    };
+    if large {
+        tokio::task::spawn_blocking(parse)
+            .await
+            .map_err(|e| format!("parsing the response failed: {e}"))?
+    } else {
+        parse()
+    }
 }
 
 /// `Retry-After` as seconds or as an HTTP date.
