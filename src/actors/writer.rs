@@ -37,6 +37,10 @@ pub struct WriteAck {
 pub enum WriterError {
     #[error("the writer stopped before the rows were stored; they will be synced again")]
     Stopped,
+    /// ClickHouse refused these rows themselves (not an outage). Other
+    /// senders' rows in the same batch were stored without them.
+    #[error("ClickHouse rejected the rows (a bug: please report it): {0}")]
+    Rejected(String),
 }
 
 /// Rows bound for one table.
@@ -60,7 +64,7 @@ impl Payload {
 
 struct Pending {
     payload: Payload,
-    reply: oneshot::Sender<WriteAck>,
+    reply: oneshot::Sender<Result<WriteAck, WriterError>>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -145,14 +149,14 @@ impl WriterActor {
         let chunk = self.config.max_batch_rows;
         ctx.spawn(
             async move {
-                let retried = store_batch(&client, &batch, chunk, max_delay).await;
-                (batch, retried)
+                let outcomes = store_batch(&client, &batch, chunk, max_delay).await;
+                (batch, outcomes)
             }
             .into_actor(self)
-            .map(|(batch, retried), act, ctx| {
+            .map(|(batch, outcomes), act, ctx| {
                 act.flushing = false;
-                for pending in batch {
-                    let _ = pending.reply.send(WriteAck { retried });
+                for (pending, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = pending.reply.send(outcome);
                 }
                 metrics::writer_queue(act.queued_rows);
                 act.maybe_flush(ctx);
@@ -216,15 +220,52 @@ impl Handler<FlushNow> for WriterActor {
     }
 }
 
-/// Inserts one batch, retrying each table's insert until it succeeds.
-/// Returns whether any attempt failed.
-async fn store_batch(client: &ClickhouseClient, batch: &[Pending], chunk: usize, max_delay: Duration) -> bool {
+/// Stores one batch; one outcome per pending item, in order.
+///
+/// Outages are retried until they end. If ClickHouse rejects the rows
+/// themselves, each item is stored alone so that one bad delta cannot hold
+/// back every other account: the bad item fails, the rest are stored. Items
+/// stored again that way may land twice; they are answered `retried`, which
+/// makes their syncs re-read and repair (and `verify` covers rollup rows).
+async fn store_batch(
+    client: &ClickhouseClient,
+    batch: &[Pending],
+    chunk: usize,
+    max_delay: Duration,
+) -> Vec<Result<WriteAck, WriterError>> {
+    let all: Vec<&Pending> = batch.iter().collect();
+    match store_items(client, &all, chunk, max_delay).await {
+        Ok(retried) => return vec![Ok(WriteAck { retried }); batch.len()],
+        Err(rejection) if batch.len() == 1 => return vec![Err(rejection)],
+        Err(rejection) => {
+            tracing::error!(items = batch.len(), error = %rejection, "ClickHouse rejected a batch; storing its items one by one");
+        }
+    }
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for pending in batch {
+        outcomes.push(
+            store_items(client, &[pending], chunk, max_delay)
+                .await
+                .map(|_| WriteAck { retried: true }),
+        );
+    }
+    outcomes
+}
+
+/// Inserts the items' rows, table by table, retrying outages; stops at the
+/// first rejection. Returns whether any attempt failed.
+async fn store_items(
+    client: &ClickhouseClient,
+    items: &[&Pending],
+    chunk: usize,
+    max_delay: Duration,
+) -> Result<bool, WriterError> {
     let started = Instant::now();
     let mut usage: Vec<UsageRow> = Vec::new();
     let mut daily: Vec<DailyRow> = Vec::new();
     let mut runs: Vec<SyncRunRow> = Vec::new();
     let mut states: Vec<SyncStateRow> = Vec::new();
-    for pending in batch {
+    for pending in items {
         match &pending.payload {
             Payload::Usage(rows) => usage.extend(rows.iter().cloned()),
             Payload::Daily(rows) => daily.extend(rows.iter().cloned()),
@@ -234,22 +275,24 @@ async fn store_batch(client: &ClickhouseClient, batch: &[Pending], chunk: usize,
     }
     let mut retried = false;
     for part in usage.chunks(chunk.max(1)) {
-        retried |= with_retry("usage_records", max_delay, || client.insert_usage_rows(part)).await;
+        retried |= with_retry("usage_records", max_delay, || client.insert_usage_rows(part)).await?;
     }
     if !daily.is_empty() {
-        retried |= with_retry("usage_daily", max_delay, || client.insert_rows("usage_daily", &daily)).await;
+        retried |= with_retry("usage_daily", max_delay, || client.insert_rows("usage_daily", &daily)).await?;
     }
     if !runs.is_empty() {
-        retried |= with_retry("sync_runs", max_delay, || client.insert_rows("sync_runs", &runs)).await;
+        retried |= with_retry("sync_runs", max_delay, || client.insert_rows("sync_runs", &runs)).await?;
     }
     if !states.is_empty() {
-        retried |= with_retry("sync_state", max_delay, || client.insert_rows("sync_state", &states)).await;
+        retried |= with_retry("sync_state", max_delay, || client.insert_rows("sync_state", &states)).await?;
     }
     metrics::writer_flushed(usage.len(), started.elapsed());
-    retried
+    Ok(retried)
 }
 
-async fn with_retry<F, Fut>(table: &str, max_delay: Duration, mut insert: F) -> bool
+/// Runs `insert` until it succeeds (retrying outages with capped backoff) or
+/// ClickHouse rejects the rows. `Ok` says whether any attempt failed.
+async fn with_retry<F, Fut>(table: &str, max_delay: Duration, mut insert: F) -> Result<bool, WriterError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), crate::store::StoreError>>,
@@ -258,7 +301,11 @@ where
     let mut retried = false;
     loop {
         match insert().await {
-            Ok(()) => return retried,
+            Ok(()) => return Ok(retried),
+            Err(err) if err.is_rejection() => {
+                metrics::writer_insert_error();
+                return Err(WriterError::Rejected(format!("{table}: {err}")));
+            }
             Err(err) => {
                 retried = true;
                 metrics::writer_insert_error();
@@ -318,11 +365,14 @@ impl WriterHandle {
             .send(Enqueue(pending))
             .await
             .map_err(|_| WriterError::Stopped)?;
-        ack.await.map_err(|_| WriterError::Stopped)
+        ack.await.map_err(|_| WriterError::Stopped)?
     }
 
     /// Takes buffer permits for `payload` (waiting while the buffer is full).
-    async fn pending(&self, payload: Payload) -> Result<(Pending, oneshot::Receiver<WriteAck>), WriterError> {
+    async fn pending(
+        &self,
+        payload: Payload,
+    ) -> Result<(Pending, oneshot::Receiver<Result<WriteAck, WriterError>>), WriterError> {
         // A delta larger than the whole buffer takes every permit and waits
         // for an empty buffer rather than deadlocking.
         let wanted = u32::try_from(payload.rows().min(self.max)).unwrap_or(u32::MAX);

@@ -268,7 +268,8 @@ async fn read_json(response: Response) -> Result<serde_json::Value, String> {
         .map_err(|e| format!("response body cut off: {}", without_url(&e)))?;
     let large = body.len() > PARSE_OFF_THREAD_BYTES;
     let parse = move || {
-        serde_json::from_slice(&body).map_err(|e| format!("response body is not complete JSON ({} bytes): {e}", body.len()))
+        serde_json::from_slice(&body)
+            .map_err(|e| format!("response body is not complete JSON ({} bytes): {e}", body.len()))
     };
     if large {
         tokio::task::spawn_blocking(parse)

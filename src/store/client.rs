@@ -30,6 +30,48 @@ pub enum StoreError {
     },
 }
 
+/// ClickHouse error codes that mean "these rows or this statement are wrong":
+/// the same insert fails the same way however often it is retried.
+/// (Missing tables, authentication and resource errors are not here: an
+/// operator can fix those, so retrying until they do is right.)
+const REJECTION_CODES: &[u32] = &[
+    6,   // CANNOT_PARSE_TEXT
+    16,  // NO_SUCH_COLUMN_IN_TABLE
+    26,  // CANNOT_PARSE_QUOTED_STRING
+    27,  // CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    32,  // ATTEMPT_TO_READ_AFTER_EOF
+    33,  // CANNOT_READ_ALL_DATA
+    38,  // CANNOT_PARSE_DATE
+    41,  // CANNOT_PARSE_DATETIME
+    53,  // TYPE_MISMATCH
+    62,  // SYNTAX_ERROR
+    69,  // ARGUMENT_OUT_OF_BOUND
+    70,  // CANNOT_CONVERT_TYPE
+    72,  // CANNOT_PARSE_NUMBER
+    117, // INCORRECT_DATA
+    407, // DECIMAL_OVERFLOW
+];
+
+impl StoreError {
+    /// The server's error code, when it answered with one.
+    pub fn server_code(&self) -> Option<u32> {
+        let StoreError::Clickhouse {
+            source: clickhouse::error::Error::BadResponse(text),
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let rest = &text[text.find("Code: ")? + 6..];
+        rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    }
+
+    /// The server refused the data or statement itself; retrying cannot help.
+    pub fn is_rejection(&self) -> bool {
+        self.server_code().is_some_and(|code| REJECTION_CODES.contains(&code))
+    }
+}
+
 /// A connection to one ClickHouse database.
 #[derive(Clone)]
 pub struct ClickhouseClient {
@@ -180,6 +222,26 @@ fn parse_version(text: &str) -> Option<(u32, u32)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rejections_are_told_from_outages_by_server_code() {
+        let bad = |text: &str| super::StoreError::Clickhouse {
+            url: "u".into(),
+            source: clickhouse::error::Error::BadResponse(text.into()),
+        };
+        let parse = bad("Code: 27, e.displayText() = DB::Exception: Cannot parse input: expected ( before: x");
+        assert_eq!(parse.server_code(), Some(27));
+        assert!(parse.is_rejection());
+        assert!(!bad("Code: 252, e.displayText() = DB::Exception: Too many parts").is_rejection());
+        assert!(!bad("Code: 60, e.displayText() = DB::Exception: Table t.usage_records doesn't exist").is_rejection());
+        assert!(!bad("502 Bad Gateway").is_rejection());
+        let timeout = super::StoreError::Timeout {
+            url: "u".into(),
+            what: "insert".into(),
+            secs: 1,
+        };
+        assert!(!timeout.is_rejection());
+    }
+
     #[test]
     fn versions_parse() {
         assert_eq!(super::parse_version("18.16.1"), Some((18, 16)));

@@ -17,6 +17,9 @@ pub struct ProxyState {
     /// INSERTs into usage_records seen (held or not).
     pub inserts_seen: Arc<AtomicUsize>,
     release: Arc<Notify>,
+    /// INSERT bodies containing these bytes are refused the way ClickHouse
+    /// refuses bad data (HTTP 500, `Code: 27`), without reaching the server.
+    reject_marker: Option<Vec<u8>>,
 }
 
 pub struct Proxy {
@@ -30,14 +33,24 @@ impl Proxy {
         Self::start_on(upstream, hold_inserts, 0).await
     }
 
+    /// A proxy that rejects inserts whose rows contain `marker`.
+    pub async fn start_rejecting(upstream: &str, marker: &str) -> Proxy {
+        Self::start_with(upstream, 0, 0, Some(marker.as_bytes().to_vec())).await
+    }
+
     /// Listens on a given port (0 = any), e.g. to bring a "server" up late.
     pub async fn start_on(upstream: &str, hold_inserts: usize, port: u16) -> Proxy {
+        Self::start_with(upstream, hold_inserts, port, None).await
+    }
+
+    async fn start_with(upstream: &str, hold_inserts: usize, port: u16, reject_marker: Option<Vec<u8>>) -> Proxy {
         let state = ProxyState {
             upstream: upstream.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
             hold_inserts: Arc::new(AtomicUsize::new(hold_inserts)),
             inserts_seen: Arc::new(AtomicUsize::new(0)),
             release: Arc::new(Notify::new()),
+            reject_marker,
         };
         let data = web::Data::new(state.clone());
         let server = HttpServer::new(move || {
@@ -81,6 +94,13 @@ async fn forward(req: HttpRequest, body: web::Bytes, state: web::Data<ProxyState
             .unwrap_or_default();
         decoded.starts_with("INSERT INTO usage_records")
     };
+    if let Some(marker) = &state.reject_marker {
+        if is_usage_insert && body.windows(marker.len()).any(|w| w == marker.as_slice()) {
+            return HttpResponse::InternalServerError().body(
+                "Code: 27, e.displayText() = DB::Exception: Cannot parse input: expected ( before: (injected by the test proxy)",
+            );
+        }
+    }
     let url = format!("{}{}", state.upstream, req.uri());
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes()).expect("a valid method");
     let mut upstream = state.http.request(method, url).body(body.to_vec());

@@ -107,3 +107,37 @@ async fn rows_wait_for_a_down_server_with_bounded_memory_and_land_when_it_return
     assert_eq!(writer.buffered_rows(), 0);
     proxy.stop().await;
 }
+
+/// One sender's rows that ClickHouse refuses must not hold back the others
+/// that share its batch.
+#[actix_rt::test]
+async fn a_rejected_delta_fails_alone_and_its_batch_neighbours_are_stored() {
+    let config = TestConfig::new("poison", "");
+    let real = config.client();
+    migrations::migrate(&real).await.unwrap();
+    let proxy = Proxy::start_rejecting(&support::clickhouse_url(), "poison-account").await;
+    let mut validated = config.validated();
+    validated.clickhouse.url = proxy.url.clone();
+    // A long batch age so that both deltas land in one batch.
+    validated.writer.max_batch_age = Duration::from_millis(300);
+    let writer = WriterActor::start_with_handle(ClickhouseClient::new(&validated.clickhouse), validated.writer.clone());
+    let mut poison = row(1);
+    poison.connection_id = "poison-account".into();
+    let (bad, good) = futures::join!(
+        writer.write_usage(vec![poison]),
+        writer.write_usage(vec![row(2), row(3)])
+    );
+    let err = bad.unwrap_err();
+    assert!(
+        err.to_string().contains("rejected") && err.to_string().contains("Code: 27"),
+        "{err}"
+    );
+    assert!(good.unwrap().retried, "stored again alone, so its sync must re-read");
+    let stored = support::query_tsv(
+        &real,
+        "SELECT connection_id, count() FROM {db}.usage_records GROUP BY connection_id",
+    )
+    .await;
+    assert_eq!(stored.trim(), "w\t2");
+    proxy.stop().await;
+}
