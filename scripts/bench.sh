@@ -10,10 +10,15 @@ cd "$(dirname "$0")/.."
 orgs=${1:-20}
 days=${2:-30}
 
-if ! command -v clickhouse-server >/dev/null 2>&1 && [ ! -x /usr/sbin/clickhouse-server ]; then
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt-get install -y -qq clickhouse-server >/dev/null
+missing=()
+command -v clickhouse-server >/dev/null 2>&1 || [ -x /usr/sbin/clickhouse-server ] || missing+=(clickhouse-server)
+[ -x /usr/bin/time ] || missing+=(time)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-command -v /usr/bin/time >/dev/null || { apt-get install -y -qq time >/dev/null; }
 cargo build --release --locked
 bin=./target/release/tokentra-sync
 

@@ -7,14 +7,14 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n== %s\n' "$*"; }
 
-if ! command -v clickhouse-server >/dev/null 2>&1 && [ ! -x /usr/sbin/clickhouse-server ]; then
-  log "installing clickhouse-server (Debian package)"
+missing=()
+command -v clickhouse-server >/dev/null 2>&1 || [ -x /usr/sbin/clickhouse-server ] || missing+=(clickhouse-server)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]} (Debian packages)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq clickhouse-server >/dev/null
-fi
-if ! command -v curl >/dev/null 2>&1; then
-  apt-get install -y -qq curl >/dev/null
+  apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 if ! python3 -c 'import chdb' >/dev/null 2>&1; then
   log "installing chdb (current ClickHouse engine, for the migration test)"
