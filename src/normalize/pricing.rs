@@ -150,10 +150,29 @@ const TEXT_ORIGIN: &str = "pricing data";
 
 type Timeline = BTreeMap<NaiveDate, Price>;
 
+type Prices = HashMap<Provider, HashMap<String, Timeline>>;
+
+/// Adds `entry` under its normalized model; returns the price it replaced.
+fn insert(prices: &mut Prices, entry: &PriceEntry) -> Option<Price> {
+    let model = models::normalize(entry.provider, &entry.model).name;
+    prices
+        .entry(entry.provider)
+        .or_default()
+        .entry(model)
+        .or_default()
+        .insert(entry.effective_from, Price::of(entry))
+}
+
 /// Prices by provider, normalized model and effective date.
+///
+/// User overrides are a timeline of their own that wins from its first
+/// effective date on: a negotiated price set "from 2020-01-01" must beat a
+/// bundled list price dated 2024, while days before the first override
+/// still get the bundled price.
 #[derive(Clone, Debug, Default)]
 pub struct PricingRegistry {
-    prices: HashMap<Provider, HashMap<String, Timeline>>,
+    prices: Prices,
+    overrides: Prices,
 }
 
 impl PricingRegistry {
@@ -173,23 +192,23 @@ impl PricingRegistry {
     /// adds a new one (a new model, or a price change from a new date). Among
     /// overrides, a later entry for the same key wins.
     pub fn with_overrides(mut self, overrides: Vec<PriceEntry>) -> Self {
-        let (mut added, mut replaced) = (0usize, 0usize);
         for entry in &overrides {
-            if self.insert(entry).is_some() {
-                replaced += 1;
-            } else {
-                added += 1;
-            }
+            insert(&mut self.overrides, entry);
         }
         if !overrides.is_empty() {
-            tracing::info!(added, replaced, "price overrides applied");
+            tracing::info!(entries = overrides.len(), "price overrides applied");
         }
         self
     }
 
     /// The number of (provider, model, date) entries.
     pub fn len(&self) -> usize {
-        self.prices.values().flat_map(HashMap::values).map(BTreeMap::len).sum()
+        [&self.prices, &self.overrides]
+            .into_iter()
+            .flat_map(HashMap::values)
+            .flat_map(HashMap::values)
+            .map(BTreeMap::len)
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -198,8 +217,11 @@ impl PricingRegistry {
 
     /// The prices of a normalized `model` in force on `at`'s UTC day.
     pub fn price_at(&self, provider: Provider, model: &str, at: DateTime<Utc>) -> Option<Price> {
-        let timeline = self.prices.get(&provider)?.get(model)?;
-        timeline.range(..=at.date_naive()).next_back().map(|(_, price)| *price)
+        let in_force = |prices: &Prices| {
+            let timeline = prices.get(&provider)?.get(model)?;
+            timeline.range(..=at.date_naive()).next_back().map(|(_, price)| *price)
+        };
+        in_force(&self.overrides).or_else(|| in_force(&self.prices))
     }
 
     /// The list-price estimate in USD of a usage record's tokens, exact (rounding
@@ -226,13 +248,7 @@ impl PricingRegistry {
 
     /// Inserts `entry` under its normalized model; returns the price it replaced.
     fn insert(&mut self, entry: &PriceEntry) -> Option<Price> {
-        let model = models::normalize(entry.provider, &entry.model).name;
-        self.prices
-            .entry(entry.provider)
-            .or_default()
-            .entry(model)
-            .or_default()
-            .insert(entry.effective_from, Price::of(entry))
+        insert(&mut self.prices, entry)
     }
 
     fn parse(text: &str, origin: &'static str) -> Result<Self, PricingError> {
@@ -592,6 +608,29 @@ mod tests {
     }
 
     #[test]
+    fn an_override_beats_newer_bundled_prices_from_its_own_date_on() {
+        let registry = PricingRegistry::from_toml(TWO_PRICES)
+            .unwrap()
+            .with_overrides(overrides(
+                r#"
+            [[overrides]]
+            provider = "openai"
+            model = "gpt-test"
+            effective_from = "2020-01-01"
+            input = "0.5"
+            output = "1"
+        "#,
+            ));
+        for day in [at(2020, 1, 1, 0), at(2024, 6, 1, 0), at(2025, 6, 1, 0)] {
+            assert_eq!(
+                registry.price_at(Provider::OpenAi, "gpt-test", day).map(|p| p.input),
+                Some(d("0.5"))
+            );
+        }
+        assert_eq!(registry.price_at(Provider::OpenAi, "gpt-test", at(2019, 6, 1, 0)), None);
+    }
+
+    #[test]
     fn overrides_win_for_the_same_key_and_add_new_ones() {
         let registry = PricingRegistry::from_toml(TWO_PRICES)
             .unwrap()
@@ -640,7 +679,8 @@ mod tests {
             Some(d("7")),
             "added model"
         );
-        assert_eq!(registry.len(), 4);
+        // 2 bundled entries + 3 overrides, kept in their own timeline.
+        assert_eq!(registry.len(), 5);
         // The replaced entry's defaults come from the override, not the old entry.
         let replaced = registry
             .price_at(Provider::OpenAi, "gpt-test", at(2024, 10, 2, 0))

@@ -7,6 +7,7 @@ mod actors;
 mod daemon;
 mod failures;
 mod migrations;
+mod normalize;
 mod proxy;
 mod sync_e2e;
 mod verify;
