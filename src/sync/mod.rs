@@ -120,7 +120,10 @@ impl AccountSync {
                 break;
             }
             let next = window::advance(watermark, chunk, plan.starts_history);
-            let deep_done = kind == SyncKind::Deep && chunk == plan.chunks.last().expect("non-empty");
+            // A finished first backfill just read all the history there is, so
+            // it counts as the deep re-sync too (no second pass right after).
+            let last_chunk = chunk == plan.chunks.last().expect("non-empty");
+            let deep_done = last_chunk && (kind == SyncKind::Deep || plan.starts_history);
             if next != watermark || deep_done {
                 watermark = next;
                 self.store_watermark(stored.as_ref(), watermark, deep_done, now).await?;
