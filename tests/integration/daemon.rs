@@ -134,8 +134,9 @@ async fn the_daemon_syncs_serves_metrics_owns_its_accounts_and_stops_on_sigterm(
 
     // SIGTERM: finish or abandon in-flight work, flush, exit 0.
     let pid = child.id().unwrap().to_string();
-    let status = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
+    // The shell's own `kill` builtin: no procps needed on the machine.
+    let status = tokio::process::Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}")])
         .status()
         .await
         .unwrap();
