@@ -19,9 +19,10 @@ use crate::sync::window::SyncKind;
 
 /// How long a stopping daemon waits for running syncs before abandoning them
 /// (an abandoned sync never moved its watermark, so nothing is lost).
-const STOP_GRACE: Duration = Duration::from_secs(60);
+/// With [`FLUSH_GRACE`] it stays under systemd's default 90s stop timeout.
+const STOP_GRACE: Duration = Duration::from_secs(45);
 /// How long a stopping daemon waits for the writer to store buffered rows.
-const FLUSH_GRACE: Duration = Duration::from_secs(30);
+const FLUSH_GRACE: Duration = Duration::from_secs(25);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
