@@ -17,17 +17,26 @@ fn err(msg: impl Into<String>) -> JsonError {
     JsonError(msg.into())
 }
 
-/// An exact decimal from a JSON number or numeric string.
+/// An exact decimal from a JSON number or numeric string. Null is an error:
+/// a money field that reads as 0 when absent hides a bill.
 pub fn decimal(value: &Value, field: &str) -> Result<Decimal, JsonError> {
     let text = match value {
         Value::Number(n) => n.to_string(),
         Value::String(s) => s.trim().to_string(),
-        Value::Null => return Ok(Decimal::ZERO),
+        Value::Null => return Err(err(format!("field '{field}' is null; a number was expected"))),
         other => return Err(err(format!("field '{field}' should be a number, found {other}"))),
     };
     Decimal::from_str(&text)
         .or_else(|_| Decimal::from_scientific(&text))
         .map_err(|e| err(format!("field '{field}' is not a decimal number ({text}): {e}")))
+}
+
+/// An optional quantity: absent or null is 0, anything else as [`decimal`].
+pub fn optional_decimal(obj: &serde_json::Map<String, Value>, field: &str) -> Result<Decimal, JsonError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(Decimal::ZERO),
+        Some(value) => decimal(value, field),
+    }
 }
 
 /// An optional integer metric: absent or null is 0; a fraction is an error.
@@ -134,6 +143,20 @@ mod tests {
         let e: Value = serde_json::from_str("1e-3").unwrap();
         assert_eq!(decimal(&e, "x").unwrap(), Decimal::from_str("0.001").unwrap());
         assert!(decimal(&Value::Bool(true), "x").is_err());
+        assert!(decimal(&Value::Null, "amount")
+            .unwrap_err()
+            .0
+            .contains("'amount' is null"));
+        let o: Value = serde_json::from_str(r#"{"q": null, "r": "2.5"}"#).unwrap();
+        assert_eq!(optional_decimal(o.as_object().unwrap(), "q").unwrap(), Decimal::ZERO);
+        assert_eq!(
+            optional_decimal(o.as_object().unwrap(), "missing").unwrap(),
+            Decimal::ZERO
+        );
+        assert_eq!(
+            optional_decimal(o.as_object().unwrap(), "r").unwrap(),
+            Decimal::from_str("2.5").unwrap()
+        );
     }
 
     #[test]

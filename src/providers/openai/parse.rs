@@ -98,7 +98,7 @@ fn record(
             ..Measures::default()
         },
         Metrics::Quantity { field, unit, requests } => Measures {
-            quantity: json::decimal(row.get(field).unwrap_or(&Value::Null), field)?,
+            quantity: json::optional_decimal(row, field)?,
             unit: unit.to_string(),
             requests: if requests {
                 json::int_field(row, "num_model_requests")?
@@ -206,7 +206,7 @@ fn cost(row: &Map<String, Value>, dims: &mut Dimensions) -> Result<Measures, Jso
         amount_original: value,
         currency,
         cost_source: CostSource::Billed,
-        quantity: json::decimal(row.get("quantity").unwrap_or(&Value::Null), "quantity")?,
+        quantity: json::optional_decimal(row, "quantity")?,
         unit: json::str_field(row, "quantity_unit"),
         requests_reported: false,
         ..Measures::default()
