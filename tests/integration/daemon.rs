@@ -148,3 +148,67 @@ async fn the_daemon_syncs_serves_metrics_owns_its_accounts_and_stops_on_sigterm(
     assert!(exit.success(), "daemon exit status {exit:?}");
     sim.stop().await;
 }
+
+/// SIGTERM while a sync is in flight (held up by the provider's rate limit):
+/// the daemon lets it finish, stores its rows and watermark, and exits 0.
+#[actix_rt::test]
+async fn sigterm_during_a_sync_finishes_it_and_exits_cleanly() {
+    let sim = support::start_sim(4, 1).await;
+    // Every request waits out a 429 first: the first sync takes seconds.
+    let r = reqwest::Client::new()
+        .post(format!("{}/_sim/faults", sim.base_url()))
+        .json(&serde_json::json!({"rate_limit": 3, "retry_after_secs": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let accounts = support::sim_accounts(&sim, &["org-1"], &["anthropic"]);
+    let port = free_port();
+    let config = TestConfig::with_url(
+        "sigterm",
+        &accounts,
+        &support::clickhouse_url(),
+        &format!("[admin]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let path = config.write();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokentra-sync"))
+        .args(["run", "-c"])
+        .arg(&path)
+        .env("TOKENTRA_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    eventually("the first 429 to hold the sync up", Duration::from_secs(60), || async {
+        let text = http
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.contains("code=\"429\"").then_some(())
+    })
+    .await;
+    let pid = child.id().unwrap().to_string();
+    let status = tokio::process::Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}")])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(80), child.wait())
+        .await
+        .expect("daemon stops within its grace periods")
+        .unwrap();
+    assert!(exit.success(), "daemon exit status {exit:?}");
+    let client = config.client();
+    let finished = support::count(&client, "SELECT count() FROM {db}.sync_runs WHERE status = 'success'").await;
+    assert!(finished >= 1, "the in-flight sync finished and was recorded");
+    let watermarks = support::count(&client, "SELECT count() FROM {db}.sync_state").await;
+    assert!(watermarks >= 1, "its watermark was stored before exit");
+    sim.stop().await;
+}
