@@ -119,7 +119,7 @@ async fn a_rejected_delta_fails_alone_and_its_batch_neighbours_are_stored() {
     let mut validated = config.validated();
     validated.clickhouse.url = proxy.url.clone();
     // A long batch age so that both deltas land in one batch.
-    validated.writer.max_batch_age = Duration::from_millis(300);
+    validated.writer.max_batch_age = Duration::from_secs(1);
     let writer = WriterActor::start_with_handle(ClickhouseClient::new(&validated.clickhouse), validated.writer.clone());
     let mut poison = row(1);
     poison.connection_id = "poison-account".into();
