@@ -36,7 +36,6 @@ pub enum DaemonError {
 
 struct Connection {
     addr: Addr<ConnectionActor>,
-    life: Arc<ConnectionLife>,
     account: AccountConfig,
     _lock: AccountLock,
 }
@@ -73,14 +72,12 @@ impl SupervisorActor {
             tick_on_start: self.tick_on_start,
         };
         let life = Arc::new(ConnectionLife::default());
-        let actor_life = life.clone();
-        let addr = actix::Supervisor::start(move |_| ConnectionActor::new(sync, schedule, actor_life));
+        let addr = actix::Supervisor::start(move |_| ConnectionActor::new(sync, schedule, life));
         tracing::info!(account = %account.id, provider = %account.provider, "connection started");
         self.connections.insert(
             account.id.clone(),
             Connection {
                 addr,
-                life,
                 account: account.clone(),
                 _lock: lock,
             },
@@ -197,24 +194,6 @@ impl Handler<Trigger> for SupervisorActor {
                 .await
                 .map_err(|_| TriggerError::Unavailable(msg.account))
         })
-    }
-}
-
-/// Life counters of each running connection (tests and status).
-#[derive(Message)]
-#[rtype(result = "BTreeMap<String, Arc<ConnectionLife>>")]
-pub struct Lives;
-
-impl Handler<Lives> for SupervisorActor {
-    type Result = MessageResult<Lives>;
-
-    fn handle(&mut self, _: Lives, _: &mut Self::Context) -> Self::Result {
-        MessageResult(
-            self.connections
-                .iter()
-                .map(|(id, c)| (id.clone(), c.life.clone()))
-                .collect(),
-        )
     }
 }
 

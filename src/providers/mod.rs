@@ -187,13 +187,6 @@ pub enum ProviderError {
     Config { account: String, detail: String },
 }
 
-impl ProviderError {
-    /// Auth and config errors will not heal by retrying the same sync.
-    pub fn is_permanent(&self) -> bool {
-        matches!(self, ProviderError::Auth { .. } | ProviderError::Config { .. })
-    }
-}
-
 /// One provider account's usage and cost API.
 #[async_trait]
 pub trait ProviderAdapter: Send + Sync + 'static {
