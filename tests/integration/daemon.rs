@@ -13,6 +13,45 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Starts `tokentra-sync run` on a fresh test config for `accounts`, with
+/// its admin API on a free port.
+fn start_daemon(test: &str, accounts: &str) -> (TestConfig, u16, tokio::process::Child) {
+    let port = free_port();
+    let config = TestConfig::with_url(
+        test,
+        accounts,
+        &support::clickhouse_url(),
+        &format!("[admin]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokentra-sync"))
+        .args(["run", "-c"])
+        .arg(config.write())
+        .env("TOKENTRA_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    (config, port, child)
+}
+
+/// SIGTERM (through the shell's `kill` builtin: no procps needed), then the
+/// daemon must exit 0 within its grace periods (45s + 25s).
+async fn stop_with_sigterm(mut child: tokio::process::Child) {
+    let pid = child.id().unwrap().to_string();
+    let status = tokio::process::Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}")])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(80), child.wait())
+        .await
+        .expect("daemon stops within its grace periods")
+        .unwrap();
+    assert!(exit.success(), "daemon exit status {exit:?}");
+}
+
 /// Polls `probe` until it returns `Some`, failing after `limit`.
 async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
 where
@@ -33,23 +72,8 @@ where
 async fn the_daemon_syncs_serves_metrics_owns_its_accounts_and_stops_on_sigterm() {
     let sim = support::start_sim(3, 1).await;
     let accounts = support::sim_accounts(&sim, &["org-1"], &["openai", "anthropic"]);
-    let port = free_port();
-    let config = TestConfig::with_url(
-        "daemon",
-        &accounts,
-        &support::clickhouse_url(),
-        &format!("[admin]\nlisten = \"127.0.0.1:{port}\"\n"),
-    );
+    let (config, port, child) = start_daemon("daemon", &accounts);
     let path = config.write();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokentra-sync"))
-        .args(["run", "-c"])
-        .arg(&path)
-        .env("TOKENTRA_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
 
@@ -133,19 +157,7 @@ async fn the_daemon_syncs_serves_metrics_owns_its_accounts_and_stops_on_sigterm(
     assert!(days >= 7, "a 7-day backfill fills 7 or 8 days, got {days}");
 
     // SIGTERM: finish or abandon in-flight work, flush, exit 0.
-    let pid = child.id().unwrap().to_string();
-    // The shell's own `kill` builtin: no procps needed on the machine.
-    let status = tokio::process::Command::new("sh")
-        .args(["-c", &format!("kill -TERM {pid}")])
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::time::timeout(Duration::from_secs(90), child.wait())
-        .await
-        .expect("daemon stops")
-        .unwrap();
-    assert!(exit.success(), "daemon exit status {exit:?}");
+    stop_with_sigterm(child).await;
     sim.stop().await;
 }
 
@@ -163,23 +175,7 @@ async fn sigterm_during_a_sync_finishes_it_and_exits_cleanly() {
         .unwrap();
     assert!(r.status().is_success());
     let accounts = support::sim_accounts(&sim, &["org-1"], &["anthropic"]);
-    let port = free_port();
-    let config = TestConfig::with_url(
-        "sigterm",
-        &accounts,
-        &support::clickhouse_url(),
-        &format!("[admin]\nlisten = \"127.0.0.1:{port}\"\n"),
-    );
-    let path = config.write();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokentra-sync"))
-        .args(["run", "-c"])
-        .arg(&path)
-        .env("TOKENTRA_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (config, port, child) = start_daemon("sigterm", &accounts);
     let http = reqwest::Client::new();
     eventually("the first 429 to hold the sync up", Duration::from_secs(60), || async {
         let text = http
@@ -193,18 +189,7 @@ async fn sigterm_during_a_sync_finishes_it_and_exits_cleanly() {
         text.contains("code=\"429\"").then_some(())
     })
     .await;
-    let pid = child.id().unwrap().to_string();
-    let status = tokio::process::Command::new("sh")
-        .args(["-c", &format!("kill -TERM {pid}")])
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::time::timeout(Duration::from_secs(80), child.wait())
-        .await
-        .expect("daemon stops within its grace periods")
-        .unwrap();
-    assert!(exit.success(), "daemon exit status {exit:?}");
+    stop_with_sigterm(child).await;
     let client = config.client();
     let finished = support::count(&client, "SELECT count() FROM {db}.sync_runs WHERE status = 'success'").await;
     assert!(finished >= 1, "the in-flight sync finished and was recorded");
