@@ -83,11 +83,11 @@ async fn trigger_sync(
         (None, None, false) => SyncKind::Incremental,
         (None, None, true) => SyncKind::Deep,
         (Some(since), until, false) => {
-            let since = match crate::cli::parse_time(since) {
+            let since = match crate::sync::window::parse_time(since) {
                 Ok(t) => t,
                 Err(e) => return HttpResponse::BadRequest().json(json!({ "error": format!("since: {e}") })),
             };
-            let until = match until.as_deref().map(crate::cli::parse_time).transpose() {
+            let until = match until.as_deref().map(crate::sync::window::parse_time).transpose() {
                 Ok(t) => t,
                 Err(e) => return HttpResponse::BadRequest().json(json!({ "error": format!("until: {e}") })),
             };

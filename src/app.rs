@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use crate::actors::writer::WriterHandle;
 use crate::config::{AccountConfig, ValidatedConfig};
 use crate::normalize::pricing::PricingRegistry;
 use crate::normalize::Normalizer;
-use crate::providers::{self, ProviderError, RetryPolicy};
+use crate::providers::{self, BuildContext, ProviderError, RetryPolicy};
+use crate::store::sink::RowSink;
 use crate::store::ClickhouseClient;
 use crate::sync::window::WindowPolicy;
 use crate::sync::AccountSync;
@@ -35,10 +35,15 @@ impl App {
             .with_overrides(config.price_overrides.clone());
         let store = ClickhouseClient::new(&config.clickhouse);
         Ok(Self {
-            config,
             store,
             pricing: Arc::new(pricing),
-            retry: RetryPolicy::default(),
+            retry: RetryPolicy {
+                request_timeout: config.sync.request_timeout,
+                endpoint_deadline: config.sync.endpoint_deadline,
+                max_response_bytes: config.sync.max_response_bytes,
+                ..RetryPolicy::default()
+            },
+            config,
         })
     }
 
@@ -52,8 +57,18 @@ impl App {
     }
 
     /// Everything one account's syncs need, with a fresh adapter.
-    pub fn account_sync(&self, account: &AccountConfig, writer: WriterHandle) -> Result<AccountSync, ProviderError> {
-        let adapter = providers::build_adapter(account, self.retry.clone())?;
+    pub fn account_sync(
+        &self,
+        account: &AccountConfig,
+        writer: Arc<dyn RowSink>,
+    ) -> Result<AccountSync, ProviderError> {
+        let adapter = providers::build_adapter(
+            account.view(),
+            account.provider,
+            &BuildContext {
+                retry: self.retry.clone(),
+            },
+        )?;
         Ok(AccountSync {
             account: account.clone(),
             adapter,

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 
 use crate::actors::writer::WriterActor;
@@ -14,6 +14,7 @@ use crate::app::App;
 use crate::config::{self, ValidatedConfig};
 use crate::lock::AccountLock;
 use crate::store::migrations;
+use crate::store::sink::RowSink;
 use crate::sync::window::SyncKind;
 use crate::sync::SyncReport;
 
@@ -138,7 +139,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             until,
         } => verify(load(&config)?, &accounts, since.as_deref(), until.as_deref()).await,
         Command::TestConnection { config, account } => test_connection(load(&config)?, &account).await,
-        Command::Run { config } => Ok(crate::actors::supervisor::run_daemon(App::new(load(&config)?)?).await?),
+        Command::Run { config } => Ok(crate::daemon::run_daemon(App::new(load(&config)?)?).await?),
         Command::Simulate {
             listen,
             seed,
@@ -215,12 +216,7 @@ async fn migrate(app: &App) -> anyhow::Result<i32> {
 
 /// A date (00:00 UTC) or an RFC 3339 time.
 pub fn parse_time(text: &str) -> anyhow::Result<DateTime<Utc>> {
-    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(date.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
-    }
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .with_context(|| format!("'{text}' is neither a date (2025-01-31) nor an RFC 3339 time (2025-01-31T12:00:00Z)"))
+    Ok(crate::sync::window::parse_time(text)?)
 }
 
 /// The accounts named on the command line (all enabled ones when none is).
@@ -340,7 +336,7 @@ async fn sync_once(
     let writer = WriterActor::start_with_handle(app.store.clone(), config.writer.clone());
     let mut tasks = Vec::new();
     for account in &selected {
-        let sync = app.account_sync(account, writer.clone())?;
+        let sync = app.account_sync(account, writer.sink())?;
         tasks.push(async move {
             let id = sync.account.id.clone();
             (id, sync.run(kind, "cli").await)
@@ -393,7 +389,14 @@ async fn test_connection(config: ValidatedConfig, id: &str) -> anyhow::Result<i3
         .account(id)
         .with_context(|| format!("no account '{id}' in the config"))?
         .clone();
-    let adapter = crate::providers::build_adapter(&account, crate::providers::RetryPolicy::default())?;
+    let app = App::new(config.clone())?;
+    let adapter = crate::providers::build_adapter(
+        account.view(),
+        account.provider,
+        &crate::providers::BuildContext {
+            retry: app.retry.clone(),
+        },
+    )?;
     let end = Utc::now();
     let window = crate::providers::TimeWindow::new(end - chrono::Duration::days(1), end);
     let mut out = std::io::stdout().lock();

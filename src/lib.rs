@@ -3,12 +3,14 @@
 //! Map of the crate (data flows top to bottom):
 //!
 //! - [`config`]: TOML + env, validated purely into [`config::ValidatedConfig`].
-//! - [`providers`]: one adapter per provider behind [`providers::ProviderAdapter`],
-//!   sharing one HTTP/retry path.
+//! - [`provider`]: which provider a thing belongs to (a leaf every layer uses).
+//! - [`providers`]: one folder per provider behind [`providers::ProviderAdapter`],
+//!   listed in [`providers::registry`], sharing [`providers::platform`].
 //! - [`normalize`]: the common schema, record identity, model names, prices.
 //! - [`store`]: ClickHouse client, migrations, stored-state reads and the diff.
 //! - [`sync`]: one sync of one account: fetch -> normalize -> diff -> write.
 //! - [`actors`]: supervisor, one connection actor per account, the writer.
+//! - [`daemon`]: the `run` lifecycle around them (start, signals, graceful stop).
 //! - [`admin`], [`metrics`]: health and Prometheus.
 //! - [`cli`]: the command line.
 //!
@@ -20,9 +22,11 @@ pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod lock;
 pub mod metrics;
 pub mod normalize;
+pub mod provider;
 pub mod providers;
 pub mod shutdown;
 pub mod simulator;

@@ -12,7 +12,7 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
-use crate::providers::Provider;
+use crate::provider::Provider;
 
 const PREFIX: &str = "tokentra_sync";
 

@@ -200,7 +200,9 @@ impl ConnectionActor {
 async fn verify(sync: &AccountSync, days: u32) {
     let until = crate::normalize::schema::Granularity::Day.floor(Utc::now()) + chrono::Duration::days(1);
     let since = until - chrono::Duration::days(i64::from(days) + 1);
-    match crate::store::verify::verify_connection(&sync.store, &sync.writer, &sync.account.id, since, until).await {
+    match crate::store::verify::verify_connection(&sync.store, sync.writer.as_ref(), &sync.account.id, since, until)
+        .await
+    {
         Ok(report) if report.repairs.is_empty() => {
             tracing::info!(account = %sync.account.id, groups = report.groups_checked, "verify: consistent")
         }

@@ -1,38 +1,18 @@
 //! The supervisor: one connection actor per enabled account, reconciled from
 //! config (added / changed / removed accounts start, restart or stop one actor
-//! each), and the daemon's lifecycle around it.
+//! each). The daemon's lifecycle around it lives in [`crate::daemon`].
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::prelude::*;
 
 use super::connection::{ConnectionActor, ConnectionLife, Schedule, Stop, TriggerSync};
-use super::writer::{WriterActor, WriterHandle};
+use super::writer::WriterHandle;
 use crate::app::App;
 use crate::config::AccountConfig;
 use crate::lock::AccountLock;
-use crate::store::migrations;
 use crate::sync::window::SyncKind;
-
-/// How long a stopping daemon waits for running syncs before abandoning them
-/// (an abandoned sync never moved its watermark, so nothing is lost).
-/// With [`FLUSH_GRACE`] it stays under systemd's default 90s stop timeout.
-const STOP_GRACE: Duration = Duration::from_secs(45);
-/// How long a stopping daemon waits for the writer to store buffered rows.
-const FLUSH_GRACE: Duration = Duration::from_secs(25);
-
-#[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
-    #[error("admin API cannot listen on {addr}: {source}")]
-    Admin {
-        addr: std::net::SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-}
 
 struct Connection {
     addr: Addr<ConnectionActor>,
@@ -61,7 +41,7 @@ impl SupervisorActor {
         let lock = AccountLock::acquire(&self.app.config.state_dir, &account.id).map_err(|e| e.to_string())?;
         let sync = self
             .app
-            .account_sync(account, self.writer.clone())
+            .account_sync(account, self.writer.sink())
             .map_err(|e| e.to_string())?;
         let schedule = Schedule {
             interval: account.interval,
@@ -214,101 +194,5 @@ impl Handler<StopAll> for SupervisorActor {
             }))
             .await;
         })
-    }
-}
-
-/// The daemon: migrate, start the writer, the connections and the admin API,
-/// run until SIGTERM/SIGINT, then stop cleanly. Returns the exit code.
-pub async fn run_daemon(app: App) -> Result<i32, DaemonError> {
-    let ready = Arc::new(AtomicBool::new(false));
-    let writer = WriterActor::start_with_handle(app.store.clone(), app.config.writer.clone());
-    let supervisor = SupervisorActor::new(app.clone(), writer.clone(), true).start();
-    let admin = crate::admin::serve(
-        app.config.admin.listen,
-        crate::admin::AdminState {
-            supervisor: supervisor.clone(),
-            store: app.store.clone(),
-            ready: ready.clone(),
-        },
-    )
-    .map_err(|source| DaemonError::Admin {
-        addr: app.config.admin.listen,
-        source,
-    })?;
-    tracing::info!(listen = %app.config.admin.listen, "admin API listening");
-    let startup = async {
-        wait_for_schema(&app).await;
-        ready.store(true, Ordering::SeqCst);
-        let report = supervisor
-            .send(Reconcile(app.config.accounts.clone()))
-            .await
-            .unwrap_or_default();
-        tracing::info!(
-            started = report.started.len(),
-            failed = report.failed.len(),
-            "accounts reconciled"
-        );
-        housekeeping(&app).await
-    };
-    tokio::select! {
-        _ = startup => {}
-        _ = crate::shutdown::signal() => {}
-    }
-    ready.store(false, Ordering::SeqCst);
-    if tokio::time::timeout(STOP_GRACE, supervisor.send(StopAll))
-        .await
-        .is_err()
-    {
-        tracing::warn!("running syncs did not finish in time; abandoned (their windows will be synced again)");
-    }
-    match tokio::time::timeout(FLUSH_GRACE, writer.flush()).await {
-        Ok(Ok(())) => tracing::info!("writer flushed"),
-        _ => tracing::warn!(
-            buffered = writer.buffered_rows(),
-            "writer could not flush in time; unstored rows will be synced again"
-        ),
-    }
-    admin.stop(true).await;
-    tracing::info!("stopped");
-    Ok(0)
-}
-
-/// Migrates, retrying while ClickHouse is unreachable.
-async fn wait_for_schema(app: &App) {
-    let mut delay = Duration::from_secs(1);
-    loop {
-        match migrations::migrate(&app.store).await {
-            Ok(report) => {
-                tracing::info!(
-                    applied = report.applied.len(),
-                    pending = report.pending_unsupported.len(),
-                    "schema ready"
-                );
-                return;
-            }
-            Err(err) => {
-                tracing::error!(error = %err, retry_in_s = delay.as_secs(), "migration failed; is ClickHouse up?");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
-            }
-        }
-    }
-}
-
-/// Daily chores that never end: dropping old `sync_runs` partitions on
-/// servers without TTL.
-async fn housekeeping(app: &App) {
-    loop {
-        match app.store.server_version().await {
-            Ok(version) if version < (19, 6) => {
-                match crate::store::state::prune_sync_runs(&app.store, 30, chrono::Utc::now()).await {
-                    Ok(dropped) if dropped > 0 => tracing::info!(dropped, "old sync_runs partitions dropped"),
-                    Ok(_) => {}
-                    Err(err) => tracing::warn!(error = %err, "pruning sync_runs failed"),
-                }
-            }
-            _ => {}
-        }
-        tokio::time::sleep(Duration::from_secs(86_400)).await;
     }
 }

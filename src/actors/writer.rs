@@ -24,24 +24,8 @@ use crate::store::state::{SyncRunRow, SyncStateRow};
 use crate::store::verify::DailyRow;
 use crate::store::ClickhouseClient;
 
-/// How a write went.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct WriteAck {
-    /// Some insert attempt for these rows failed before one succeeded. A failed
-    /// attempt may still have landed (a timeout after the server committed), so
-    /// the sender must re-read before it calls its sync done.
-    pub retried: bool,
-}
-
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum WriterError {
-    #[error("the writer stopped before the rows were stored; they will be synced again")]
-    Stopped,
-    /// ClickHouse refused these rows themselves (not an outage). Other
-    /// senders' rows in the same batch were stored without them.
-    #[error("ClickHouse rejected the rows (a bug: please report it): {0}")]
-    Rejected(String),
-}
+use crate::store::sink::RowSink;
+pub use crate::store::sink::{SinkError as WriterError, WriteAck};
 
 /// Rows bound for one table.
 enum Payload {
@@ -325,38 +309,43 @@ pub struct WriterHandle {
     max: usize,
 }
 
-impl WriterHandle {
-    /// Stores `rows` in `usage_records`; resolves once they are stored.
-    pub async fn write_usage(&self, rows: Vec<UsageRow>) -> Result<WriteAck, WriterError> {
+#[async_trait::async_trait]
+impl RowSink for WriterHandle {
+    async fn write_usage(&self, rows: Vec<UsageRow>) -> Result<WriteAck, WriterError> {
         if rows.is_empty() {
             return Ok(WriteAck::default());
         }
         self.send(Payload::Usage(rows)).await
     }
 
-    /// Adds `verify` repairs to `usage_daily`.
-    pub async fn write_daily(&self, rows: Vec<DailyRow>) -> Result<WriteAck, WriterError> {
+    async fn write_daily(&self, rows: Vec<DailyRow>) -> Result<WriteAck, WriterError> {
         if rows.is_empty() {
             return Ok(WriteAck::default());
         }
         self.send(Payload::Daily(rows)).await
     }
 
-    /// Queues a `sync_runs` row without waiting for it to be stored: it is
-    /// bookkeeping, and a sync should not wait a batch cycle for it. (Still
-    /// bounded: it takes a buffer permit like any row.)
-    pub async fn enqueue_run(&self, run: SyncRunRow) -> Result<(), WriterError> {
+    /// Queues without waiting for the row to be stored: it is bookkeeping,
+    /// and a sync should not wait a batch cycle for it. (Still bounded: it
+    /// takes a buffer permit like any row.)
+    async fn enqueue_run(&self, run: SyncRunRow) -> Result<(), WriterError> {
         let (pending, _ack) = self.pending(Payload::Run(run)).await?;
         self.addr.send(Enqueue(pending)).await.map_err(|_| WriterError::Stopped)
     }
 
-    pub async fn write_state(&self, state: SyncStateRow) -> Result<WriteAck, WriterError> {
+    async fn write_state(&self, state: SyncStateRow) -> Result<WriteAck, WriterError> {
         self.send(Payload::State(state)).await
     }
 
-    /// Flushes everything buffered; resolves when the buffer is empty.
-    pub async fn flush(&self) -> Result<(), WriterError> {
+    async fn flush(&self) -> Result<(), WriterError> {
         self.addr.send(FlushNow).await.map_err(|_| WriterError::Stopped)
+    }
+}
+
+impl WriterHandle {
+    /// The handle as the sink syncs write to.
+    pub fn sink(&self) -> std::sync::Arc<dyn RowSink> {
+        std::sync::Arc::new(self.clone())
     }
 
     async fn send(&self, payload: Payload) -> Result<WriteAck, WriterError> {

@@ -21,9 +21,9 @@ use std::time::Duration;
 
 pub use raw::RawConfig;
 pub use secret::Secret;
-pub use validate::{provider_spec, ProviderSpec};
 
-use crate::providers::Provider;
+use crate::provider::Provider;
+use crate::providers::AccountView;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -46,6 +46,8 @@ pub struct ClickhouseConfig {
     pub user: String,
     pub password: Option<Secret>,
     pub insert_timeout: Duration,
+    /// Every other call (reads, state, verify, ping).
+    pub query_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -68,6 +70,12 @@ pub struct SyncConfig {
     pub backfill_chunk_days: u32,
     pub jitter: Duration,
     pub verify_interval: Duration,
+    /// One provider request, connect to last byte.
+    pub request_timeout: Duration,
+    /// One endpoint's whole fetch, every page and retry included.
+    pub endpoint_deadline: Duration,
+    /// The largest provider response accepted, in bytes.
+    pub max_response_bytes: usize,
 }
 
 /// One provider account, checked: its provider is known, every required
@@ -84,6 +92,8 @@ pub struct AccountConfig {
     pub lookback: Duration,
     pub backfill_days: u32,
     pub base_url: String,
+    /// The operator accepts plain http to a non-loopback `base_url`.
+    pub allow_insecure_http: bool,
     pub credentials: BTreeMap<String, Secret>,
     /// Provider-specific settings (`cloudwatch_url`, `usd_per_credit`, ...).
     pub settings: BTreeMap<String, String>,
@@ -92,6 +102,16 @@ pub struct AccountConfig {
 impl AccountConfig {
     pub fn credential(&self, key: &str) -> Option<&Secret> {
         self.credentials.get(key)
+    }
+
+    /// What the provider's adapter reads.
+    pub fn view(&self) -> AccountView<'_> {
+        AccountView {
+            id: &self.id,
+            base_url: &self.base_url,
+            credentials: &self.credentials,
+            settings: &self.settings,
+        }
     }
 }
 
@@ -110,6 +130,25 @@ pub struct ValidatedConfig {
 impl ValidatedConfig {
     pub fn account(&self, id: &str) -> Option<&AccountConfig> {
         self.accounts.iter().find(|a| a.id == id)
+    }
+
+    /// Checks that `state_dir` exists (or can be made) and is writable: the
+    /// account locks live there, and a daemon without them cannot own its
+    /// accounts. The one check that touches the file system, so it is kept
+    /// out of the pure validation and run by `check-config` and at start.
+    pub fn check_state_dir(&self) -> Result<(), ConfigError> {
+        let dir = &self.state_dir;
+        let problem = |what: String| ConfigError::Invalid {
+            problems: vec![format!(
+                "state_dir: {} {what}; create it and give the daemon's user write access (or set state_dir)",
+                dir.display()
+            )],
+        };
+        std::fs::create_dir_all(dir).map_err(|e| problem(format!("cannot be created ({e})")))?;
+        let probe = dir.join(format!(".write-test-{}", std::process::id()));
+        std::fs::write(&probe, b"ok").map_err(|e| problem(format!("is not writable ({e})")))?;
+        let _ = std::fs::remove_file(&probe);
+        Ok(())
     }
 }
 
@@ -239,11 +278,12 @@ fn apply_env_overrides(value: &mut toml::Value, env: &BTreeMap<String, String>, 
 
 /// Keys whose values are whole numbers; every other override stays text, so a
 /// numeric password is still a string.
-const INTEGER_KEYS: [&str; 4] = [
+const INTEGER_KEYS: [&str; 5] = [
     "max_batch_rows",
     "max_buffer_rows",
     "deep_resync_days",
     "backfill_chunk_days",
+    "max_response_mb",
 ];
 
 /// Environment values are text; known integer keys become TOML integers so

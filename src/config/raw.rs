@@ -40,6 +40,8 @@ pub struct RawClickhouse {
     pub password: Option<String>,
     /// How long one INSERT may take before it is retried.
     pub insert_timeout: String,
+    /// How long any other call (a read, a state write, verify) may take.
+    pub query_timeout: String,
 }
 
 impl Default for RawClickhouse {
@@ -50,6 +52,7 @@ impl Default for RawClickhouse {
             user: "default".into(),
             password: None,
             insert_timeout: "30s".into(),
+            query_timeout: "30s".into(),
         }
     }
 }
@@ -106,14 +109,20 @@ pub struct RawSync {
     /// How often the daemon re-reads `deep_resync_days` of history to catch
     /// late restatements.
     pub deep_resync_interval: String,
-    pub deep_resync_days: u32,
+    pub deep_resync_days: u64,
     /// First-run backfill is fetched in chunks of this many days; the
     /// watermark advances after each stored chunk.
-    pub backfill_chunk_days: u32,
+    pub backfill_chunk_days: u64,
     /// Random delay added to each account's interval so accounts spread out.
     pub jitter: String,
     /// How often `verify` runs inside the daemon.
     pub verify_interval: String,
+    /// One provider request, connect to last byte.
+    pub request_timeout: String,
+    /// One endpoint's whole fetch (every page and retry) before it fails.
+    pub endpoint_deadline: String,
+    /// The largest provider response accepted, in MiB.
+    pub max_response_mb: u64,
 }
 
 impl Default for RawSync {
@@ -124,6 +133,9 @@ impl Default for RawSync {
             backfill_chunk_days: 7,
             jitter: "15s".into(),
             verify_interval: "24h".into(),
+            request_timeout: "60s".into(),
+            endpoint_deadline: "10m".into(),
+            max_response_mb: 32,
         }
     }
 }
@@ -147,6 +159,9 @@ pub struct RawAccount {
     pub lookback: Option<String>,
     pub backfill_days: Option<u32>,
     pub base_url: Option<String>,
+    /// Accept plain http to a non-loopback `base_url` (a trusted network).
+    #[serde(default)]
+    pub allow_insecure_http: bool,
     #[serde(default)]
     pub credentials: BTreeMap<String, String>,
     /// Provider-specific keys (`cloudwatch_url`, `usd_per_credit`, ...).

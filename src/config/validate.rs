@@ -10,85 +10,7 @@ use serde::Deserialize;
 
 use super::raw::{RawAccount, RawConfig};
 use super::*;
-
-/// What a provider's account needs in the config.
-pub struct ProviderSpec {
-    pub required_credentials: &'static [&'static str],
-    pub optional_credentials: &'static [&'static str],
-    /// Exactly one of these must be set (e.g. a key inline or a key file).
-    pub one_of_credentials: &'static [&'static str],
-    /// Extra account keys besides the common ones.
-    pub settings: &'static [&'static str],
-    /// Credentials that identify the billed organization: two accounts with
-    /// the same values would count one bill twice (DESIGN.md rule 9).
-    pub identity: &'static [&'static str],
-    /// Shortest lookback that still catches the provider's late data.
-    pub min_lookback: Duration,
-    /// Default interval between syncs.
-    pub default_interval: Duration,
-}
-
-const DAY: u64 = 86_400;
-const USAGE_INTERVAL: Duration = Duration::from_secs(300);
-const BILLING_INTERVAL: Duration = Duration::from_secs(3_600);
-
-pub fn provider_spec(provider: Provider) -> ProviderSpec {
-    let api_key_only = |min_lookback_days: u64, interval| ProviderSpec {
-        required_credentials: &["api_key"],
-        optional_credentials: &[],
-        one_of_credentials: &[],
-        settings: &[],
-        identity: &["api_key"],
-        min_lookback: Duration::from_secs(min_lookback_days * DAY),
-        default_interval: interval,
-    };
-    match provider {
-        Provider::OpenAi => api_key_only(2, USAGE_INTERVAL),
-        // cost_report restates up to 3 days back.
-        Provider::Anthropic => api_key_only(3, USAGE_INTERVAL),
-        Provider::Fal => api_key_only(2, USAGE_INTERVAL),
-        Provider::LiteLlm => api_key_only(2, USAGE_INTERVAL),
-        Provider::OpenRouter => ProviderSpec {
-            optional_credentials: &["management_key"],
-            ..api_key_only(2, USAGE_INTERVAL)
-        },
-        Provider::Runway => ProviderSpec {
-            settings: &["usd_per_credit"],
-            ..api_key_only(3, BILLING_INTERVAL)
-        },
-        Provider::PiApi => ProviderSpec {
-            settings: &["environment"],
-            ..api_key_only(3, BILLING_INTERVAL)
-        },
-        Provider::AwsBedrock => ProviderSpec {
-            required_credentials: &["access_key_id", "secret_access_key", "region"],
-            optional_credentials: &["session_token", "role_arn", "external_id"],
-            one_of_credentials: &[],
-            settings: &["cloudwatch_url"],
-            identity: &["access_key_id", "role_arn"],
-            min_lookback: Duration::from_secs(3 * DAY),
-            default_interval: BILLING_INTERVAL,
-        },
-        Provider::AzureOpenAi => ProviderSpec {
-            required_credentials: &["tenant_id", "client_id", "client_secret", "subscription_id"],
-            optional_credentials: &["resource_group"],
-            one_of_credentials: &[],
-            settings: &["login_url"],
-            identity: &["tenant_id", "subscription_id", "resource_group"],
-            min_lookback: Duration::from_secs(3 * DAY),
-            default_interval: BILLING_INTERVAL,
-        },
-        Provider::GoogleVertex => ProviderSpec {
-            required_credentials: &[],
-            optional_credentials: &[],
-            one_of_credentials: &["service_account_json", "service_account_file"],
-            settings: &["monitoring_url", "billing_table"],
-            identity: &["service_account_json", "service_account_file"],
-            min_lookback: Duration::from_secs(3 * DAY),
-            default_interval: BILLING_INTERVAL,
-        },
-    }
-}
+use crate::providers::registry::{self, ProviderDescriptor};
 
 pub(super) fn validate(value: toml::Value) -> Result<ValidatedConfig, ConfigError> {
     let mut problems = Vec::new();
@@ -144,18 +66,44 @@ pub(super) fn validate(value: toml::Value) -> Result<ValidatedConfig, ConfigErro
                 .as_ref()
                 .filter(|p| !p.is_empty())
                 .map(Secret::new),
-            insert_timeout: duration(
+            insert_timeout: bounded_duration(
                 "clickhouse.insert_timeout",
                 &raw.clickhouse.insert_timeout,
-                1,
+                (1, 3_600),
+                &mut problems,
+            ),
+            query_timeout: bounded_duration(
+                "clickhouse.query_timeout",
+                &raw.clickhouse.query_timeout,
+                (1, 3_600),
                 &mut problems,
             ),
         },
         writer: WriterConfig {
-            max_batch_rows: positive("writer.max_batch_rows", raw.writer.max_batch_rows, &mut problems),
-            max_batch_age: duration("writer.max_batch_age", &raw.writer.max_batch_age, 0, &mut problems),
-            max_buffer_rows: positive("writer.max_buffer_rows", raw.writer.max_buffer_rows, &mut problems),
-            retry_max_delay: duration("writer.retry_max_delay", &raw.writer.retry_max_delay, 1, &mut problems),
+            max_batch_rows: bounded(
+                "writer.max_batch_rows",
+                raw.writer.max_batch_rows,
+                (1, 1_000_000),
+                &mut problems,
+            ) as usize,
+            max_batch_age: bounded_duration(
+                "writer.max_batch_age",
+                &raw.writer.max_batch_age,
+                (0, 60),
+                &mut problems,
+            ),
+            max_buffer_rows: bounded(
+                "writer.max_buffer_rows",
+                raw.writer.max_buffer_rows,
+                (1, 20_000_000),
+                &mut problems,
+            ) as usize,
+            retry_max_delay: bounded_duration(
+                "writer.retry_max_delay",
+                &raw.writer.retry_max_delay,
+                (1, 600),
+                &mut problems,
+            ),
         },
         admin: AdminConfig {
             listen: raw.admin.listen.parse::<SocketAddr>().unwrap_or_else(|_| {
@@ -167,16 +115,51 @@ pub(super) fn validate(value: toml::Value) -> Result<ValidatedConfig, ConfigErro
             }),
         },
         sync: SyncConfig {
-            deep_resync_interval: duration(
+            deep_resync_interval: bounded_duration(
                 "sync.deep_resync_interval",
                 &raw.sync.deep_resync_interval,
-                60,
+                (60, 90 * DAY_SECS),
                 &mut problems,
             ),
-            deep_resync_days: raw.sync.deep_resync_days,
-            backfill_chunk_days: raw.sync.backfill_chunk_days.max(1),
-            jitter: duration("sync.jitter", &raw.sync.jitter, 0, &mut problems),
-            verify_interval: duration("sync.verify_interval", &raw.sync.verify_interval, 60, &mut problems),
+            deep_resync_days: bounded(
+                "sync.deep_resync_days",
+                raw.sync.deep_resync_days,
+                (1, 3_650),
+                &mut problems,
+            ) as u32,
+            backfill_chunk_days: bounded(
+                "sync.backfill_chunk_days",
+                raw.sync.backfill_chunk_days,
+                (1, 90),
+                &mut problems,
+            ) as u32,
+            jitter: bounded_duration("sync.jitter", &raw.sync.jitter, (0, 3_600), &mut problems),
+            verify_interval: bounded_duration(
+                "sync.verify_interval",
+                &raw.sync.verify_interval,
+                (60, 90 * DAY_SECS),
+                &mut problems,
+            ),
+            request_timeout: bounded_duration(
+                "sync.request_timeout",
+                &raw.sync.request_timeout,
+                (1, 600),
+                &mut problems,
+            ),
+            endpoint_deadline: bounded_duration(
+                "sync.endpoint_deadline",
+                &raw.sync.endpoint_deadline,
+                (1, 6 * 3_600),
+                &mut problems,
+            ),
+            max_response_bytes: bounded(
+                "sync.max_response_mb",
+                raw.sync.max_response_mb,
+                (1, 1_024),
+                &mut problems,
+            ) as usize
+                * 1024
+                * 1024,
         },
         vault_key_file: raw.vault.key_file.map(PathBuf::from),
         price_overrides: raw.pricing.overrides,
@@ -235,19 +218,19 @@ fn validate_account(label: &str, raw: RawAccount, problems: &mut Vec<String>) ->
             }
         },
     };
-    if raw.enabled && !provider.is_implemented() {
+    let spec = registry::descriptor(provider);
+    if raw.enabled && spec.adapter.is_none() {
         problems.push(format!(
             "{label}: provider '{provider}' is not supported by this release yet; set enabled = false or remove the account"
         ));
     }
-    let spec = provider_spec(provider);
     let interval = match &raw.interval {
-        Some(text) => duration(&format!("{label}: interval"), text, 60, problems),
+        Some(text) => bounded_duration(&format!("{label}: interval"), text, (60, 7 * DAY_SECS), problems),
         None => spec.default_interval,
     };
     let lookback = match &raw.lookback {
         Some(text) => {
-            let value = duration(&format!("{label}: lookback"), text, 0, problems);
+            let value = bounded_duration(&format!("{label}: lookback"), text, (0, 400 * DAY_SECS), problems);
             if value < spec.min_lookback {
                 problems.push(format!(
                     "{label}: lookback {text} is shorter than {provider}'s minimum of {}; late and restated data would be missed",
@@ -264,8 +247,12 @@ fn validate_account(label: &str, raw: RawAccount, problems: &mut Vec<String>) ->
             "{label}: backfill_days must be between 1 and 3650, got {backfill_days}"
         ));
     }
-    let base_url = match (&raw.base_url, provider.default_base_url()) {
-        (Some(url), _) => check_url(&format!("{label}: base_url"), url, problems),
+    let base_url = match (&raw.base_url, spec.default_base_url) {
+        (Some(url), _) => {
+            let url = check_url(&format!("{label}: base_url"), url, problems);
+            check_transport(label, &url, raw.allow_insecure_http, problems);
+            url
+        }
         (None, Some(default)) => default.to_string(),
         (None, None) => {
             problems.push(format!(
@@ -274,7 +261,7 @@ fn validate_account(label: &str, raw: RawAccount, problems: &mut Vec<String>) ->
             String::new()
         }
     };
-    let credentials = check_credentials(label, provider, &spec, raw.credentials, problems);
+    let credentials = check_credentials(label, provider, spec, raw.credentials, problems);
     let mut settings = BTreeMap::new();
     for (key, value) in raw.extra {
         if !spec.settings.contains(&key.as_str()) {
@@ -286,6 +273,7 @@ fn validate_account(label: &str, raw: RawAccount, problems: &mut Vec<String>) ->
                 "lookback",
                 "backfill_days",
                 "base_url",
+                "allow_insecure_http",
                 "credentials",
             ]
             .into_iter()
@@ -303,7 +291,10 @@ fn validate_account(label: &str, raw: RawAccount, problems: &mut Vec<String>) ->
         };
         settings.insert(key, text);
     }
-    (problems.len() == before).then_some(AccountConfig {
+    if problems.len() != before {
+        return None;
+    }
+    let account = AccountConfig {
         id,
         provider,
         enabled: raw.enabled,
@@ -311,33 +302,34 @@ fn validate_account(label: &str, raw: RawAccount, problems: &mut Vec<String>) ->
         lookback,
         backfill_days,
         base_url,
+        allow_insecure_http: raw.allow_insecure_http,
         credentials,
         settings,
-    })
+    };
+    // The provider's own typed config: key formats, setting values.
+    if let Some(hooks) = spec.adapter {
+        if let Err(typed) = (hooks.check)(account.view()) {
+            problems.extend(typed.into_iter().map(|p| format!("{label}: {p}")));
+            return None;
+        }
+    }
+    Some(account)
 }
 
 fn check_credentials(
     label: &str,
     provider: Provider,
-    spec: &ProviderSpec,
+    spec: &ProviderDescriptor,
     raw: BTreeMap<String, String>,
     problems: &mut Vec<String>,
 ) -> BTreeMap<String, Secret> {
+    let keys = &spec.credentials;
     let mut out = BTreeMap::new();
     for (key, value) in raw {
-        let known = spec.required_credentials.contains(&key.as_str())
-            || spec.optional_credentials.contains(&key.as_str())
-            || spec.one_of_credentials.contains(&key.as_str());
-        if !known {
+        if !keys.all().any(|k| k == key) {
             problems.push(format!(
                 "{label}: credentials.{key} is not a {provider} credential; expected {}",
-                spec.required_credentials
-                    .iter()
-                    .chain(spec.optional_credentials)
-                    .chain(spec.one_of_credentials)
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                keys.all().collect::<Vec<_>>().join(", ")
             ));
             continue;
         }
@@ -356,7 +348,7 @@ fn check_credentials(
         }
         out.insert(key, Secret::new(value));
     }
-    for required in spec.required_credentials {
+    for required in keys.required {
         if !out.contains_key(*required) && !problems.iter().any(|p| p.contains(&format!("credentials.{required} "))) {
             problems.push(format!(
                 "{label}: credentials.{required} is missing; add it under [accounts.credentials], e.g. {required} = \"${{{}}}\"",
@@ -364,12 +356,12 @@ fn check_credentials(
             ));
         }
     }
-    if !spec.one_of_credentials.is_empty() {
-        let set = spec.one_of_credentials.iter().filter(|k| out.contains_key(**k)).count();
+    if !keys.one_of.is_empty() {
+        let set = keys.one_of.iter().filter(|k| out.contains_key(**k)).count();
         if set != 1 {
             problems.push(format!(
                 "{label}: set exactly one of credentials.{}",
-                spec.one_of_credentials.join(" or credentials.")
+                keys.one_of.join(" or credentials.")
             ));
         }
     }
@@ -391,8 +383,8 @@ fn check_unique_accounts(accounts: &[AccountConfig], problems: &mut Vec<String>)
                 account.id
             ));
         }
-        let spec = provider_spec(account.provider);
-        let identity: Vec<&str> = spec
+        let identity: Vec<&str> = registry::descriptor(account.provider)
+            .credentials
             .identity
             .iter()
             .map(|k| account.credential(k).map(Secret::expose).unwrap_or(""))
@@ -417,7 +409,28 @@ fn valid_id(id: &str) -> bool {
 }
 
 fn provider_names() -> String {
-    Provider::ALL.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+    Provider::names()
+}
+
+/// Provider URLs carry credentials: https only, except on loopback (tests,
+/// a local proxy) or where the operator opted in for that account.
+fn check_transport(label: &str, url: &str, allowed: bool, problems: &mut Vec<String>) {
+    let Ok(parsed) = url::Url::parse(url) else { return };
+    if parsed.scheme() != "http" || allowed {
+        return;
+    }
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if !loopback {
+        problems.push(format!(
+            "{label}: base_url '{url}' is plain http: credentials would travel unencrypted; use https, \
+             or set allow_insecure_http = true for this account if the network is trusted"
+        ));
+    }
 }
 
 fn check_url(field: &str, text: &str, problems: &mut Vec<String>) -> String {
@@ -442,23 +455,39 @@ fn check_identifier(field: &str, text: &str, problems: &mut Vec<String>) -> Stri
     text.to_string()
 }
 
-fn duration(field: &str, text: &str, min_secs: u64, problems: &mut Vec<String>) -> Duration {
+const DAY_SECS: u64 = 86_400;
+
+/// A duration within `[min, max]` seconds; every duration in the config has
+/// bounds, so no value can overflow a later computation.
+fn bounded_duration(field: &str, text: &str, (min, max): (u64, u64), problems: &mut Vec<String>) -> Duration {
+    let fallback = Duration::from_secs(min);
     match humantime::parse_duration(text) {
-        Ok(d) if d.as_secs() >= min_secs => d,
-        Ok(_) => {
-            problems.push(format!("{field}: '{text}' is too short; the minimum is {min_secs}s"));
-            Duration::from_secs(min_secs)
+        Ok(d) if d.as_secs() < min => {
+            problems.push(format!("{field}: '{text}' is too short; the minimum is {min}s"));
+            fallback
         }
+        Ok(d) if d > Duration::from_secs(max) => {
+            problems.push(format!(
+                "{field}: '{text}' is too long; the maximum is {}",
+                humantime::format_duration(Duration::from_secs(max))
+            ));
+            fallback
+        }
+        Ok(d) => d,
         Err(e) => {
             problems.push(format!("{field}: '{text}' is not a duration such as 30s, 5m, 2d ({e})"));
-            Duration::from_secs(min_secs)
+            fallback
         }
     }
 }
 
-fn positive(field: &str, value: u64, problems: &mut Vec<String>) -> usize {
-    if value == 0 {
-        problems.push(format!("{field}: must be at least 1"));
+/// A whole number within `[min, max]`.
+fn bounded(field: &str, value: u64, (min, max): (u64, u64), problems: &mut Vec<String>) -> u64 {
+    if value < min || value > max {
+        problems.push(format!(
+            "{field}: {value} is out of range; use a value from {min} to {max}"
+        ));
+        return min;
     }
-    usize::try_from(value).unwrap_or(usize::MAX)
+    value
 }

@@ -9,7 +9,7 @@ pub mod schema;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::providers::Provider;
+use crate::provider::Provider;
 use schema::{to_ch_seconds, Dec9, FetchedRecord, RecordType, UsageRow};
 
 /// Turns one account's fetched records into rows (sign +1, version unset).

@@ -33,7 +33,7 @@
 //! Providers whose "models" are endpoint paths or product names rather than token
 //! models (fal, Runway, PiAPI) get only step 1, so `fal-ai/flux/v1.1` stays whole.
 
-use crate::providers::Provider;
+use crate::provider::Provider;
 
 /// A normalized model name and its family.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -33,7 +33,7 @@ use serde::Deserialize;
 
 use super::models;
 use super::schema::Measures;
-use crate::providers::Provider;
+use crate::provider::Provider;
 
 /// The bundled price list (see the comment at its top).
 const BUILTIN_TOML: &str = include_str!("../../config/pricing.toml");
@@ -328,7 +328,7 @@ mod de {
     use serde::de::Error as _;
     use serde::{Deserialize, Deserializer};
 
-    use crate::providers::Provider;
+    use crate::provider::Provider;
 
     pub fn provider<'de, D: Deserializer<'de>>(d: D) -> Result<Provider, D::Error> {
         let name = String::deserialize(d)?;

@@ -1,112 +1,33 @@
 //! Provider adapters: plain async code that turns one account's usage and cost
 //! APIs into [`FetchedRecord`]s. Adapters know nothing about actors or
-//! ClickHouse, so each is tested alone against recorded formats.
+//! ClickHouse, so each is tested alone against documented formats.
 //!
-//! Shared machinery (HTTP with retry, Retry-After, auth classification, request
-//! counting) lives once in [`http`]; the JSON helpers every adapter needs live in
-//! [`json`].
+//! Layout: one folder per provider (`openai/`, `anthropic/`, ...), each with
+//! its descriptor (defaults, credentials, typed config, constructor), client
+//! and parser; [`registry`] lists the descriptors, one line each. Shared
+//! machinery (HTTP, auth, retry, rate limits, the paging loop and its guards,
+//! redaction, JSON readers) lives once in [`platform`].
 
 pub mod anthropic;
-pub mod http;
-pub mod json;
 pub mod openai;
+mod planned;
+pub mod platform;
+pub mod registry;
 
-use std::collections::BTreeSet;
-use std::fmt;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::config::AccountConfig;
+use crate::config::secret::Secret;
 use crate::normalize::schema::{FetchedRecord, Granularity, RecordType};
 
-pub use http::{HttpStats, ProviderHttp, RetryPolicy};
-
-/// The providers tokentra-sync knows, by their config name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Provider {
-    OpenAi,
-    Anthropic,
-    AwsBedrock,
-    AzureOpenAi,
-    GoogleVertex,
-    OpenRouter,
-    LiteLlm,
-    Fal,
-    Runway,
-    PiApi,
-}
-
-impl Provider {
-    pub const ALL: [Provider; 10] = [
-        Provider::OpenAi,
-        Provider::Anthropic,
-        Provider::AwsBedrock,
-        Provider::AzureOpenAi,
-        Provider::GoogleVertex,
-        Provider::OpenRouter,
-        Provider::LiteLlm,
-        Provider::Fal,
-        Provider::Runway,
-        Provider::PiApi,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::OpenAi => "openai",
-            Provider::Anthropic => "anthropic",
-            Provider::AwsBedrock => "aws_bedrock",
-            Provider::AzureOpenAi => "azure_openai",
-            Provider::GoogleVertex => "google_vertex",
-            Provider::OpenRouter => "openrouter",
-            Provider::LiteLlm => "litellm",
-            Provider::Fal => "fal",
-            Provider::Runway => "runway",
-            Provider::PiApi => "piapi",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.as_str() == name)
-    }
-
-    /// Usage APIs are cheap and fresh; billing APIs are slow or charge per call.
-    pub fn is_billing_api(self) -> bool {
-        matches!(
-            self,
-            Provider::AwsBedrock | Provider::AzureOpenAi | Provider::GoogleVertex | Provider::Runway | Provider::PiApi
-        )
-    }
-
-    /// The API root the provider's own SDK uses; request paths are appended.
-    pub fn default_base_url(self) -> Option<&'static str> {
-        match self {
-            Provider::OpenAi => Some("https://api.openai.com/v1"),
-            Provider::Anthropic => Some("https://api.anthropic.com"),
-            Provider::OpenRouter => Some("https://openrouter.ai/api/v1"),
-            Provider::Fal => Some("https://api.fal.ai/v1"),
-            Provider::Runway => Some("https://api.dev.runwayml.com"),
-            Provider::AwsBedrock => Some("https://ce.us-east-1.amazonaws.com"),
-            Provider::AzureOpenAi => Some("https://management.azure.com"),
-            Provider::GoogleVertex => Some("https://bigquery.googleapis.com/bigquery/v2"),
-            Provider::PiApi => Some("https://api.piapi.ai"),
-            // A LiteLLM proxy is the user's own server: there is no default.
-            Provider::LiteLlm => None,
-        }
-    }
-
-    /// Whether this release has an adapter for the provider.
-    pub fn is_implemented(self) -> bool {
-        matches!(self, Provider::OpenAi | Provider::Anthropic)
-    }
-}
-
-impl fmt::Display for Provider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::provider::Provider;
+pub use platform::json;
+pub use platform::{HttpStats, MeasurePolicy, ProviderHttp, RetryPolicy};
+pub use registry::{descriptor, BuildContext, CredentialKeys, ProviderDescriptor};
 
 /// One stream an adapter pulls: a (record type, endpoint) pair with exactly one
 /// granularity, which is also the unit of a sync's scope.
@@ -151,8 +72,62 @@ pub struct EndpointFetch {
     pub covered_buckets: BTreeSet<DateTime<Utc>>,
 }
 
+/// Why an endpoint failed, as a small closed set: metrics, `sync_runs` and
+/// the connection status tell these apart, and a revoked key is not retried
+/// like a 5xx.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// Credentials rejected, expired, or of the wrong type.
+    Auth,
+    /// 429s (or a Retry-After too long to wait) outlasted the retries.
+    Throttled,
+    /// The provider's own 5xx outlasted the retries.
+    ProviderServer,
+    /// A request or the endpoint's deadline timed out.
+    Timeout,
+    /// Connection failures or cut-off bodies outlasted the retries.
+    Network,
+    /// The provider's answer broke its format or a guard (bad page, bad
+    /// bucket, impossible numbers).
+    Malformed,
+    /// The provider refused our request (other 4xx, a redirect not followed).
+    Request,
+    /// The account's config cannot work (caught before any request).
+    Config,
+    /// ClickHouse failed while reading or writing the sync's rows.
+    Store,
+}
+
+impl FailureKind {
+    pub const ALL: [FailureKind; 9] = [
+        FailureKind::Auth,
+        FailureKind::Throttled,
+        FailureKind::ProviderServer,
+        FailureKind::Timeout,
+        FailureKind::Network,
+        FailureKind::Malformed,
+        FailureKind::Request,
+        FailureKind::Config,
+        FailureKind::Store,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Auth => "auth",
+            FailureKind::Throttled => "throttled",
+            FailureKind::ProviderServer => "provider_5xx",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Network => "network",
+            FailureKind::Malformed => "malformed",
+            FailureKind::Request => "request",
+            FailureKind::Config => "config",
+            FailureKind::Store => "store",
+        }
+    }
+}
+
 /// Why a fetch failed. Messages name the account and the likely fix, and never
-/// carry a credential.
+/// carry a credential (provider text is redacted and quoted).
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     #[error("account '{account}': {provider} rejected the credentials (HTTP {status}): {hint}")]
@@ -170,11 +145,12 @@ pub enum ProviderError {
         status: u16,
         detail: String,
     },
-    #[error("account '{account}': {endpoint}: gave up after {attempts} attempts: {last_error}")]
+    #[error("account '{account}': {endpoint}: gave up after {attempts} attempts ({}): {last_error}", kind.as_str())]
     RetriesExhausted {
         account: String,
         endpoint: String,
         attempts: u32,
+        kind: FailureKind,
         last_error: String,
     },
     #[error("account '{account}': {endpoint}: malformed response: {detail}")]
@@ -183,8 +159,38 @@ pub enum ProviderError {
         endpoint: String,
         detail: String,
     },
+    #[error("account '{account}': {endpoint}: no complete answer within the {}s endpoint deadline; the next sync tries again", after.as_secs())]
+    Timeout {
+        account: String,
+        endpoint: String,
+        after: Duration,
+    },
     #[error("account '{account}': {detail}")]
     Config { account: String, detail: String },
+}
+
+impl ProviderError {
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            ProviderError::Auth { .. } => FailureKind::Auth,
+            ProviderError::Http { .. } => FailureKind::Request,
+            ProviderError::RetriesExhausted { kind, .. } => *kind,
+            ProviderError::Malformed { .. } => FailureKind::Malformed,
+            ProviderError::Timeout { .. } => FailureKind::Timeout,
+            ProviderError::Config { .. } => FailureKind::Config,
+        }
+    }
+}
+
+/// What an adapter sees of its account: the validated generic keys and the
+/// raw credential and setting maps, which the provider reads into its own
+/// typed config. (A view, so adapters need nothing from the config layer.)
+#[derive(Clone, Copy, Debug)]
+pub struct AccountView<'a> {
+    pub id: &'a str,
+    pub base_url: &'a str,
+    pub credentials: &'a BTreeMap<String, Secret>,
+    pub settings: &'a BTreeMap<String, String>,
 }
 
 /// One provider account's usage and cost API.
@@ -203,33 +209,17 @@ pub trait ProviderAdapter: Send + Sync + 'static {
     fn http_stats(&self) -> Arc<HttpStats>;
 }
 
-/// The adapter for a validated account.
-pub fn build_adapter(account: &AccountConfig, policy: RetryPolicy) -> Result<Arc<dyn ProviderAdapter>, ProviderError> {
-    let api_key = || {
-        account
-            .credential("api_key")
-            .map(|s| s.expose().to_string())
-            .ok_or_else(|| ProviderError::Config {
-                account: account.id.clone(),
-                detail: "credentials.api_key is missing".into(),
-            })
-    };
-    match account.provider {
-        Provider::OpenAi => Ok(Arc::new(openai::OpenAiAdapter::new(
-            &account.id,
-            &account.base_url,
-            api_key()?,
-            policy,
-        )?)),
-        Provider::Anthropic => Ok(Arc::new(anthropic::AnthropicAdapter::new(
-            &account.id,
-            &account.base_url,
-            api_key()?,
-            policy,
-        )?)),
-        other => Err(ProviderError::Config {
-            account: account.id.clone(),
-            detail: format!("provider '{other}' is not supported by this release yet"),
+/// The adapter for an account, through its provider's descriptor.
+pub fn build_adapter(
+    account: AccountView<'_>,
+    provider: Provider,
+    context: &BuildContext,
+) -> Result<Arc<dyn ProviderAdapter>, ProviderError> {
+    match descriptor(provider).adapter {
+        Some(hooks) => (hooks.build)(account, context),
+        None => Err(ProviderError::Config {
+            account: account.id.to_string(),
+            detail: format!("provider '{provider}' is not supported by this release yet"),
         }),
     }
 }

@@ -14,7 +14,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::client::{ClickhouseClient, StoreError};
-use crate::actors::writer::{WriterError, WriterHandle};
+use super::sink::{RowSink, SinkError as WriterError};
 use crate::normalize::schema::Dec9;
 
 /// One row of `usage_daily`, field for field in column order.
@@ -174,7 +174,7 @@ pub enum VerifyError {
 /// Verifies and repairs one connection's days in `[since, until)`.
 pub async fn verify_connection(
     client: &ClickhouseClient,
-    writer: &WriterHandle,
+    writer: &dyn RowSink,
     connection_id: &str,
     since: DateTime<Utc>,
     until: DateTime<Utc>,

@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
-use crate::actors::writer::WriterHandle;
 use crate::config::AccountConfig;
 use crate::metrics;
 use crate::normalize::schema::to_ch_seconds;
 use crate::normalize::Normalizer;
 use crate::providers::{EndpointSpec, Provider, ProviderAdapter, TimeWindow};
 use crate::store::diff::diff;
+use crate::store::sink::RowSink;
 use crate::store::state::{read_scope_rows, read_watermark, SyncRunRow, SyncStateRow, Watermark};
 use crate::store::ClickhouseClient;
 use window::{SyncKind, WindowPolicy};
@@ -82,7 +82,7 @@ pub enum SyncError {
     Writer {
         account: String,
         #[source]
-        source: crate::actors::writer::WriterError,
+        source: crate::store::sink::SinkError,
     },
 }
 
@@ -93,7 +93,7 @@ pub struct AccountSync {
     pub adapter: Arc<dyn ProviderAdapter>,
     pub normalizer: Normalizer,
     pub store: ClickhouseClient,
-    pub writer: WriterHandle,
+    pub writer: Arc<dyn RowSink>,
     pub policy: WindowPolicy,
 }
 

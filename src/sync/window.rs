@@ -146,3 +146,18 @@ mod tests {
         assert_eq!(p.chunks, vec![TimeWindow::new(t(1, 0), t(3, 5))]);
     }
 }
+
+/// A time given by a user that is neither a date nor an RFC 3339 time.
+#[derive(Debug, thiserror::Error)]
+#[error("'{0}' is neither a date (2025-01-31) nor an RFC 3339 time (2025-01-31T12:00:00Z)")]
+pub struct BadTime(pub String);
+
+/// A date (00:00 UTC) or an RFC 3339 time, as the CLI and the admin API take them.
+pub fn parse_time(text: &str) -> Result<DateTime<Utc>, BadTime> {
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(date.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+    }
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| BadTime(text.to_string()))
+}

@@ -85,7 +85,7 @@ async fn harness(test: &str) -> Harness {
         }),
         normalizer: Normalizer::new(&account.id, account.provider, app.pricing.clone()),
         store: app.store.clone(),
-        writer,
+        writer: writer.sink(),
         policy: app.window_policy(&account),
         account,
     };

@@ -21,6 +21,7 @@ fn fast_retries() -> RetryPolicy {
         max_delay: Duration::from_millis(50),
         max_retry_after: Duration::from_secs(5),
         request_timeout: Duration::from_secs(10),
+        ..RetryPolicy::default()
     }
 }
 
@@ -30,7 +31,7 @@ async fn account_sync(config: &TestConfig, index: usize) -> AccountSync {
     app.retry = fast_retries();
     migrations::migrate(&app.store).await.unwrap();
     let writer = WriterActor::start_with_handle(app.store.clone(), validated.writer.clone());
-    app.account_sync(&validated.accounts[index], writer).unwrap()
+    app.account_sync(&validated.accounts[index], writer.sink()).unwrap()
 }
 
 async fn set_faults(sim: &tokentra_sync::simulator::SimHandle, plan: serde_json::Value) {

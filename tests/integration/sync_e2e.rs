@@ -180,7 +180,7 @@ async fn an_insert_retried_after_a_timeout_converges() {
     let app = App::new(validated.clone()).unwrap();
     migrations::migrate(&app.store).await.unwrap();
     let writer = WriterActor::start_with_handle(app.store.clone(), validated.writer.clone());
-    let sync = app.account_sync(&validated.accounts[0], writer.clone()).unwrap();
+    let sync = app.account_sync(&validated.accounts[0], writer.sink()).unwrap();
     let (since, until) = window();
     let kind = SyncKind::Explicit {
         since: tokentra_sync::cli::parse_time(&since).unwrap(),

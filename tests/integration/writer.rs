@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use tokentra_sync::actors::writer::WriterActor;
 use tokentra_sync::normalize::schema::{Dec9, UsageRow};
+use tokentra_sync::store::sink::RowSink;
 use tokentra_sync::store::{migrations, ClickhouseClient};
 
 use crate::proxy::Proxy;

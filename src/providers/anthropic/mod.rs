@@ -5,23 +5,62 @@
 //! here once; [`usage`] and [`cost`] only map a result to records. Field
 //! formats and quirks: `/work/shared/providers/anthropic.md`.
 
+mod config;
 mod cost;
 mod report;
 mod usage;
 
-use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
-use reqwest::header::{HeaderMap, HeaderValue};
 
 use crate::normalize::schema::{Granularity, RecordType};
-use crate::providers::json::JsonError;
+use crate::providers::platform::paging::{Page, PageBucket, Pager, Spread};
+use crate::providers::platform::{HttpSetup, MeasurePolicy, Redactor, StandardClassifier, StaticHeaders};
+use crate::providers::registry::{AdapterHooks, CredentialKeys, ProviderDescriptor, DAY, USAGE_INTERVAL};
 use crate::providers::{
     EndpointFetch, EndpointSpec, HttpStats, Provider, ProviderAdapter, ProviderError, ProviderHttp, RetryPolicy,
     TimeWindow,
+};
+
+pub use config::{AnthropicConfig, ApiMode};
+
+/// Anthropic in the registry.
+pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
+    provider: Provider::Anthropic,
+    default_base_url: Some("https://api.anthropic.com"),
+    default_interval: USAGE_INTERVAL,
+    // cost_report restates up to 3 days back.
+    min_lookback: Duration::from_secs(3 * DAY.as_secs()),
+    credentials: CredentialKeys::API_KEY,
+    settings: &["api"],
+    // Neither report documents negative values.
+    measures: MeasurePolicy {
+        negative_money: false,
+        negative_quantities: false,
+    },
+    requests_per_second: 5,
+    adapter: Some(AdapterHooks {
+        check: |account| AnthropicConfig::read(account).map(|_| ()),
+        build: |account, context| {
+            let config = AnthropicConfig::read(account).map_err(|problems| ProviderError::Config {
+                account: account.id.to_string(),
+                detail: problems.join("; "),
+            })?;
+            Ok(Arc::new(
+                AnthropicAdapter::new(
+                    account.id,
+                    account.base_url,
+                    config.api_key.expose().to_string(),
+                    context.retry.clone(),
+                )?
+                .with_mode(config.mode),
+            ))
+        },
+    }),
 };
 
 const API_VERSION: &str = "2023-06-01";
@@ -48,18 +87,13 @@ const COST: EndpointSpec = EndpointSpec {
 const USAGE_GROUP_BY: &[&str] = &["api_key_id", "workspace_id", "model", "service_tier", "context_window"];
 const COST_GROUP_BY: &[&str] = &["workspace_id", "description"];
 
-/// A cursor chain longer than this is a provider loop, not data: years of
-/// hourly buckets fit in far fewer pages.
-const MAX_PAGES: usize = 10_000;
-
 /// One Anthropic organization, read through its Admin API key.
 pub struct AnthropicAdapter {
     http: ProviderHttp,
     /// `base_url` without a trailing slash; paths are appended.
     base_url: String,
-    /// `x-api-key` and `anthropic-version`, the key marked sensitive so that
-    /// reqwest never prints it.
-    headers: HeaderMap,
+    /// Which pair of endpoints this account reads.
+    mode: ApiMode,
     /// The clock that bounds `ending_at`; tests pin it.
     now: fn() -> DateTime<Utc>,
 }
@@ -95,19 +129,34 @@ impl AnthropicAdapter {
                  need one"
             );
         }
-        let mut key = HeaderValue::from_str(&api_key).map_err(|_| {
-            config_error("credentials.api_key contains characters that cannot be sent in a header".to_string())
-        })?;
-        key.set_sensitive(true);
-        let mut headers = HeaderMap::new();
-        headers.insert("x-api-key", key);
-        headers.insert("anthropic-version", HeaderValue::from_static(API_VERSION));
+        let auth = StaticHeaders::new(
+            &[("x-api-key", api_key.clone(), "credentials.api_key")],
+            &[("anthropic-version", API_VERSION)],
+        )
+        .map_err(|e| config_error(e.to_string()))?;
+        let http = ProviderHttp::new(HttpSetup {
+            account: account_id.to_string(),
+            provider: Provider::Anthropic,
+            policy,
+            auth: Arc::new(auth),
+            // 529 "overloaded" is a 5xx and retried like one.
+            classifier: Arc::new(StandardClassifier),
+            requests_per_second: DESCRIPTOR.requests_per_second,
+            auth_hint: AUTH_HINT.to_string(),
+            redactor: Redactor::new([api_key.as_str()]),
+        });
         Ok(Self {
-            http: ProviderHttp::new(account_id, Provider::Anthropic, policy, AUTH_HINT)?.redacting(&api_key),
+            http,
             base_url,
-            headers,
+            mode: ApiMode::Legacy,
             now: Utc::now,
         })
+    }
+
+    /// Reads the analytics endpoints instead of the legacy reports.
+    pub fn with_mode(mut self, mode: ApiMode) -> Self {
+        self.mode = mode;
+        self
     }
 
     /// Query parameters of the first page; later pages add only `page`.
@@ -147,14 +196,6 @@ impl AnthropicAdapter {
             encoded.join("&")
         )
     }
-
-    fn malformed(&self, spec: &EndpointSpec, page: usize, err: JsonError) -> ProviderError {
-        ProviderError::Malformed {
-            account: self.http.account().to_string(),
-            endpoint: spec.endpoint.to_string(),
-            detail: format!("page {page}: {}", err.0),
-        }
-    }
 }
 
 #[async_trait]
@@ -179,73 +220,59 @@ impl ProviderAdapter for AnthropicAdapter {
                 ),
             })?;
         let end = window.end.min((self.now)().trunc_subsecs(0));
-        let mut fetch = EndpointFetch::default();
         if end <= window.start {
-            return Ok(fetch);
+            return Ok(EndpointFetch::default());
         }
         let first_query = Self::first_page_query(&spec, window.start, end);
-        let mut cursor: Option<String> = None;
-        let mut seen_cursors = HashSet::new();
-        for page in 1..=MAX_PAGES {
-            let mut query = first_query.clone();
-            if let Some(token) = &cursor {
-                query.push(("page", token.clone()));
-            }
-            let url = self.page_url(&spec, &query);
-            let body = self
-                .http
-                .get_json(spec.endpoint, |client| client.get(&url).headers(self.headers.clone()))
-                .await?;
-            let parsed = report::parse_page(&body, spec.granularity).map_err(|e| self.malformed(&spec, page, e))?;
-            for bucket in &parsed.buckets {
-                // Buckets are the unit of paging, so one never spans two pages;
-                // summing a repeated bucket could count a bill twice.
-                if !fetch.covered_buckets.insert(bucket.start) {
-                    return Err(self.malformed(
-                        &spec,
-                        page,
-                        JsonError(format!(
-                            "{}: bucket {} was already returned",
-                            bucket.path,
-                            bucket.start.to_rfc3339()
-                        )),
-                    ));
+        let pager = Pager {
+            http: &self.http,
+            spec: &spec,
+            window,
+            spread: Spread::WholeBuckets,
+            measures: DESCRIPTOR.measures,
+        };
+        pager
+            .collect(|cursor, number| {
+                let first_query = &first_query;
+                let spec = &spec;
+                async move {
+                    let mut query = first_query.clone();
+                    if let Some(token) = cursor {
+                        query.push(("page", token));
+                    }
+                    let url = self.page_url(spec, &query);
+                    let body = self.http.get_json(spec.endpoint, |client| client.get(&url)).await?;
+                    let parsed = report::parse_page(&body, spec.granularity)?;
+                    let mut buckets = Vec::with_capacity(parsed.buckets.len());
+                    for bucket in &parsed.buckets {
+                        let mut records = Vec::new();
+                        for (i, result) in bucket.results.iter().enumerate() {
+                            let path = format!("{}.results[{i}]", bucket.path);
+                            match spec.record_type {
+                                RecordType::Usage => records.extend(usage::records(spec, bucket, result, &path)?),
+                                _ => records.push(cost::record(spec, bucket, result, &path)?),
+                            }
+                        }
+                        buckets.push(PageBucket {
+                            start: bucket.start,
+                            end: Some(bucket.end),
+                            records,
+                        });
+                    }
+                    tracing::debug!(
+                        account = %self.http.account(),
+                        endpoint = spec.endpoint,
+                        page = number,
+                        buckets = buckets.len(),
+                        "anthropic report page read"
+                    );
+                    Ok(Page {
+                        buckets,
+                        next: parsed.next_page,
+                    })
                 }
-                for (i, result) in bucket.results.iter().enumerate() {
-                    let path = format!("{}.results[{i}]", bucket.path);
-                    let mapped = match spec.record_type {
-                        RecordType::Usage => usage::records(&spec, bucket, result, &path),
-                        _ => cost::record(&spec, bucket, result, &path).map(|record| vec![record]),
-                    };
-                    fetch
-                        .records
-                        .extend(mapped.map_err(|e| self.malformed(&spec, page, e))?);
-                }
-            }
-            tracing::debug!(
-                account = %self.http.account(),
-                endpoint = spec.endpoint,
-                page,
-                buckets = parsed.buckets.len(),
-                "anthropic report page read"
-            );
-            match parsed.next_page {
-                None => return Ok(fetch),
-                Some(token) if !seen_cursors.insert(token.clone()) => {
-                    return Err(self.malformed(
-                        &spec,
-                        page,
-                        JsonError("field 'next_page' repeats an earlier cursor; paging would loop".to_string()),
-                    ));
-                }
-                Some(token) => cursor = Some(token),
-            }
-        }
-        Err(self.malformed(
-            &spec,
-            MAX_PAGES,
-            JsonError(format!("field 'next_page' still set after {MAX_PAGES} pages")),
-        ))
+            })
+            .await
     }
 
     fn http_stats(&self) -> Arc<HttpStats> {
@@ -289,6 +316,7 @@ mod tests {
             max_delay: Duration::from_millis(5),
             max_retry_after: Duration::from_secs(60),
             request_timeout: Duration::from_secs(10),
+            ..RetryPolicy::default()
         }
     }
 

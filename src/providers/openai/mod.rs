@@ -10,21 +10,77 @@
 //! Usage comes hourly; costs come daily because that is the only width the
 //! Costs endpoint offers, and costs are the bill (usage "may not reconcile").
 
+mod config;
 mod line_items;
 mod parse;
 
-use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
+use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
 
+use super::platform::paging::{Page, PageBucket, Pager, Spread};
+use super::platform::retry::{default_verdict, RetryClassifier, Verdict};
+use super::platform::{HttpSetup, MeasurePolicy, Redactor, StaticHeaders};
+use super::registry::{AdapterHooks, CredentialKeys, ProviderDescriptor, DAY, USAGE_INTERVAL};
 use super::{
-    EndpointFetch, EndpointSpec, HttpStats, Provider, ProviderAdapter, ProviderError, ProviderHttp, RetryPolicy,
-    TimeWindow,
+    EndpointFetch, EndpointSpec, FailureKind, HttpStats, Provider, ProviderAdapter, ProviderError, ProviderHttp,
+    RetryPolicy, TimeWindow,
 };
 use crate::normalize::schema::{Granularity, RecordType};
+
+pub use config::OpenAiConfig;
+
+/// OpenAI in the registry.
+pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
+    provider: Provider::OpenAi,
+    default_base_url: Some("https://api.openai.com/v1"),
+    default_interval: USAGE_INTERVAL,
+    // Usage buckets fill in late for up to a day; costs restate a day or two.
+    min_lookback: Duration::from_secs(2 * DAY.as_secs()),
+    credentials: CredentialKeys::API_KEY,
+    settings: &[],
+    // The Usage API documents no negative values; the Costs API's line items
+    // may carry billing adjustments, which are kept so sum(cost) is the bill.
+    measures: MeasurePolicy {
+        negative_money: true,
+        negative_quantities: false,
+    },
+    requests_per_second: 5,
+    adapter: Some(AdapterHooks {
+        check: |account| OpenAiConfig::read(account).map(|_| ()),
+        build: |account, context| {
+            let config = OpenAiConfig::read(account).map_err(|problems| ProviderError::Config {
+                account: account.id.to_string(),
+                detail: problems.join("; "),
+            })?;
+            Ok(Arc::new(OpenAiAdapter::new(
+                account.id,
+                account.base_url,
+                config.api_key.expose().to_string(),
+                context.retry.clone(),
+            )?))
+        },
+    }),
+};
+
+/// OpenAI's 429 means two things: "slow down" (retry after the wait) and
+/// `insufficient_quota` (the organization ran out of credit: waiting cannot
+/// help, and retrying would only burn the sync's time).
+struct OpenAiClassifier;
+
+impl RetryClassifier for OpenAiClassifier {
+    fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
+        if status == StatusCode::TOO_MANY_REQUESTS && body.contains("insufficient_quota") {
+            return Verdict::Fail(FailureKind::Request);
+        }
+        default_verdict(status, headers)
+    }
+}
 
 /// Shown with a 401/403: the usual cause is a project key instead of an Admin key.
 const AUTH_HINT: &str = "the OpenAI usage and costs APIs need an Admin key (sk-admin-...); \
@@ -87,9 +143,7 @@ const fn quantity(field: &'static str, unit: &'static str, requests: bool) -> Me
     Metrics::Quantity { field, unit, requests }
 }
 
-/// The streams this adapter pulls. `file_search_calls` and `web_search_calls`
-/// are newer usage endpoints not pulled yet; their money still arrives through
-/// `costs` (line items `file search tool calls`, `web search tool calls`).
+/// The streams this adapter pulls: all ten usage endpoints and costs.
 const ENDPOINTS: &[EndpointDef] = &[
     usage(
         "completions",
@@ -142,6 +196,20 @@ const ENDPOINTS: &[EndpointDef] = &[
         limit: 31,
         metrics: quantity("usage_bytes", "bytes", false),
     },
+    // Tool calls: `num_requests` counts calls of the tool (a quantity, not
+    // model requests); web search also reports the model requests behind them.
+    usage(
+        "file_search_calls",
+        "/organization/usage/file_search_calls",
+        &["project_id", "user_id", "api_key_id", "vector_store_id"],
+        quantity("num_requests", "calls", false),
+    ),
+    usage(
+        "web_search_calls",
+        "/organization/usage/web_search_calls",
+        &["project_id", "user_id", "api_key_id", "model", "context_level"],
+        quantity("num_requests", "calls", true),
+    ),
     usage(
         "code_interpreter_sessions",
         "/organization/usage/code_interpreter_sessions",
@@ -176,21 +244,11 @@ impl EndpointDef {
     }
 }
 
-/// The Admin key, kept out of every Debug and error text.
-struct ApiKey(String);
-
-impl fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
 /// One OpenAI organization (one Admin key).
 pub struct OpenAiAdapter {
     account: String,
     /// API root without a trailing slash, e.g. `https://api.openai.com/v1`.
     base_url: String,
-    api_key: ApiKey,
     http: ProviderHttp,
 }
 
@@ -199,7 +257,7 @@ impl fmt::Debug for OpenAiAdapter {
         f.debug_struct("OpenAiAdapter")
             .field("account", &self.account)
             .field("base_url", &self.base_url)
-            .field("api_key", &self.api_key)
+            .field("api_key", &"<redacted>")
             .finish_non_exhaustive()
     }
 }
@@ -234,11 +292,21 @@ impl OpenAiAdapter {
                 "credentials.api_key does not look like an OpenAI Admin key (sk-admin-...)"
             );
         }
-        let http = ProviderHttp::new(account_id, Provider::OpenAi, policy, AUTH_HINT)?.redacting(&api_key);
+        let auth = StaticHeaders::authorization("Bearer", &api_key, "credentials.api_key")
+            .map_err(|e| config_error(e.to_string()))?;
+        let http = ProviderHttp::new(HttpSetup {
+            account: account_id.to_string(),
+            provider: Provider::OpenAi,
+            policy,
+            auth: Arc::new(auth),
+            classifier: Arc::new(OpenAiClassifier),
+            requests_per_second: DESCRIPTOR.requests_per_second,
+            auth_hint: AUTH_HINT.to_string(),
+            redactor: Redactor::new([api_key.as_str()]),
+        });
         Ok(Self {
             account: account_id.to_string(),
             base_url,
-            api_key: ApiKey(api_key),
             http,
         })
     }
@@ -254,14 +322,6 @@ impl OpenAiAdapter {
                     spec.record_type, spec.endpoint, spec.granularity
                 ),
             })
-    }
-
-    fn malformed(&self, def: &EndpointDef, detail: impl Into<String>) -> ProviderError {
-        ProviderError::Malformed {
-            account: self.account.clone(),
-            endpoint: def.spec.endpoint.to_string(),
-            detail: detail.into(),
-        }
     }
 }
 
@@ -288,48 +348,77 @@ impl ProviderAdapter for OpenAiAdapter {
 
         let url = format!("{}{}", self.base_url, def.path);
         let query = def.query(start, end);
-        let mut fetch = EndpointFetch::default();
-        let mut cursor: Option<String> = None;
-        let mut seen_cursors = HashSet::new();
-        for page_number in 1.. {
-            let body = self
-                .http
-                .get_json(def.spec.endpoint, |client| {
-                    let request = client.get(&url).bearer_auth(&self.api_key.0).query(&query);
-                    match &cursor {
-                        Some(page) => request.query(&[("page", page)]),
-                        None => request,
-                    }
-                })
-                .await?;
-            let page = parse::page(def, &body).map_err(|e| self.malformed(def, format!("page {page_number}: {e}")))?;
-            tracing::debug!(
-                account = %self.account,
-                endpoint = def.spec.endpoint,
-                page = page_number,
-                buckets = page.covered.len(),
-                records = page.records.len(),
-                "openai page"
-            );
-            fetch.records.extend(page.records);
-            fetch.covered_buckets.extend(page.covered);
-            match page.next_page {
-                None => break,
-                // A cursor seen before would loop forever.
-                Some(next) if !seen_cursors.insert(next.clone()) => {
-                    return Err(self.malformed(
-                        def,
-                        format!("page {page_number}: next_page '{next}' was already followed (pagination loop)"),
-                    ));
+        let pager = Pager {
+            http: &self.http,
+            spec: &def.spec,
+            window,
+            spread: Spread::WholeBuckets,
+            measures: DESCRIPTOR.measures,
+        };
+        pager
+            .collect(|cursor, number| {
+                let (url, query) = (&url, &query);
+                async move {
+                    let body = self
+                        .http
+                        .get_json(def.spec.endpoint, |client| {
+                            let request = client.get(url).query(query);
+                            match &cursor {
+                                Some(page) => request.query(&[("page", page)]),
+                                None => request,
+                            }
+                        })
+                        .await?;
+                    let page = parse::page(def, &body)?;
+                    tracing::debug!(
+                        account = %self.account,
+                        endpoint = def.spec.endpoint,
+                        page = number,
+                        buckets = page.covered.len(),
+                        records = page.records.len(),
+                        "openai page"
+                    );
+                    Ok(into_buckets(page))
                 }
-                Some(next) => cursor = Some(next),
-            }
-        }
-        Ok(fetch)
+            })
+            .await
     }
 
     fn http_stats(&self) -> Arc<HttpStats> {
         self.http.stats()
+    }
+}
+
+/// The parsed page as buckets for the shared paging loop.
+fn into_buckets(page: parse::Page) -> Page {
+    let mut buckets: Vec<PageBucket> = page
+        .covered
+        .iter()
+        .map(|start| PageBucket {
+            start: *start,
+            end: None,
+            records: Vec::new(),
+        })
+        .collect();
+    for record in page.records {
+        match buckets
+            .iter_mut()
+            .rev()
+            .find(|b| b.start == record.identity.bucket_start)
+        {
+            Some(bucket) => bucket.records.push(record),
+            // Unreachable by construction; the pager refuses a record
+            // outside its bucket, so keep it visible rather than drop it.
+            None => buckets.push(PageBucket {
+                start: record.identity.bucket_start,
+                end: None,
+                records: vec![record],
+            }),
+        }
+    }
+    Page {
+        buckets,
+        next: page.next_page,
     }
 }
 

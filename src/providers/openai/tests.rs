@@ -24,6 +24,7 @@ fn policy() -> RetryPolicy {
         max_delay: Duration::from_millis(5),
         max_retry_after: Duration::from_secs(5),
         request_timeout: Duration::from_secs(10),
+        ..RetryPolicy::default()
     }
 }
 
@@ -86,6 +87,8 @@ fn endpoint_table_is_the_documented_one() {
             hour("audio_speeches"),
             hour("audio_transcriptions"),
             (RecordType::Usage, "vector_stores", Granularity::Day),
+            hour("file_search_calls"),
+            hour("web_search_calls"),
             hour("code_interpreter_sessions"),
             (RecordType::Cost, "costs", Granularity::Day),
         ]
@@ -149,6 +152,20 @@ async fn every_endpoint_sends_its_path_width_limit_and_group_by() {
             "1d",
             "31",
             &["project_id"],
+        ),
+        (
+            "file_search_calls",
+            "/v1/organization/usage/file_search_calls",
+            "1h",
+            "168",
+            &["project_id", "user_id", "api_key_id", "vector_store_id"],
+        ),
+        (
+            "web_search_calls",
+            "/v1/organization/usage/web_search_calls",
+            "1h",
+            "168",
+            &["project_id", "user_id", "api_key_id", "model", "context_level"],
         ),
         (
             "code_interpreter_sessions",
@@ -361,7 +378,8 @@ async fn a_repeated_cursor_is_an_error_not_a_loop() {
         .await;
 
     let err = adapter.fetch(&spec("completions"), past_hours()).await.unwrap_err();
-    assert!(err.to_string().contains("already followed"), "{err}");
+    // The same page again: its buckets repeat before its cursor does.
+    assert!(err.to_string().contains("already returned"), "{err}");
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }
 

@@ -1,0 +1,66 @@
+//! An Anthropic account's typed config, read purely from the account.
+
+use crate::config::secret::Secret;
+use crate::providers::platform::settings::SettingsReader;
+use crate::providers::AccountView;
+
+/// Which Admin API endpoints an account reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ApiMode {
+    /// `usage_report/messages` + `cost_report` (the default while the
+    /// analytics API is in beta).
+    #[default]
+    Legacy,
+    /// The beta Usage and Cost Analytics API (`analytics/usage`,
+    /// `analytics/cost`): adds request counts and list prices.
+    Analytics,
+}
+
+/// What an Anthropic account needs.
+#[derive(Debug)]
+pub struct AnthropicConfig {
+    /// An Admin API key (`sk-ant-admin01-...`), or another key that is not
+    /// tied to a workspace; workspace keys are refused by the API.
+    pub api_key: Secret,
+    pub mode: ApiMode,
+}
+
+impl AnthropicConfig {
+    pub fn read(account: AccountView<'_>) -> Result<Self, Vec<String>> {
+        let mut reader = SettingsReader::new(&account);
+        let api_key = reader.credential("api_key");
+        let mode = match reader.choice("api", "legacy", &["legacy", "analytics"]) {
+            "analytics" => ApiMode::Analytics,
+            _ => ApiMode::Legacy,
+        };
+        reader.finish(Self { api_key, mode })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn api_mode_defaults_to_legacy_and_rejects_unknown_values() {
+        let creds = BTreeMap::from([("api_key".to_string(), Secret::new("sk-ant-admin01-FAKE-TEST"))]);
+        let read = |api: Option<&str>| {
+            let settings: BTreeMap<String, String> =
+                api.map(|v| ("api".to_string(), v.to_string())).into_iter().collect();
+            AnthropicConfig::read(AccountView {
+                id: "acme",
+                base_url: "https://api.anthropic.com",
+                credentials: &creds,
+                settings: &settings,
+            })
+        };
+        assert_eq!(read(None).unwrap().mode, ApiMode::Legacy);
+        assert_eq!(read(Some("analytics")).unwrap().mode, ApiMode::Analytics);
+        let problems = read(Some("v2")).unwrap_err();
+        assert!(
+            problems[0].contains("api = 'v2'") && problems[0].contains("legacy, analytics"),
+            "{problems:?}"
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! Descriptors of providers that are configured but not implemented yet:
+//! their accounts are accepted only with `enabled = false`, so a config can
+//! be written ahead of the release that syncs them. Each moves to its own
+//! folder when its adapter lands.
+
+use std::time::Duration;
+
+use super::platform::MeasurePolicy;
+use super::registry::{CredentialKeys, ProviderDescriptor, BILLING_INTERVAL, DAY, USAGE_INTERVAL};
+use crate::provider::Provider;
+
+const fn planned(
+    provider: Provider,
+    default_base_url: Option<&'static str>,
+    default_interval: Duration,
+    min_lookback_days: u64,
+    credentials: CredentialKeys,
+    settings: &'static [&'static str],
+) -> ProviderDescriptor {
+    ProviderDescriptor {
+        provider,
+        default_base_url,
+        default_interval,
+        min_lookback: Duration::from_secs(min_lookback_days * DAY.as_secs()),
+        credentials,
+        settings,
+        measures: MeasurePolicy {
+            negative_money: true,
+            negative_quantities: true,
+        },
+        requests_per_second: 5,
+        adapter: None,
+    }
+}
+
+pub static AWS_BEDROCK: ProviderDescriptor = planned(
+    Provider::AwsBedrock,
+    Some("https://ce.us-east-1.amazonaws.com"),
+    BILLING_INTERVAL,
+    3,
+    CredentialKeys {
+        required: &["access_key_id", "secret_access_key", "region"],
+        optional: &["session_token", "role_arn", "external_id"],
+        one_of: &[],
+        identity: &["access_key_id", "role_arn"],
+    },
+    &["cloudwatch_url"],
+);
+
+pub static AZURE_OPENAI: ProviderDescriptor = planned(
+    Provider::AzureOpenAi,
+    Some("https://management.azure.com"),
+    BILLING_INTERVAL,
+    3,
+    CredentialKeys {
+        required: &["tenant_id", "client_id", "client_secret", "subscription_id"],
+        optional: &["resource_group"],
+        one_of: &[],
+        identity: &["tenant_id", "subscription_id", "resource_group"],
+    },
+    &["login_url"],
+);
+
+pub static GOOGLE_VERTEX: ProviderDescriptor = planned(
+    Provider::GoogleVertex,
+    Some("https://bigquery.googleapis.com/bigquery/v2"),
+    BILLING_INTERVAL,
+    3,
+    CredentialKeys {
+        required: &[],
+        optional: &[],
+        one_of: &["service_account_json", "service_account_file"],
+        identity: &["service_account_json", "service_account_file"],
+    },
+    &["monitoring_url", "billing_table"],
+);
+
+pub static OPENROUTER: ProviderDescriptor = planned(
+    Provider::OpenRouter,
+    Some("https://openrouter.ai/api/v1"),
+    USAGE_INTERVAL,
+    2,
+    CredentialKeys {
+        required: &["api_key"],
+        optional: &["management_key"],
+        one_of: &[],
+        identity: &["api_key"],
+    },
+    &[],
+);
+
+pub static LITELLM: ProviderDescriptor =
+    planned(Provider::LiteLlm, None, USAGE_INTERVAL, 2, CredentialKeys::API_KEY, &[]);
+
+pub static FAL: ProviderDescriptor = planned(
+    Provider::Fal,
+    Some("https://api.fal.ai/v1"),
+    USAGE_INTERVAL,
+    2,
+    CredentialKeys::API_KEY,
+    &[],
+);
+
+pub static RUNWAY: ProviderDescriptor = planned(
+    Provider::Runway,
+    Some("https://api.dev.runwayml.com"),
+    BILLING_INTERVAL,
+    3,
+    CredentialKeys::API_KEY,
+    &["usd_per_credit"],
+);
+
+pub static PIAPI: ProviderDescriptor = planned(
+    Provider::PiApi,
+    Some("https://api.piapi.ai"),
+    BILLING_INTERVAL,
+    3,
+    CredentialKeys::API_KEY,
+    &["environment"],
+);

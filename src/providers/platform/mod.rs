@@ -1,0 +1,19 @@
+//! Machinery every adapter shares, written once: HTTP (pool, auth, retry,
+//! rate limit, size cap, redirects), the paging loop with its guards, checks
+//! on measures, redaction, lenient JSON readers and typed account settings.
+
+pub mod auth;
+pub mod guards;
+pub mod http;
+pub mod json;
+pub mod paging;
+pub mod redact;
+pub mod retry;
+pub mod settings;
+
+pub use auth::{Authenticator, CachedToken, StaticHeaders, Token, TokenSource};
+pub use guards::MeasurePolicy;
+pub use http::{HttpSetup, HttpStats, ProviderHttp, RetryPolicy};
+pub use paging::{Page, PageBucket, PageError, Pager, Spread};
+pub use redact::Redactor;
+pub use retry::{RetryClassifier, StandardClassifier, Verdict};

@@ -1,0 +1,116 @@
+//! The registry: one descriptor per provider, one line each. A provider's
+//! folder defines its descriptor (defaults, credential keys, measure rules,
+//! typed-config check, constructor); nothing else in the crate needs to know
+//! which providers exist.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::platform::MeasurePolicy;
+use super::{AccountView, ProviderAdapter, ProviderError, RetryPolicy};
+use crate::provider::Provider;
+
+/// Which credential keys an account of a provider takes.
+#[derive(Clone, Copy, Debug)]
+pub struct CredentialKeys {
+    pub required: &'static [&'static str],
+    pub optional: &'static [&'static str],
+    /// Exactly one of these must be set (a key inline or a key file).
+    pub one_of: &'static [&'static str],
+    /// Credentials that identify the billed organization: two accounts with
+    /// the same values would count one bill twice.
+    pub identity: &'static [&'static str],
+}
+
+impl CredentialKeys {
+    pub const API_KEY: CredentialKeys = CredentialKeys {
+        required: &["api_key"],
+        optional: &[],
+        one_of: &[],
+        identity: &["api_key"],
+    };
+
+    pub fn all(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.required.iter().chain(self.optional).chain(self.one_of).copied()
+    }
+}
+
+/// What an adapter is built with besides its account.
+#[derive(Clone, Debug, Default)]
+pub struct BuildContext {
+    pub retry: RetryPolicy,
+}
+
+/// The provider-specific code behind a descriptor.
+#[derive(Clone, Copy)]
+pub struct AdapterHooks {
+    /// Reads the account into the provider's typed config, purely: the
+    /// problems `check-config` reports, each naming account, field and fix.
+    pub check: fn(AccountView<'_>) -> Result<(), Vec<String>>,
+    pub build: fn(AccountView<'_>, &BuildContext) -> Result<Arc<dyn ProviderAdapter>, ProviderError>,
+}
+
+/// Everything the rest of the crate knows about one provider.
+pub struct ProviderDescriptor {
+    pub provider: Provider,
+    /// The API root as the provider's own SDK uses it; `None` when the user
+    /// must give one (a LiteLLM proxy is their own server).
+    pub default_base_url: Option<&'static str>,
+    /// Usage APIs are cheap and fresh (5m); billing APIs are slow or charge
+    /// per call (60m).
+    pub default_interval: Duration,
+    /// Shortest lookback that still catches the provider's late data.
+    pub min_lookback: Duration,
+    pub credentials: CredentialKeys,
+    /// Account keys besides the common ones (`cloudwatch_url`, ...).
+    pub settings: &'static [&'static str],
+    pub measures: MeasurePolicy,
+    /// Client-side request rate per credential.
+    pub requests_per_second: u32,
+    /// `None` while the provider is planned but not implemented.
+    pub adapter: Option<AdapterHooks>,
+}
+
+pub const DAY: Duration = Duration::from_secs(86_400);
+pub const USAGE_INTERVAL: Duration = Duration::from_secs(300);
+pub const BILLING_INTERVAL: Duration = Duration::from_secs(3_600);
+
+/// Every provider's descriptor: adding a provider is one line here.
+static REGISTRY: [&ProviderDescriptor; 10] = [
+    &super::openai::DESCRIPTOR,
+    &super::anthropic::DESCRIPTOR,
+    &super::planned::AWS_BEDROCK,
+    &super::planned::AZURE_OPENAI,
+    &super::planned::GOOGLE_VERTEX,
+    &super::planned::OPENROUTER,
+    &super::planned::LITELLM,
+    &super::planned::FAL,
+    &super::planned::RUNWAY,
+    &super::planned::PIAPI,
+];
+
+pub fn descriptor(provider: Provider) -> &'static ProviderDescriptor {
+    REGISTRY
+        .iter()
+        .find(|d| d.provider == provider)
+        .copied()
+        .expect("every provider has a descriptor (checked by a test)")
+}
+
+pub fn is_implemented(provider: Provider) -> bool {
+    descriptor(provider).adapter.is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_provider_has_exactly_one_descriptor() {
+        for provider in Provider::ALL {
+            let count = REGISTRY.iter().filter(|d| d.provider == provider).count();
+            assert_eq!(count, 1, "{provider}");
+        }
+        assert!(is_implemented(Provider::OpenAi) && is_implemented(Provider::Anthropic));
+    }
+}
