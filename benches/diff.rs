@@ -82,20 +82,20 @@ fn main() {
 
     let fetched = records(1);
     let t = Instant::now();
-    let mut stored = normalizer.rows(fetched);
+    let mut stored = normalizer.rows(fetched).expect("bench records sum");
     rate("normalize (key, model, price) ", ROWS, t);
     for row in &mut stored {
         row.version = 1;
     }
     let scope: BTreeSet<u32> = stored.iter().map(|r| r.bucket_start).collect();
 
-    let same = normalizer.rows(records(1));
+    let same = normalizer.rows(records(1)).expect("bench records sum");
     let t = Instant::now();
     let delta = diff(&stored, &same, &scope, 2, 0);
     rate("diff, nothing changed", ROWS, t);
     assert!(delta.is_empty());
 
-    let changed = normalizer.rows(records(2));
+    let changed = normalizer.rows(records(2)).expect("bench records sum");
     let t = Instant::now();
     let delta = diff(&stored, &changed, &scope, 2, 0);
     rate("diff, 6 of 7 records changed", ROWS, t);

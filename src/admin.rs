@@ -11,7 +11,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::actors::supervisor::{SupervisorActor, Trigger, TriggerError};
+use crate::actors::supervisor::{GetStatus, SupervisorActor, Trigger, TriggerError};
 use crate::store::ClickhouseClient;
 use crate::sync::window::SyncKind;
 
@@ -58,10 +58,23 @@ async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
     if !state.ready.load(Ordering::SeqCst) {
         return HttpResponse::ServiceUnavailable().body("not ready: schema not migrated yet (or shutting down)\n");
     }
-    match state.store.ping().await {
-        Ok(()) => HttpResponse::Ok().body("ready\n"),
-        Err(err) => HttpResponse::ServiceUnavailable().body(format!("not ready: {err}\n")),
+    if let Err(err) = state.store.ping().await {
+        return HttpResponse::ServiceUnavailable().body(format!("not ready: {err}\n"));
     }
+    let status = state.supervisor.send(GetStatus).await.unwrap_or_default();
+    if status.start_failures.is_empty() {
+        return HttpResponse::Ok().body(format!("ready: {} accounts running\n", status.running.len()));
+    }
+    // An account that cannot start is not being synced: say which and why.
+    let mut body = format!(
+        "not ready: {} accounts running, {} cannot start (retried with backoff):\n",
+        status.running.len(),
+        status.start_failures.len()
+    );
+    for (account, attempts, error) in &status.start_failures {
+        body.push_str(&format!("  account '{account}' (attempt {attempts}): {error}\n"));
+    }
+    HttpResponse::ServiceUnavailable().body(body)
 }
 
 #[derive(Debug, Deserialize)]

@@ -76,6 +76,7 @@ impl App {
             store: self.store.clone(),
             writer,
             policy: self.window_policy(account),
+            endpoint_deadline: self.retry.endpoint_deadline,
         })
     }
 }

@@ -154,7 +154,7 @@ fn load(path: &std::path::Path) -> anyhow::Result<ValidatedConfig> {
 }
 
 fn check_config(path: &std::path::Path) -> anyhow::Result<i32> {
-    let config = match config::load(path) {
+    let config = match config::load(path).and_then(|c| c.check_state_dir().map(|()| c)) {
         Ok(config) => config,
         Err(err) => {
             eprintln!("{err}");

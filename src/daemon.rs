@@ -34,6 +34,11 @@ pub enum DaemonError {
 /// The daemon: migrate, start the writer, the connections and the admin API,
 /// run until SIGTERM/SIGINT, then stop cleanly. Returns the exit code.
 pub async fn run_daemon(app: App) -> Result<i32, DaemonError> {
+    if let Err(err) = app.config.check_state_dir() {
+        // Not fatal: the accounts show `start_failed` and are retried, so a
+        // directory fixed while the daemon runs is picked up.
+        tracing::error!(error = %err, "state_dir is not usable; accounts cannot start until it is");
+    }
     let ready = Arc::new(AtomicBool::new(false));
     let writer = WriterActor::start_with_handle(app.store.clone(), app.config.writer.clone());
     let supervisor = SupervisorActor::new(app.clone(), writer.clone(), true).start();

@@ -17,11 +17,14 @@ use crate::provider::Provider;
 const PREFIX: &str = "tokentra_sync";
 
 /// Account statuses shown by `account_status` (one-hot).
-pub const ACCOUNT_STATUSES: [&str; 4] = ["idle", "syncing", "failed", "stopped"];
+/// `start_failed`: the account could not start (its lock is held by another
+/// process, `state_dir` is not writable) and is being retried.
+pub const ACCOUNT_STATUSES: [&str; 5] = ["idle", "syncing", "failed", "stopped", "start_failed"];
 
 struct Metrics {
     registry: Registry,
     sync_runs: IntCounterVec,
+    sync_failures: IntCounterVec,
     sync_duration: HistogramVec,
     last_success: GaugeVec,
     account_status: IntGaugeVec,
@@ -65,6 +68,17 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             )
             .unwrap(),
         ),
+        sync_failures: register(
+            &r,
+            IntCounterVec::new(
+                opts(
+                    "sync_failures_total",
+                    "Failed syncs by typed reason (auth, throttled, provider_5xx, timeout, network, malformed, request, config, store).",
+                ),
+                &["account", "provider", "kind"],
+            )
+            .unwrap(),
+        ),
         sync_duration: register(
             &r,
             HistogramVec::new(
@@ -91,7 +105,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             IntGaugeVec::new(
                 opts(
                     "account_status",
-                    "1 for the account's current status (idle, syncing, failed, stopped).",
+                    "1 for the account's current status (idle, syncing, failed, stopped, start_failed).",
                 ),
                 &["account", "provider", "status"],
             )
@@ -223,6 +237,14 @@ pub fn sync_finished(account: &str, provider: Provider, status: &str, duration: 
             .with_label_values(&[account, provider.as_str()])
             .set(chrono::Utc::now().timestamp() as f64);
     }
+}
+
+/// One failed sync, by the kind of its first failure.
+pub fn sync_failure(account: &str, provider: Provider, kind: &str) {
+    METRICS
+        .sync_failures
+        .with_label_values(&[account, provider.as_str(), kind])
+        .inc();
 }
 
 pub fn account_status(account: &str, provider: Provider, status: &str) {

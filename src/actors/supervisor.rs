@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 
@@ -20,11 +21,28 @@ struct Connection {
     _lock: AccountLock,
 }
 
+/// An account that could not start, retried with backoff.
+struct StartFailure {
+    account: AccountConfig,
+    attempts: u32,
+    error: String,
+    next_try: std::time::Instant,
+}
+
 pub struct SupervisorActor {
     app: App,
     writer: WriterHandle,
     tick_on_start: bool,
     connections: BTreeMap<String, Connection>,
+    start_failures: BTreeMap<String, StartFailure>,
+}
+
+/// Wait before the `attempts`-th retry of a start: 2s doubling to 5 min. A
+/// lock held by a cron `sync` is usually free within a minute.
+pub fn start_backoff(attempts: u32) -> Duration {
+    Duration::from_secs(2)
+        .saturating_mul(1 << attempts.saturating_sub(1).min(10))
+        .min(Duration::from_secs(300))
 }
 
 impl SupervisorActor {
@@ -34,7 +52,56 @@ impl SupervisorActor {
             writer,
             tick_on_start,
             connections: BTreeMap::new(),
+            start_failures: BTreeMap::new(),
         }
+    }
+
+    /// Starts `account`, or records the failure and schedules a retry.
+    fn try_start(&mut self, account: &AccountConfig, ctx: &mut Context<Self>) -> Result<(), String> {
+        let id = account.id.clone();
+        match self.start_connection(account) {
+            Ok(()) => {
+                if self.start_failures.remove(&id).is_some() {
+                    tracing::info!(account = %id, "connection started after earlier failures");
+                }
+                Ok(())
+            }
+            Err(error) => {
+                let attempts = self.start_failures.get(&id).map_or(0, |f| f.attempts) + 1;
+                let delay = start_backoff(attempts);
+                tracing::error!(
+                    account = %id,
+                    attempts,
+                    retry_in_s = delay.as_secs(),
+                    error = %error,
+                    "connection cannot start; retrying"
+                );
+                crate::metrics::account_status(&id, account.provider, "start_failed");
+                self.start_failures.insert(
+                    id.clone(),
+                    StartFailure {
+                        account: account.clone(),
+                        attempts,
+                        error: error.clone(),
+                        next_try: std::time::Instant::now() + delay,
+                    },
+                );
+                ctx.run_later(delay, move |act, ctx| act.retry_start(&id, ctx));
+                Err(error)
+            }
+        }
+    }
+
+    fn retry_start(&mut self, id: &str, ctx: &mut Context<Self>) {
+        // Reconciled away, or started by a reconcile meanwhile.
+        let Some(failure) = self.start_failures.get(id) else {
+            return;
+        };
+        if self.connections.contains_key(id) || failure.next_try > std::time::Instant::now() {
+            return;
+        }
+        let account = failure.account.clone();
+        let _ = self.try_start(&account, ctx);
     }
 
     fn start_connection(&mut self, account: &AccountConfig) -> Result<(), String> {
@@ -95,6 +162,7 @@ impl Handler<Reconcile> for SupervisorActor {
             .map(|a| (a.id.clone(), a))
             .collect();
         let mut report = ReconcileReport::default();
+        self.start_failures.retain(|id, _| wanted.contains_key(id));
         let mut stopping = Vec::new();
         let ids: Vec<String> = self.connections.keys().cloned().collect();
         for id in ids {
@@ -122,26 +190,49 @@ impl Handler<Reconcile> for SupervisorActor {
             // Lock and address are released here, after the sync finished.
             drop(c);
         }));
-        Box::pin(stop_all.into_actor(self).map(move |_, act, _| {
+        Box::pin(stop_all.into_actor(self).map(move |_, act, ctx| {
             for (id, account) in wanted {
                 if act.connections.contains_key(&id) {
                     continue;
                 }
-                match act.start_connection(&account) {
+                match act.try_start(&account, ctx) {
                     Ok(()) => {
                         if !report.restarted.contains(&id) {
                             report.started.push(id);
                         }
                     }
-                    Err(err) => {
-                        tracing::error!(account = %id, error = %err, "connection cannot start");
-                        crate::metrics::account_status(&id, account.provider, "failed");
-                        report.failed.push((id, err));
-                    }
+                    Err(err) => report.failed.push((id, err)),
                 }
             }
             report
         }))
+    }
+}
+
+/// What the supervisor runs, for `/readyz`.
+#[derive(Debug, Default, Clone, MessageResponse)]
+pub struct SupervisorStatus {
+    pub running: Vec<String>,
+    /// Accounts that cannot start: (account, attempts so far, last error).
+    pub start_failures: Vec<(String, u32, String)>,
+}
+
+#[derive(Message)]
+#[rtype(result = "SupervisorStatus")]
+pub struct GetStatus;
+
+impl Handler<GetStatus> for SupervisorActor {
+    type Result = SupervisorStatus;
+
+    fn handle(&mut self, _: GetStatus, _: &mut Self::Context) -> SupervisorStatus {
+        SupervisorStatus {
+            running: self.connections.keys().cloned().collect(),
+            start_failures: self
+                .start_failures
+                .iter()
+                .map(|(id, f)| (id.clone(), f.attempts, f.error.clone()))
+                .collect(),
+        }
     }
 }
 
@@ -186,6 +277,7 @@ impl Handler<StopAll> for SupervisorActor {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _: StopAll, _: &mut Self::Context) -> Self::Result {
+        self.start_failures.clear();
         let connections: Vec<Connection> = std::mem::take(&mut self.connections).into_values().collect();
         Box::pin(async move {
             futures::future::join_all(connections.into_iter().map(|c| async move {

@@ -30,21 +30,22 @@ impl Normalizer {
     }
 
     /// Rows for `records`, one per record key: records that share a key are
-    /// summed first (DESIGN.md rule 1), in first-seen order.
-    pub fn rows(&self, records: Vec<FetchedRecord>) -> Vec<UsageRow> {
+    /// summed first (checked: an overflowing sum is an error), in first-seen
+    /// order.
+    pub fn rows(&self, records: Vec<FetchedRecord>) -> Result<Vec<UsageRow>, String> {
         let mut index: HashMap<u64, usize> = HashMap::with_capacity(records.len());
         let mut merged: Vec<(u64, FetchedRecord)> = Vec::with_capacity(records.len());
         for record in records {
             let key = record_key::record_key(&self.connection_id, &record.identity);
             match index.get(&key) {
-                Some(&at) => merged[at].1.measures.add(&record.measures),
+                Some(&at) => merged[at].1.measures.checked_add(&record.measures)?,
                 None => {
                     index.insert(key, merged.len());
                     merged.push((key, record));
                 }
             }
         }
-        merged.into_iter().map(|(key, record)| self.row(key, record)).collect()
+        Ok(merged.into_iter().map(|(key, record)| self.row(key, record)).collect())
     }
 
     fn row(&self, record_key: u64, record: FetchedRecord) -> UsageRow {

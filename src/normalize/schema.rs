@@ -226,21 +226,47 @@ pub struct Measures {
 }
 
 impl Measures {
-    /// Adds another record's numbers to these (records with one key are summed).
-    pub fn add(&mut self, other: &Measures) {
-        self.input_tokens += other.input_tokens;
-        self.output_tokens += other.output_tokens;
-        self.cached_input_tokens += other.cached_input_tokens;
-        self.cache_creation_tokens += other.cache_creation_tokens;
-        self.requests += other.requests;
+    /// Adds another record's numbers to these (records with one key are
+    /// summed). Checked: a sum that overflows is an error naming the field,
+    /// never a wrapped or saturated number.
+    pub fn checked_add(&mut self, other: &Measures) -> Result<(), String> {
+        fn int(field: &str, a: &mut i64, b: i64) -> Result<(), String> {
+            *a = a
+                .checked_add(b)
+                .ok_or_else(|| format!("{field}: the sum of records with one key overflows"))?;
+            Ok(())
+        }
+        fn dec(field: &str, a: &mut Decimal, b: Decimal) -> Result<(), String> {
+            *a = a
+                .checked_add(b)
+                .ok_or_else(|| format!("{field}: the sum of records with one key overflows"))?;
+            Ok(())
+        }
+        int("input_tokens", &mut self.input_tokens, other.input_tokens)?;
+        int("output_tokens", &mut self.output_tokens, other.output_tokens)?;
+        int(
+            "cached_input_tokens",
+            &mut self.cached_input_tokens,
+            other.cached_input_tokens,
+        )?;
+        int(
+            "cache_creation_tokens",
+            &mut self.cache_creation_tokens,
+            other.cache_creation_tokens,
+        )?;
+        int("requests", &mut self.requests, other.requests)?;
         self.requests_reported |= other.requests_reported;
-        self.quantity += other.quantity;
-        self.cost += other.cost;
-        self.credits += other.credits;
-        self.amount_original += other.amount_original;
+        dec("quantity", &mut self.quantity, other.quantity)?;
+        dec("cost", &mut self.cost, other.cost)?;
+        dec("credits", &mut self.credits, other.credits)?;
+        dec("amount", &mut self.amount_original, other.amount_original)?;
         self.provider_estimate = match (self.provider_estimate, other.provider_estimate) {
             (None, None) => None,
-            (a, b) => Some(a.unwrap_or_default() + b.unwrap_or_default()),
+            (a, b) => Some(
+                a.unwrap_or_default()
+                    .checked_add(b.unwrap_or_default())
+                    .ok_or("estimated cost: the sum of records with one key overflows")?,
+            ),
         };
         if self.unit.is_empty() {
             self.unit = other.unit.clone();
@@ -251,6 +277,7 @@ impl Measures {
         if self.cost_source == CostSource::None {
             self.cost_source = other.cost_source;
         }
+        Ok(())
     }
 }
 

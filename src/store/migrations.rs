@@ -51,6 +51,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(4, "sync_runs", "0004_sync_runs.sql"),
     migration!(5, "sync_state", "0005_sync_state.sql"),
     migration!(6, "workspace_names", "0006_workspace_names.sql"),
+    migration!(7, "sync_runs_error_kind", "0007_sync_runs_error_kind.sql"),
     // TTL: ClickHouse 19.6.
     migration!(1001, "sync_runs_ttl", "gated/1001_sync_runs_ttl.sql", (19, 6)),
 ];
@@ -95,6 +96,15 @@ struct AppliedRow {
     applied_at: u32,
 }
 
+/// ClickHouse's "column with this name already exists".
+const COLUMN_EXISTS: u32 = 44;
+
+/// An `ALTER TABLE ... ADD COLUMN` statement (18.16 has no `IF NOT EXISTS` there).
+fn is_column_add(sql: &str) -> bool {
+    let text = sql.to_ascii_uppercase();
+    text.contains("ALTER TABLE") && text.contains("ADD COLUMN")
+}
+
 /// Creates the database if needed and applies every pending migration the
 /// server supports.
 pub async fn migrate(client: &ClickhouseClient) -> Result<MigrationReport, StoreError> {
@@ -123,7 +133,12 @@ pub async fn migrate(client: &ClickhouseClient) -> Result<MigrationReport, Store
     let (run, unsupported) = plan(server, &applied_versions);
     let mut report = MigrationReport::default();
     for migration in run {
-        client.execute(migration.sql).await.map_err(|e| wrap(migration, e))?;
+        match client.execute(migration.sql).await {
+            Ok(()) => {}
+            // An ADD COLUMN that ran before a crash kept it from being recorded.
+            Err(e) if is_column_add(migration.sql) && e.server_code() == Some(COLUMN_EXISTS) => {}
+            Err(e) => return Err(wrap(migration, e)),
+        }
         let record = AppliedRow {
             version: migration.version,
             name: migration.name.to_string(),

@@ -115,6 +115,8 @@ pub struct SyncRunRow {
     pub window_end: u32,
     /// `success`, `failed`, `partial`.
     pub status: String,
+    /// The typed reason of a failure (`FailureKind::as_str`), empty on success.
+    pub error_kind: String,
     pub rows_fetched: u64,
     pub rows_written: u64,
     pub rows_cancelled: u64,

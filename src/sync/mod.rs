@@ -19,7 +19,7 @@ use crate::config::AccountConfig;
 use crate::metrics;
 use crate::normalize::schema::to_ch_seconds;
 use crate::normalize::Normalizer;
-use crate::providers::{EndpointSpec, Provider, ProviderAdapter, TimeWindow};
+use crate::providers::{EndpointSpec, FailureKind, Provider, ProviderAdapter, ProviderError, TimeWindow};
 use crate::store::diff::diff;
 use crate::store::sink::RowSink;
 use crate::store::state::{read_scope_rows, read_watermark, SyncRunRow, SyncStateRow, Watermark};
@@ -58,6 +58,25 @@ pub struct SyncReport {
     pub duration: Duration,
     /// One message per failed endpoint, naming account and endpoint.
     pub errors: Vec<String>,
+    /// The typed reason of the first failed endpoint.
+    pub error_kind: Option<FailureKind>,
+}
+
+/// Why one endpoint of a sync failed.
+#[derive(Debug)]
+pub struct EndpointFailure {
+    pub kind: FailureKind,
+    /// Names the account and endpoint; never carries a secret.
+    pub message: String,
+}
+
+impl From<ProviderError> for EndpointFailure {
+    fn from(err: ProviderError) -> Self {
+        EndpointFailure {
+            kind: err.kind(),
+            message: err.to_string(),
+        }
+    }
 }
 
 impl SyncReport {
@@ -95,6 +114,9 @@ pub struct AccountSync {
     pub store: ClickhouseClient,
     pub writer: Arc<dyn RowSink>,
     pub policy: WindowPolicy,
+    /// One endpoint's whole fetch, pages and retries included: a provider
+    /// that never answers fails its endpoint instead of holding the account.
+    pub endpoint_deadline: Duration,
 }
 
 impl AccountSync {
@@ -179,27 +201,36 @@ impl AccountSync {
             retries: 0,
             duration: Duration::ZERO,
             errors: Vec::new(),
+            error_kind: None,
         };
         // Endpoints are independent scopes: a few run at once so their
         // fetches overlap and their deltas share the writer's batches.
         let endpoints = self.adapter.endpoints();
-        let outcomes: Vec<(EndpointSpec, EndpointCounts, Result<(), String>)> = futures::stream::iter(endpoints)
-            .map(|endpoint| async move {
-                let mut counts = EndpointCounts::default();
-                let result = self.sync_endpoint(&endpoint, window, &mut counts).await;
-                (endpoint, counts, result)
-            })
-            .buffered(ENDPOINT_CONCURRENCY)
-            .collect()
-            .await;
+        let outcomes: Vec<(EndpointSpec, EndpointCounts, Result<(), EndpointFailure>)> =
+            futures::stream::iter(endpoints)
+                .map(|endpoint| async move {
+                    let mut counts = EndpointCounts::default();
+                    let result = self.sync_endpoint(&endpoint, window, &mut counts).await;
+                    (endpoint, counts, result)
+                })
+                .buffered(ENDPOINT_CONCURRENCY)
+                .collect()
+                .await;
         for (endpoint, counts, result) in outcomes {
             report.rows_fetched += counts.fetched;
             report.rows_added += counts.added;
             report.rows_cancelled += counts.cancelled;
-            if let Err(message) = result {
-                tracing::warn!(account = %self.account.id, endpoint = endpoint.endpoint, error = %message, "endpoint sync failed");
+            if let Err(failure) = result {
+                tracing::warn!(
+                    account = %self.account.id,
+                    endpoint = endpoint.endpoint,
+                    kind = failure.kind.as_str(),
+                    error = %failure.message,
+                    "endpoint sync failed"
+                );
                 report.succeeded = false;
-                report.errors.push(message);
+                report.error_kind.get_or_insert(failure.kind);
+                report.errors.push(failure.message);
             }
         }
         let (requests_after, retries_after) = stats.snapshot();
@@ -207,6 +238,9 @@ impl AccountSync {
         report.retries = retries_after - retries_before;
         report.duration = started.elapsed();
         metrics::sync_finished(&self.account.id, provider, report.status(), report.duration);
+        if let Some(kind) = report.error_kind {
+            metrics::sync_failure(&self.account.id, provider, kind.as_str());
+        }
         metrics::rows(
             &self.account.id,
             provider,
@@ -240,6 +274,11 @@ impl AccountSync {
             window_start: to_ch_seconds(window.start),
             window_end: to_ch_seconds(window.end),
             status: report.status().to_string(),
+            error_kind: report
+                .error_kind
+                .map(FailureKind::as_str)
+                .unwrap_or_default()
+                .to_string(),
             rows_fetched: report.rows_fetched,
             rows_written: report.rows_added,
             rows_cancelled: report.rows_cancelled,
@@ -263,9 +302,24 @@ impl AccountSync {
         endpoint: &EndpointSpec,
         window: TimeWindow,
         counts: &mut EndpointCounts,
-    ) -> Result<(), String> {
+    ) -> Result<(), EndpointFailure> {
+        let account = &self.account.id;
+        let store_failure = |what: &str, e: &dyn std::fmt::Display| EndpointFailure {
+            kind: FailureKind::Store,
+            message: format!("account '{account}': {}: {what}: {e}", endpoint.endpoint),
+        };
         let snapped = window.snapped_out(endpoint.granularity);
-        let fetched = self.adapter.fetch(endpoint, snapped).await.map_err(|e| e.to_string())?;
+        let fetched = match tokio::time::timeout(self.endpoint_deadline, self.adapter.fetch(endpoint, snapped)).await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(ProviderError::Timeout {
+                    account: account.clone(),
+                    endpoint: endpoint.endpoint.to_string(),
+                    after: self.endpoint_deadline,
+                }
+                .into())
+            }
+        };
         counts.fetched += fetched.records.len() as u64;
         let normalizer = self.normalizer.clone();
         let covered = fetched.covered_buckets.clone();
@@ -273,7 +327,11 @@ impl AccountSync {
         // that must not stall the arbiter.
         let rows = tokio::task::spawn_blocking(move || normalizer.rows(fetched.records))
             .await
-            .map_err(|e| format!("account '{}': normalizing failed: {e}", self.account.id))?;
+            .map_err(|e| store_failure("normalizing failed", &e))?
+            .map_err(|e| EndpointFailure {
+                kind: FailureKind::Malformed,
+                message: format!("account '{account}': {}: malformed response: {e}", endpoint.endpoint),
+            })?;
         let mut scope: BTreeSet<u32> = covered.iter().map(|t| to_ch_seconds(*t)).collect();
         scope.extend(rows.iter().map(|r| r.bucket_start));
         let rows = Arc::new(rows);
@@ -287,12 +345,7 @@ impl AccountSync {
                 &scope,
             )
             .await
-            .map_err(|e| {
-                format!(
-                    "account '{}': {}: reading stored rows: {e}",
-                    self.account.id, endpoint.endpoint
-                )
-            })?;
+            .map_err(|e| store_failure("reading stored rows", &e))?;
             let (rows_for_diff, scope_for_diff) = (rows.clone(), scope.clone());
             let now = Utc::now();
             let delta = tokio::task::spawn_blocking(move || {
@@ -305,7 +358,7 @@ impl AccountSync {
                 )
             })
             .await
-            .map_err(|e| format!("account '{}': diff failed: {e}", self.account.id))?;
+            .map_err(|e| store_failure("diff failed", &e))?;
             if delta.is_empty() {
                 return Ok(());
             }
@@ -315,15 +368,18 @@ impl AccountSync {
                 .writer
                 .write_usage(delta.rows)
                 .await
-                .map_err(|e| format!("account '{}': {}: {e}", self.account.id, endpoint.endpoint))?;
+                .map_err(|e| store_failure("writing", &e))?;
             if !ack.retried {
                 return Ok(());
             }
             tracing::info!(account = %self.account.id, endpoint = endpoint.endpoint, "insert was retried; re-reading to confirm");
         }
-        Err(format!(
-            "account '{}': {}: stored rows did not converge after {MAX_ROUNDS} write rounds; the next sync repairs them",
-            self.account.id, endpoint.endpoint
-        ))
+        Err(EndpointFailure {
+            kind: FailureKind::Store,
+            message: format!(
+                "account '{account}': {}: stored rows did not converge after {MAX_ROUNDS} write rounds; the next sync repairs them",
+                endpoint.endpoint
+            ),
+        })
     }
 }

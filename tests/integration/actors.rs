@@ -87,6 +87,7 @@ async fn harness(test: &str) -> Harness {
         store: app.store.clone(),
         writer: writer.sink(),
         policy: app.window_policy(&account),
+        endpoint_deadline: app.retry.endpoint_deadline,
         account,
     };
     let schedule = Schedule {
