@@ -200,3 +200,75 @@ fn interpolation_handles_escapes_and_literals() {
     assert_eq!(expand("${A}-$$-$B-${", &vars).unwrap(), "x-$-$B-${");
     assert_eq!(expand("${MISSING}", &vars).unwrap_err(), "MISSING");
 }
+
+#[test]
+fn every_number_is_bounded_at_load() {
+    let text = format!(
+        "[sync]\ndeep_resync_days = 4000000000\nbackfill_chunk_days = 0\nmax_response_mb = 0\n\
+         endpoint_deadline = \"100000d\"\n[writer]\nmax_batch_rows = 0\n{OPENAI}"
+    );
+    let p = problems(&text, &[("OPENAI_ADMIN_KEY", "sk-admin-FAKE-1")]);
+    for field in [
+        "sync.deep_resync_days",
+        "sync.backfill_chunk_days",
+        "sync.max_response_mb",
+        "sync.endpoint_deadline",
+        "writer.max_batch_rows",
+    ] {
+        assert!(p.iter().any(|m| m.starts_with(field)), "{field} in {p:?}");
+    }
+    let interval = OPENAI.replace("provider = \"openai\"", "provider = \"openai\"\ninterval = \"400d\"");
+    let p = problems(&interval, &[("OPENAI_ADMIN_KEY", "sk-admin-FAKE-1")]);
+    assert!(p[0].contains("interval") && p[0].contains("maximum"), "{p:?}");
+}
+
+#[test]
+fn plain_http_is_refused_off_loopback_unless_opted_in() {
+    let with_url = |url: &str, extra: &str| {
+        OPENAI.replace(
+            "provider = \"openai\"",
+            &format!("provider = \"openai\"\nbase_url = \"{url}\"\n{extra}"),
+        )
+    };
+    let vars = [("OPENAI_ADMIN_KEY", "sk-admin-FAKE-1")];
+    let p = problems(&with_url("http://proxy.internal/v1", ""), &vars);
+    assert!(
+        p[0].contains("plain http") && p[0].contains("allow_insecure_http"),
+        "{p:?}"
+    );
+    assert!(load(
+        &with_url("http://proxy.internal/v1", "allow_insecure_http = true"),
+        &vars
+    )
+    .is_ok());
+    assert!(load(&with_url("http://127.0.0.1:8787/v1", ""), &vars).is_ok());
+    assert!(load(&with_url("http://localhost:8787/v1", ""), &vars).is_ok());
+    assert!(load(&with_url("https://proxy.internal/v1", ""), &vars).is_ok());
+}
+
+#[test]
+fn the_provider_checks_its_own_key_type_at_load() {
+    let p = problems(OPENAI, &[("OPENAI_ADMIN_KEY", "sk-proj-FAKE-TEST-0123456789abcdef")]);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].contains("accounts[0] (id 'acme-openai')") && p[0].contains("Admin key"),
+        "{p:?}"
+    );
+    assert!(!p[0].contains("sk-proj-FAKE-TEST-0123456789abcdef"), "{p:?}");
+}
+
+#[test]
+fn an_unwritable_state_dir_is_named_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let text = format!("state_dir = \"{}\"\n{OPENAI}", file.join("sub").display());
+    let config = load(&text, &[("OPENAI_ADMIN_KEY", "sk-admin-FAKE-1")]).unwrap();
+    let err = config.check_state_dir().unwrap_err().to_string();
+    assert!(err.contains("state_dir") && err.contains("cannot be created"), "{err}");
+    let ok = format!("state_dir = \"{}\"\n{OPENAI}", dir.path().join("state").display());
+    load(&ok, &[("OPENAI_ADMIN_KEY", "sk-admin-FAKE-1")])
+        .unwrap()
+        .check_state_dir()
+        .unwrap();
+}
