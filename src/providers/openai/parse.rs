@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use super::{line_items, EndpointDef, Metrics};
 use crate::normalize::schema::{CostSource, Dimensions, FetchedRecord, Measures, RawField, RecordIdentity};
 use crate::providers::json::{self, JsonError};
+use crate::providers::platform::identity;
 
 /// What one page contributed to a fetch.
 #[derive(Debug)]
@@ -142,25 +143,20 @@ fn is_measure(metrics: Metrics, field: &str, value: &Value) -> bool {
 /// Every scalar field that is not a measure and not the `object` type tag,
 /// nulls kept: a row grouped by a field it has no value for is its own record.
 fn raw_group(metrics: Metrics, row: &Map<String, Value>) -> BTreeMap<String, RawField> {
-    row.iter()
-        .filter(|(field, value)| field.as_str() != "object" && !is_measure(metrics, field, value))
-        .filter_map(|(field, value)| RawField::from_json(value).map(|raw| (field.clone(), raw)))
-        .collect()
+    identity::raw_group(row, |field, value| {
+        field == "object" || is_measure(metrics, field, value)
+    })
 }
 
 fn dimensions(raw_group: &BTreeMap<String, RawField>) -> Dimensions {
-    let text = |field: &str| raw_group.get(field).map(RawField::as_text).unwrap_or_default();
+    let text = |field: &str| identity::text(raw_group, field);
     Dimensions {
         model_raw: text("model"),
         project_id: text("project_id"),
         user_id: text("user_id"),
         api_key_id: text("api_key_id"),
         line_item: text("line_item"),
-        attributes: raw_group
-            .iter()
-            .filter(|(field, raw)| !COLUMNS.contains(&field.as_str()) && **raw != RawField::Null)
-            .map(|(field, raw)| (field.clone(), raw.as_text()))
-            .collect(),
+        attributes: identity::attributes(raw_group, COLUMNS),
         ..Dimensions::default()
     }
 }

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod guards;
 pub mod http;
+pub mod identity;
 pub mod json;
 pub mod paging;
 pub mod redact;
