@@ -5,6 +5,7 @@ mod support;
 
 mod actors;
 mod daemon;
+mod dashboards;
 mod failures;
 mod logs;
 mod migrations;
