@@ -10,6 +10,7 @@ mod failures;
 mod logs;
 mod migrations;
 mod normalize;
+mod prometheus;
 mod proxy;
 mod sync_e2e;
 mod verify;
