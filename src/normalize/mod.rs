@@ -30,7 +30,7 @@ impl Normalizer {
     }
 
     /// Rows for `records`, one per record key: records that share a key are
-    /// summed first (DESIGN.md rule 1), in first-seen order.
+    /// summed first (docs/DESIGN.md rule 1), in first-seen order.
     pub fn rows(&self, records: Vec<FetchedRecord>) -> Vec<UsageRow> {
         let mut index: HashMap<u64, usize> = HashMap::with_capacity(records.len());
         let mut merged: Vec<(u64, FetchedRecord)> = Vec::with_capacity(records.len());
