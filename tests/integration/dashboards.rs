@@ -725,11 +725,22 @@ async fn dashboard_queries_run_on_18_16_and_totals_match_the_simulator() {
     assert!((efficient.float(0, "net_usd_per_1m_tokens") - cheapest.0).abs() <= cheapest.0 * 1e-9);
     let images = panel("tokentra-models", "Image cost per image");
     assert_eq!(images.rows.len(), 1);
-    assert_eq!(images.get(0, "item"), "stability.sd3-large");
-    assert_eq!(images.decimal(0, "quantity"), dec("4"));
+    assert_eq!(images.get(0, "model"), "stability.sd3-large");
+    assert_eq!(images.decimal(0, "images"), dec("4"));
     assert_eq!(images.decimal(0, "net_usd"), dec("0.36"));
-    assert!((images.float(0, "net_usd_per_unit") - 0.09).abs() < 1e-12);
-    assert!((images.float(0, "estimated_usd_per_unit") - 0.08).abs() < 1e-12);
+    assert!((images.float(0, "net_usd_per_image") - 0.09).abs() < 1e-12);
+    assert!((images.float(0, "estimated_usd_per_image") - 0.08).abs() < 1e-12);
+    // Anthropic web search: usage counts requests under the searching model,
+    // the bill has its own line without a model; both meet on the service.
+    let units = panel("tokentra-models", "Cost per unit (non-token usage)");
+    let web = (0..units.rows.len())
+        .find(|&r| units.get(r, "provider") == "anthropic" && units.get(r, "service") == "web_search")
+        .expect("a web search row");
+    let web_truth = total_cost(current.iter().filter(|(p, r)| *p == "anthropic" && r.model.is_empty()));
+    assert!(web_truth > Decimal::ZERO);
+    assert_eq!(units.decimal(web, "net_usd"), web_truth);
+    assert_eq!(units.get(web, "unit"), "requests");
+    assert!(units.decimal(web, "quantity") > Decimal::ZERO);
 
     // API keys: the per-key table adds up to the totals; the idle key is found.
     let keys = panel("tokentra-api-keys", "Cost, tokens and requests per API key");
