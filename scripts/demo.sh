@@ -45,8 +45,13 @@ cleanup() {
   trap - EXIT INT TERM HUP
   if [ ${#pids[@]} -gt 0 ]; then
     echo "== stopping (daemon ${daemon_pid:-none}, simulator ${sim_pid:-none})"
+    # The daemon first, while the simulator still answers: it finishes a
+    # running sync (up to 45s) and flushes (up to 25s).
+    if [ -n "${daemon_pid:-}" ]; then
+      kill -TERM "$daemon_pid" 2>/dev/null || true
+      wait "$daemon_pid" 2>/dev/null || true
+    fi
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    # The daemon finishes a running sync (up to 45s) and flushes (up to 25s).
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   fi
   if [ "$started_clickhouse" = 1 ]; then scripts/clickhouse-server.sh stop .demo/clickhouse || true; fi
