@@ -6,7 +6,7 @@
 #
 # The server keeps everything under DIR (data, logs, pid) and listens only on
 # 127.0.0.1. The test suite starts it with a non-UTC server time zone on purpose:
-# every query of ours must name 'UTC' itself (DESIGN.md rule 8).
+# every query of ours must name 'UTC' itself (docs/DESIGN.md rule 8).
 set -euo pipefail
 
 cmd=${1:?usage: start DIR HTTP_PORT [TIMEZONE] | stop DIR}

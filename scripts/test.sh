@@ -10,11 +10,18 @@ log() { printf '\n== %s\n' "$*"; }
 missing=()
 command -v clickhouse-server >/dev/null 2>&1 || [ -x /usr/sbin/clickhouse-server ] || missing+=(clickhouse-server)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
-if [ ${#missing[@]} -gt 0 ]; then
-  log "installing ${missing[*]} (Debian packages)"
+# Tools of the ops checks, installed without their recommendations (the
+# prometheus package would pull in node-exporter, docker-compose a Docker engine).
+tools=()
+{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || tools+=(prometheus)
+command -v docker-compose >/dev/null 2>&1 || tools+=(docker-compose)
+command -v systemd-analyze >/dev/null 2>&1 || tools+=(systemd)
+if [ $((${#missing[@]} + ${#tools[@]})) -gt 0 ]; then
+  log "installing ${missing[*]} ${tools[*]} (Debian packages)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq "${missing[@]}" >/dev/null
+  if [ ${#missing[@]} -gt 0 ]; then apt-get install -y -qq "${missing[@]}" >/dev/null; fi
+  if [ ${#tools[@]} -gt 0 ]; then apt-get install -y -qq --no-install-recommends "${tools[@]}" >/dev/null; fi
 fi
 if ! python3 -c 'import chdb' >/dev/null 2>&1; then
   log "installing chdb (current ClickHouse engine, for the migration test)"
@@ -49,9 +56,24 @@ export TOKENTRA_TEST_CLICKHOUSE_URL="http://127.0.0.1:$port"
 
 log "building"
 cargo build --all-targets --locked
+bin="${CARGO_TARGET_DIR:-target}/debug/tokentra-sync"
+
+log "Prometheus config and alert rules (promtool)"
+promtool check config config/prometheus/prometheus.yml
+promtool check config config/prometheus/prometheus.compose.yml
+(cd config/prometheus && promtool test rules alerts_test.yml)
+
+log "systemd unit (systemd-analyze verify; a copy with ExecStart at the built binary)"
+sed "s#/usr/local/bin/tokentra-sync#$(cd "$(dirname "$bin")" && pwd)/tokentra-sync#" \
+  config/systemd/tokentra-sync.service > "$work/tokentra-sync.service"
+systemd-analyze verify "$work/tokentra-sync.service"
+
+log "docker-compose.yml (docker-compose config, with and without the demo profile)"
+docker-compose -f docker-compose.yml config -q
+docker-compose -f docker-compose.yml --profile demo config -q
 
 log "migrations on chdb's current ClickHouse engine"
-./target/debug/tokentra-sync migrate --print-sql --server-version 26.1 --database tokentra > "$work/plan.sql"
+"$bin" migrate --print-sql --server-version 26.1 --database tokentra > "$work/plan.sql"
 python3 tests/chdb/test_migrations.py "$work/plan.sql"
 
 log "unit, property and integration tests"

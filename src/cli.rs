@@ -28,11 +28,46 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `tokentra_sync=debug`.
-    #[arg(long, global = true, env = "TOKENTRA_LOG", default_value = "info")]
-    pub log: String,
-    /// Log as JSON lines (for journald/Loki) instead of text.
+    /// Without it (and without TOKENTRA_LOG), RUST_LOG is used, else `info`.
+    #[arg(long, global = true, env = "TOKENTRA_LOG")]
+    pub log: Option<String>,
+    /// Log format: `text` (for people; coloured only when stderr is a
+    /// terminal and NO_COLOR is unset) or `json` (one object a line, for
+    /// journald, Loki and friends).
+    #[arg(long, global = true, value_enum, env = "TOKENTRA_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// The same as `--log-format json` (kept for existing setups).
     #[arg(long, global = true)]
     pub log_json: bool,
+}
+
+/// How log lines are written to stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Cli {
+    /// The log format after the `--log-json` alias.
+    pub fn effective_log_format(&self) -> LogFormat {
+        if self.log_json {
+            LogFormat::Json
+        } else {
+            self.log_format
+        }
+    }
+
+    /// The log filter: `--log` or TOKENTRA_LOG, else RUST_LOG, else `info`.
+    pub fn log_filter(&self, rust_log: Option<&str>) -> String {
+        self.log
+            .as_deref()
+            .or(rust_log)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .unwrap_or("info")
+            .to_string()
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,22 +1,16 @@
 //! The `tokentra-sync` binary: parses the command line, sets up logging, and
 //! hands over to [`tokentra_sync::cli`].
 
+use std::io::IsTerminal as _;
+
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use tokentra_sync::cli::{self, Cli};
+use tokentra_sync::cli::{self, Cli, LogFormat};
 
 fn main() {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if cli.log_json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    init_logging(&cli);
     let code = actix_rt::System::new().block_on(async move {
         match cli::run(cli).await {
             Ok(code) => code,
@@ -28,4 +22,28 @@ fn main() {
         }
     });
     std::process::exit(code);
+}
+
+/// Logs go to stderr: human text by default, without ANSI colour unless
+/// stderr is a terminal (journald, files and pipes get plain text) and
+/// NO_COLOR is unset; JSON lines with `--log-format json`.
+fn init_logging(cli: &Cli) {
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let directives = cli.log_filter(rust_log.as_deref());
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|err| {
+        eprintln!("warning: invalid log filter '{directives}' ({err}); logging at info");
+        EnvFilter::new("info")
+    });
+    let format = cli.effective_log_format();
+    let colour = format == LogFormat::Text
+        && std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
 }

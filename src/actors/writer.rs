@@ -2,7 +2,7 @@
 //!
 //! Deltas from every account are batched by rows and age and inserted as
 //! RowBinary. A failed insert is retried with capped backoff for as long as it
-//! takes (DESIGN.md rule 6: rows wait here while ClickHouse is down), and each
+//! takes (docs/DESIGN.md rule 6: rows wait here while ClickHouse is down), and each
 //! sender is answered only once its rows are stored, so a connection's
 //! watermark never runs ahead of its data.
 //!

@@ -30,8 +30,8 @@ impl Normalizer {
     }
 
     /// Rows for `records`, one per record key: records that share a key are
-    /// summed first (checked: an overflowing sum is an error), in first-seen
-    /// order.
+    /// summed first (docs/DESIGN.md rule 1; checked: an overflowing sum is an
+    /// error), in first-seen order.
     pub fn rows(&self, records: Vec<FetchedRecord>) -> Result<Vec<UsageRow>, String> {
         let mut index: HashMap<u64, usize> = HashMap::with_capacity(records.len());
         let mut merged: Vec<(u64, FetchedRecord)> = Vec::with_capacity(records.len());

@@ -1,7 +1,7 @@
 //! The pricing registry: list prices per model over time, for `estimated_cost`.
 //!
 //! Usage APIs report tokens, not money, and the billed cost comes at a coarser
-//! grain (DESIGN.md rule 3). So usage rows carry an *estimate*: tokens times the
+//! grain (docs/DESIGN.md rule 3). So usage rows carry an *estimate*: tokens times the
 //! model's public list price on the bucket's day. Estimates never enter `cost`.
 //!
 //! Prices come from the bundled `config/pricing.toml` (compiled in with
@@ -90,7 +90,7 @@ impl Price {
 
     /// Exact USD for `m`'s tokens; `None` only if the arithmetic overflows.
     ///
-    /// `input_tokens` includes cache reads and writes (DESIGN.md rule 4), so the
+    /// `input_tokens` includes cache reads and writes (docs/DESIGN.md rule 4), so the
     /// uncached part is what remains after both. If a provider reports subsets
     /// larger than the total, the uncached part is clamped at 0 rather than
     /// going negative, so inconsistent counts never lower the estimate below

@@ -1,4 +1,4 @@
-//! `record_key`: the stable identity hash of a provider record (DESIGN.md rule 1).
+//! `record_key`: the stable identity hash of a provider record (docs/DESIGN.md rule 1).
 //!
 //! The key must not change between releases, platforms or Rust versions, because
 //! rows written by one release are diffed against by the next. It is therefore

@@ -13,7 +13,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
 /// What kind of fact a row is. Token and request measures live only on `Usage`
-/// rows; money the provider billed lives only on `Cost` rows (DESIGN.md rule 3).
+/// rows; money the provider billed lives only on `Cost` rows (docs/DESIGN.md rule 3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RecordType {
     Usage,
@@ -107,7 +107,7 @@ impl fmt::Display for Granularity {
     }
 }
 
-/// Where the money in `cost` came from (DESIGN.md rule 3). Usage rows carry `None`.
+/// Where the money in `cost` came from (docs/DESIGN.md rule 3). Usage rows carry `None`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum CostSource {
     #[default]
@@ -297,7 +297,7 @@ pub struct Dec9(pub i128);
 impl Dec9 {
     pub const SCALE: u32 = 9;
 
-    /// Rounds once, half-even, to 9 decimal places (DESIGN.md rule 2).
+    /// Rounds once, half-even, to 9 decimal places (docs/DESIGN.md rule 2).
     pub fn from_decimal(value: Decimal) -> Self {
         let mut rounded = value.round_dp_with_strategy(Self::SCALE, RoundingStrategy::MidpointNearestEven);
         rounded.rescale(Self::SCALE);

@@ -1,5 +1,5 @@
 //! The diff: what to write so that the stored rows of a scope say exactly what
-//! the provider just said (DESIGN.md rule 1). Pure: no I/O, no clock.
+//! the provider just said (docs/DESIGN.md rule 1). Pure: no I/O, no clock.
 //!
 //! Stored rows are netted by (record key, version, content): the sum of `sign`
 //! over identical raw rows. A healthy record has one group with net +1. A

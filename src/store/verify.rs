@@ -1,5 +1,5 @@
 //! `verify`: per connection and day, the net of `usage_records` must equal
-//! `usage_daily` (DESIGN.md rule 1, repair). A difference means an insert
+//! `usage_daily` (docs/DESIGN.md rule 1, repair). A difference means an insert
 //! whose materialized-view part never landed (or landed twice); it is
 //! repaired by inserting the difference into `usage_daily`, which sums it in.
 //!

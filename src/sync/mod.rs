@@ -4,7 +4,7 @@
 //! Plain async code: the connection actor and the one-shot `sync` command both
 //! drive it. Per endpoint it either converges or fails; rows of endpoints that
 //! converged stay written (they are idempotent), but the watermark moves only
-//! when every endpoint of the chunk converged (DESIGN.md rule 6).
+//! when every endpoint of the chunk converged (docs/DESIGN.md rule 6).
 
 pub mod window;
 

@@ -3,7 +3,7 @@
 //! The watermark means "everything before this instant is synced and stored".
 //! It only moves forward, and only across time that was actually synced: a
 //! chunk that starts after the watermark would leave a gap, so it does not
-//! move it (DESIGN.md: an explicit window never moves the watermark backwards
+//! move it (docs/DESIGN.md: an explicit window never moves the watermark backwards
 //! or across a gap).
 
 use chrono::{DateTime, Duration, Utc};

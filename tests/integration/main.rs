@@ -5,9 +5,12 @@ mod support;
 
 mod actors;
 mod daemon;
+mod dashboards;
 mod failures;
+mod logs;
 mod migrations;
 mod normalize;
+mod prometheus;
 mod proxy;
 mod sync_e2e;
 mod verify;

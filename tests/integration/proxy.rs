@@ -1,6 +1,6 @@
 //! A fault-injecting HTTP proxy in front of ClickHouse: forwards every
 //! request, but can hold the answer to an INSERT that already landed, so the
-//! client times out and retries (DESIGN.md rule 1, "a late-committing insert").
+//! client times out and retries (docs/DESIGN.md rule 1, "a late-committing insert").
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

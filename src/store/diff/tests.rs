@@ -259,7 +259,7 @@ proptest! {
 
     /// Any history of syncs, crashes, retries and merges, followed by clean
     /// syncs, leaves exactly the last answer in every sum, and a further sync
-    /// writes nothing (DESIGN.md rule 1: a sync is done when a re-read finds
+    /// writes nothing (docs/DESIGN.md rule 1: a sync is done when a re-read finds
     /// nothing left to write).
     #[test]
     fn any_history_converges_to_the_last_answer(
