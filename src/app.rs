@@ -77,6 +77,7 @@ impl App {
             writer,
             policy: self.window_policy(account),
             endpoint_deadline: self.retry.endpoint_deadline,
+            rollup_to_verify: Default::default(),
         })
     }
 }

@@ -17,9 +17,18 @@ use crate::provider::Provider;
 const PREFIX: &str = "tokentra_sync";
 
 /// Account statuses shown by `account_status` (one-hot).
-/// `start_failed`: the account could not start (its lock is held by another
-/// process, `state_dir` is not writable) and is being retried.
-pub const ACCOUNT_STATUSES: [&str; 5] = ["idle", "syncing", "failed", "stopped", "start_failed"];
+/// The account statuses `account_status` is one-hot over
+/// (`crate::sync::status::ConnectionStatus`): pending, connected, syncing,
+/// error, disconnected, stopped, start_failed.
+pub const ACCOUNT_STATUSES: [&str; 7] = [
+    "pending",
+    "connected",
+    "syncing",
+    "error",
+    "disconnected",
+    "stopped",
+    "start_failed",
+];
 
 struct Metrics {
     registry: Registry,
@@ -105,7 +114,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             IntGaugeVec::new(
                 opts(
                     "account_status",
-                    "1 for the account's current status (idle, syncing, failed, stopped, start_failed).",
+                    "1 for the account's current status (pending, connected, syncing, error, disconnected, stopped, start_failed).",
                 ),
                 &["account", "provider", "status"],
             )
@@ -316,7 +325,9 @@ mod tests {
         assert!(text
             .contains(r#"tokentra_sync_provider_http_responses_total{account="acct-a",code="429",provider="openai"}"#));
         assert!(text.contains(r#"tokentra_sync_account_status{account="acct-a",provider="openai",status="syncing"} 1"#));
-        assert!(text.contains(r#"tokentra_sync_account_status{account="acct-a",provider="openai",status="idle"} 0"#));
+        assert!(
+            text.contains(r#"tokentra_sync_account_status{account="acct-a",provider="openai",status="connected"} 0"#)
+        );
         assert!(text.contains("tokentra_sync_build_info{version="));
     }
 }

@@ -166,12 +166,12 @@ impl ConnectionActor {
                         Ok(Err(err)) => {
                             act.failures += 1;
                             tracing::warn!(account = %act.account(), error = %err, "sync could not run");
-                            metrics::account_status(act.account(), act.sync.account.provider, "failed");
+                            metrics::account_status(act.account(), act.sync.account.provider, "error");
                         }
                         Err(_) => {
                             act.failures += 1;
                             tracing::error!(account = %act.account(), "sync panicked; restarting the connection actor");
-                            metrics::account_status(act.account(), act.sync.account.provider, "failed");
+                            metrics::account_status(act.account(), act.sync.account.provider, "error");
                             ctx.stop();
                             return;
                         }
@@ -243,7 +243,7 @@ impl Actor for ConnectionActor {
         if self.stopping {
             return;
         }
-        metrics::account_status(self.account(), self.sync.account.provider, "idle");
+        metrics::account_status(self.account(), self.sync.account.provider, "pending");
         if self.schedule.tick_on_start && self.failures == 0 {
             self.on_tick(ctx);
         } else if self.failures > 0 {

@@ -117,6 +117,9 @@ pub struct SyncRunRow {
     pub status: String,
     /// The typed reason of a failure (`FailureKind::as_str`), empty on success.
     pub error_kind: String,
+    /// The account's connection status after this attempt
+    /// (`ConnectionStatus::as_str`: connected, error, disconnected).
+    pub connection_status: String,
     pub rows_fetched: u64,
     pub rows_written: u64,
     pub rows_cancelled: u64,

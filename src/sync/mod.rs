@@ -6,6 +6,7 @@
 //! converged stay written (they are idempotent), but the watermark moves only
 //! when every endpoint of the chunk converged (docs/DESIGN.md rule 6).
 
+pub mod status;
 pub mod window;
 
 use std::collections::BTreeSet;
@@ -24,11 +25,22 @@ use crate::store::diff::diff;
 use crate::store::sink::RowSink;
 use crate::store::state::{read_scope_rows, read_watermark, SyncRunRow, SyncStateRow, Watermark};
 use crate::store::ClickhouseClient;
+use status::ConnectionStatus;
 use window::{SyncKind, WindowPolicy};
 
 /// A delta is written, then re-read and diffed again if its insert was
 /// retried; after this many rounds without converging the endpoint fails.
 const MAX_ROUNDS: usize = 4;
+
+const DAY_SECS: u32 = 86_400;
+
+/// The smallest range holding both.
+fn widen(a: Option<(u32, u32)>, b: (u32, u32)) -> (u32, u32) {
+    match a {
+        Some((start, end)) => (start.min(b.0), end.max(b.1)),
+        None => b,
+    }
+}
 
 /// Endpoints of one account synced at once. Small, to stay well inside the
 /// providers' rate limits.
@@ -40,6 +52,11 @@ struct EndpointCounts {
     fetched: u64,
     added: u64,
     cancelled: u64,
+    /// Start (UTC seconds) of every day this endpoint wrote rows for.
+    days: BTreeSet<u32>,
+    /// A write's outcome was uncertain (retried, or failed mid-way): its
+    /// table part may have landed without its rollup part.
+    uncertain: bool,
 }
 
 /// The result of syncing one window of one account.
@@ -60,6 +77,11 @@ pub struct SyncReport {
     pub errors: Vec<String>,
     /// The typed reason of the first failed endpoint.
     pub error_kind: Option<FailureKind>,
+    /// `usage_daily` groups repaired because a write of this (or an earlier,
+    /// unverified) sync had an uncertain outcome.
+    pub rollup_repairs: usize,
+    /// The account's status after this sync.
+    pub connection_status: ConnectionStatus,
 }
 
 /// Why one endpoint of a sync failed.
@@ -117,6 +139,10 @@ pub struct AccountSync {
     /// One endpoint's whole fetch, pages and retries included: a provider
     /// that never answers fails its endpoint instead of holding the account.
     pub endpoint_deadline: Duration,
+    /// Days `[start, end)` (UTC seconds) whose rollup must be verified
+    /// before a sync of this account may report success: set when a write's
+    /// outcome was uncertain, cleared once verify succeeds.
+    pub rollup_to_verify: Arc<std::sync::Mutex<Option<(u32, u32)>>>,
 }
 
 impl AccountSync {
@@ -135,7 +161,9 @@ impl AccountSync {
         let trigger = if plan.starts_history { "backfill" } else { trigger };
         let mut reports = Vec::new();
         for chunk in &plan.chunks {
-            let report = self.sync_window(*chunk, trigger).await?;
+            let report = self
+                .sync_window(*chunk, trigger, stored.as_ref().map(|s| s.last_success_at))
+                .await?;
             let succeeded = report.succeeded;
             reports.push(report);
             if !succeeded {
@@ -181,11 +209,16 @@ impl AccountSync {
 
     /// Syncs every endpoint for one window and records the attempt in
     /// `sync_runs`. Never moves the watermark.
-    pub async fn sync_window(&self, window: TimeWindow, trigger: &'static str) -> Result<SyncReport, SyncError> {
+    pub async fn sync_window(
+        &self,
+        window: TimeWindow,
+        trigger: &'static str,
+        last_success: Option<DateTime<Utc>>,
+    ) -> Result<SyncReport, SyncError> {
         let started = Instant::now();
         let started_at = Utc::now();
         let provider = self.account.provider;
-        metrics::account_status(&self.account.id, provider, "syncing");
+        metrics::account_status(&self.account.id, provider, ConnectionStatus::Syncing.as_str());
         let stats = self.adapter.http_stats();
         let (requests_before, retries_before) = stats.snapshot();
         let mut report = SyncReport {
@@ -202,6 +235,8 @@ impl AccountSync {
             duration: Duration::ZERO,
             errors: Vec::new(),
             error_kind: None,
+            rollup_repairs: 0,
+            connection_status: ConnectionStatus::Syncing,
         };
         // Endpoints are independent scopes: a few run at once so their
         // fetches overlap and their deltas share the writer's batches.
@@ -216,6 +251,16 @@ impl AccountSync {
                 .buffered(ENDPOINT_CONCURRENCY)
                 .collect()
                 .await;
+        let mut touched: Option<(u32, u32)> = None;
+        for (_, counts, _) in &outcomes {
+            if let (true, Some(first), Some(last)) = (counts.uncertain, counts.days.first(), counts.days.last()) {
+                touched = Some(widen(touched, (*first, last.saturating_add(DAY_SECS))));
+            }
+        }
+        if let Some(days) = touched {
+            let mut pending = self.rollup_to_verify.lock().unwrap_or_else(|p| p.into_inner());
+            *pending = Some(widen(*pending, days));
+        }
         for (endpoint, counts, result) in outcomes {
             report.rows_fetched += counts.fetched;
             report.rows_added += counts.added;
@@ -228,6 +273,18 @@ impl AccountSync {
                     error = %failure.message,
                     "endpoint sync failed"
                 );
+                report.succeeded = false;
+                report.error_kind.get_or_insert(failure.kind);
+                report.errors.push(failure.message);
+            }
+        }
+        // The rollup is right when a sync says success (and is repaired even
+        // when it does not): 18.16 stores the table part and the view part of
+        // an INSERT one after the other, so an insert whose outcome was
+        // uncertain may have left `usage_daily` short.
+        match self.repair_rollup().await {
+            Ok(repairs) => report.rollup_repairs = repairs,
+            Err(failure) => {
                 report.succeeded = false;
                 report.error_kind.get_or_insert(failure.kind);
                 report.errors.push(failure.message);
@@ -247,11 +304,11 @@ impl AccountSync {
             report.rows_fetched,
             report.rows_added + report.rows_cancelled,
         );
-        metrics::account_status(
-            &self.account.id,
-            provider,
-            if report.succeeded { "idle" } else { "failed" },
-        );
+        // A never-stored epoch watermark is not a success.
+        let last_success = last_success.filter(|t| t.timestamp() > 0);
+        report.connection_status =
+            ConnectionStatus::after_sync(report.error_kind, last_success, Utc::now(), self.account.interval);
+        metrics::account_status(&self.account.id, provider, report.connection_status.as_str());
         tracing::info!(
             account = %self.account.id,
             provider = %provider,
@@ -274,6 +331,7 @@ impl AccountSync {
             window_start: to_ch_seconds(window.start),
             window_end: to_ch_seconds(window.end),
             status: report.status().to_string(),
+            connection_status: report.connection_status.as_str().to_string(),
             error_kind: report
                 .error_kind
                 .map(FailureKind::as_str)
@@ -294,6 +352,46 @@ impl AccountSync {
             source,
         })?;
         Ok(report)
+    }
+
+    /// Verifies and repairs `usage_daily` for the days an uncertain write may
+    /// have left short; returns the groups repaired. Nothing to do is free.
+    async fn repair_rollup(&self) -> Result<usize, EndpointFailure> {
+        let pending = *self.rollup_to_verify.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((start, end)) = pending else {
+            return Ok(0);
+        };
+        let account = &self.account.id;
+        let report = crate::store::verify::verify_connection(
+            &self.store,
+            self.writer.as_ref(),
+            account,
+            crate::normalize::schema::from_ch_seconds(start),
+            crate::normalize::schema::from_ch_seconds(end),
+        )
+        .await
+        .map_err(|e| EndpointFailure {
+            kind: FailureKind::Store,
+            message: format!(
+                "account '{account}': an insert's outcome was uncertain and the rollup of its days could not be \
+                 verified yet ({e}); the next sync verifies it before it reports success"
+            ),
+        })?;
+        {
+            let mut slot = self.rollup_to_verify.lock().unwrap_or_else(|p| p.into_inner());
+            // Only what was verified: a range widened meanwhile stays.
+            if *slot == pending {
+                *slot = None;
+            }
+        }
+        if !report.repairs.is_empty() {
+            tracing::warn!(
+                account = %account,
+                repaired = report.repairs.len(),
+                "an uncertain insert left usage_daily short; repaired"
+            );
+        }
+        Ok(report.repairs.len())
     }
 
     /// Fetch, diff and write one endpoint until a re-read finds nothing left.
@@ -364,14 +462,20 @@ impl AccountSync {
             }
             counts.added += delta.added as u64;
             counts.cancelled += delta.cancelled as u64;
-            let ack = self
-                .writer
-                .write_usage(delta.rows)
-                .await
-                .map_err(|e| store_failure("writing", &e))?;
+            counts
+                .days
+                .extend(delta.rows.iter().map(|r| r.bucket_start - r.bucket_start % DAY_SECS));
+            let ack = match self.writer.write_usage(delta.rows).await {
+                Ok(ack) => ack,
+                Err(e) => {
+                    counts.uncertain = true;
+                    return Err(store_failure("writing", &e));
+                }
+            };
             if !ack.retried {
                 return Ok(());
             }
+            counts.uncertain = true;
             tracing::info!(account = %self.account.id, endpoint = endpoint.endpoint, "insert was retried; re-reading to confirm");
         }
         Err(EndpointFailure {

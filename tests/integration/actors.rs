@@ -88,6 +88,7 @@ async fn harness(test: &str) -> Harness {
         writer: writer.sink(),
         policy: app.window_policy(&account),
         endpoint_deadline: app.retry.endpoint_deadline,
+        rollup_to_verify: Default::default(),
         account,
     };
     let schedule = Schedule {

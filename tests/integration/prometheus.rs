@@ -175,7 +175,10 @@ async fn prometheus_scrapes_the_daemon_and_the_rules_and_panels_evaluate() {
         let account = series["metric"]["account"].as_str().unwrap();
         assert!(["openai-org-1", "anthropic-org-1"].contains(&account), "{series}");
         let state = series["metric"]["status"].as_str().unwrap();
-        assert!(["idle", "syncing"].contains(&state), "{account} is {state}");
+        assert!(
+            ["connected", "syncing", "pending"].contains(&state),
+            "{account} is {state}"
+        );
     }
     let (_, up) = query(&http, &base, "up{job=\"tokentra-sync\"}").await;
     assert_eq!(up[0]["value"][1], "1");
