@@ -57,6 +57,10 @@ pub struct ConnectionActor {
     pending: Option<SyncKind>,
     /// Consecutive failed syncs or crashes; stretches the next delay.
     failures: u32,
+    /// The kind of the last failed sync: the retry repeats it (a deep or
+    /// manual sync that failed half-way is retried as itself, not as an
+    /// ordinary incremental one).
+    retry_kind: Option<SyncKind>,
     /// Set by [`Stop`]: no new syncs; the actor idles until its last address
     /// is dropped (an actix `Supervisor` would restart a stopped actor).
     stopping: bool,
@@ -74,6 +78,7 @@ impl ConnectionActor {
             in_flight: false,
             pending: None,
             failures: 0,
+            retry_kind: None,
             stopping: false,
             stop_waiters: Vec::new(),
             next_tick: None,
@@ -108,7 +113,8 @@ impl ConnectionActor {
     }
 
     fn on_tick(&mut self, ctx: &mut Context<Self>) {
-        self.request(SyncKind::Incremental, ctx);
+        let kind = self.retry_kind.take().unwrap_or(SyncKind::Incremental);
+        self.request(kind, ctx);
         self.schedule_tick(ctx, None);
     }
 
@@ -151,7 +157,7 @@ impl ConnectionActor {
             if verify_due {
                 verify(&sync, verify_days).await;
             }
-            result
+            (kind, result)
         };
         ctx.spawn(
             AssertUnwindSafe(work)
@@ -161,10 +167,17 @@ impl ConnectionActor {
                     act.in_flight = false;
                     act.life.syncs_finished.fetch_add(1, Ordering::Relaxed);
                     match outcome {
-                        Ok(Ok(reports)) if reports.iter().all(|r| r.succeeded) => act.failures = 0,
-                        Ok(Ok(_)) => act.failures += 1,
-                        Ok(Err(err)) => {
+                        Ok((_, Ok(reports))) if reports.iter().all(|r| r.succeeded) => {
+                            act.failures = 0;
+                            act.retry_kind = None;
+                        }
+                        Ok((kind, Ok(_))) => {
                             act.failures += 1;
+                            act.retry_kind = Some(kind);
+                        }
+                        Ok((kind, Err(err))) => {
+                            act.failures += 1;
+                            act.retry_kind = Some(kind);
                             tracing::warn!(account = %act.account(), error = %err, "sync could not run");
                             metrics::account_status(act.account(), act.sync.account.provider, "error");
                         }

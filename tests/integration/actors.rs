@@ -27,6 +27,9 @@ struct GatedAdapter {
     gate: Arc<Semaphore>,
     fetches: Arc<AtomicU32>,
     panic_next: Arc<AtomicBool>,
+    fail_next: Arc<AtomicBool>,
+    /// The window of every fetch, in order.
+    windows: Arc<std::sync::Mutex<Vec<TimeWindow>>>,
     stats: Arc<HttpStats>,
 }
 
@@ -44,10 +47,18 @@ impl ProviderAdapter for GatedAdapter {
         }]
     }
 
-    async fn fetch(&self, _: &EndpointSpec, _: TimeWindow) -> Result<EndpointFetch, ProviderError> {
+    async fn fetch(&self, _: &EndpointSpec, window: TimeWindow) -> Result<EndpointFetch, ProviderError> {
         self.fetches.fetch_add(1, Ordering::SeqCst);
+        self.windows.lock().unwrap().push(window);
         if self.panic_next.swap(false, Ordering::SeqCst) {
             panic!("adapter bug (injected by the test)");
+        }
+        if self.fail_next.swap(false, Ordering::SeqCst) {
+            return Err(ProviderError::Malformed {
+                account: "gated".into(),
+                endpoint: "completions".into(),
+                detail: "injected by the test".into(),
+            });
         }
         self.gate.acquire().await.expect("gate open").forget();
         Ok(EndpointFetch::default())
@@ -64,6 +75,8 @@ struct Harness {
     gate: Arc<Semaphore>,
     fetches: Arc<AtomicU32>,
     panic_next: Arc<AtomicBool>,
+    fail_next: Arc<AtomicBool>,
+    windows: Arc<std::sync::Mutex<Vec<TimeWindow>>>,
 }
 
 async fn harness(test: &str) -> Harness {
@@ -75,12 +88,16 @@ async fn harness(test: &str) -> Harness {
     let gate = Arc::new(Semaphore::new(0));
     let fetches = Arc::new(AtomicU32::new(0));
     let panic_next = Arc::new(AtomicBool::new(false));
+    let fail_next = Arc::new(AtomicBool::new(false));
+    let windows = Arc::new(std::sync::Mutex::new(Vec::new()));
     let account = config.accounts[0].clone();
     let sync = AccountSync {
         adapter: Arc::new(GatedAdapter {
             gate: gate.clone(),
             fetches: fetches.clone(),
             panic_next: panic_next.clone(),
+            fail_next: fail_next.clone(),
+            windows: windows.clone(),
             stats: Arc::new(HttpStats::default()),
         }),
         normalizer: Normalizer::new(&account.id, account.provider, app.pricing.clone()),
@@ -108,6 +125,8 @@ async fn harness(test: &str) -> Harness {
         gate,
         fetches,
         panic_next,
+        fail_next,
+        windows,
     }
 }
 
@@ -174,4 +193,32 @@ async fn a_panicking_sync_restarts_the_actor_which_keeps_working() {
     })
     .await;
     assert_eq!(h.fetches.load(Ordering::SeqCst), 2);
+}
+
+#[actix_rt::test]
+async fn a_failed_deep_sync_is_retried_as_a_deep_sync() {
+    let h = harness("deep_retry").await;
+    h.gate.add_permits(1000);
+    // History first, so the next incremental sync would read only the lookback.
+    assert!(h.addr.send(TriggerSync(SyncKind::Incremental)).await.unwrap());
+    eventually("the backfill", || h.life.syncs_finished.load(Ordering::SeqCst) == 1).await;
+    let width = |w: &TimeWindow| (w.end - w.start).num_days();
+    h.fail_next.store(true, Ordering::SeqCst);
+    let before = h.windows.lock().unwrap().len();
+    assert!(h.addr.send(TriggerSync(SyncKind::Deep)).await.unwrap());
+    // The failure backoff (10s) brings the retry; it must be deep again.
+    eventually("the retry after the failed deep sync", || {
+        h.life.syncs_finished.load(Ordering::SeqCst) == 3
+    })
+    .await;
+    // A deep sync reads 35 days in 7-day chunks; the first chunk failed.
+    let windows = h.windows.lock().unwrap()[before..].to_vec();
+    assert_eq!(width(&windows[0]), 7, "{windows:?}");
+    let retry = &windows[1..];
+    assert_eq!(retry[0], windows[0], "the retry starts again at the failed deep chunk");
+    let covered = retry.last().unwrap().end - retry[0].start;
+    assert!(
+        covered.num_days() >= 34,
+        "the retry is deep (an incremental one reads 2 days): {windows:?}"
+    );
 }
