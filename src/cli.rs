@@ -5,6 +5,8 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::ops::Not;
+
 use anyhow::{bail, Context as _};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
@@ -124,6 +126,12 @@ pub enum Command {
         #[arg(long)]
         until: Option<String>,
     },
+    /// Each account's connection status, last success, last error and the
+    /// time up to which its data is complete (from ClickHouse).
+    Status {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
     /// Fetch one day from every endpoint of an account without storing it.
     TestConnection {
         #[arg(short, long)]
@@ -173,6 +181,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             since,
             until,
         } => verify(load(&config)?, &accounts, since.as_deref(), until.as_deref()).await,
+        Command::Status { config } => status(load(&config)?).await,
         Command::TestConnection { config, account } => test_connection(load(&config)?, &account).await,
         Command::Run { config } => Ok(crate::daemon::run_daemon(App::new(load(&config)?)?).await?),
         Command::Simulate {
@@ -417,6 +426,59 @@ async fn sync_once(
         }
     }
     Ok(i32::from(failed))
+}
+
+/// Prints every configured account's standing; exits 1 when any enabled
+/// account is in error or disconnected (so a cron or a probe can use it).
+async fn status(config: ValidatedConfig) -> anyhow::Result<i32> {
+    let app = App::new(config.clone())?;
+    let standings = crate::store::status::read_standings(&app.store)
+        .await
+        .context("reading sync_runs and sync_state (has the daemon or `migrate` run?)")?;
+    let time = |secs: u32| {
+        if secs == 0 {
+            "-".to_string()
+        } else {
+            crate::normalize::schema::from_ch_seconds(secs)
+                .format("%Y-%m-%d %H:%M:%SZ")
+                .to_string()
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<24} {:<14} {:<13} {:<21} {:<21} last error",
+        "account", "provider", "status", "last success", "complete until"
+    )?;
+    let mut unhealthy = false;
+    for account in &config.accounts {
+        let standing = standings.iter().find(|s| s.connection_id == account.id);
+        let state = match (account.enabled, standing) {
+            (false, _) => "disabled".to_string(),
+            (true, None) => "pending".to_string(),
+            (true, Some(s)) if s.connection_status.is_empty() => "pending".to_string(),
+            (true, Some(s)) => s.connection_status.clone(),
+        };
+        unhealthy |= account.enabled && matches!(state.as_str(), "error" | "disconnected");
+        let error = standing
+            .filter(|s| s.last_error_kind.is_empty().not() && s.last_attempt > s.last_success)
+            .map(|s| {
+                let first_line = s.last_error.lines().next().unwrap_or("");
+                format!("[{}] {first_line}", s.last_error_kind)
+            })
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{:<24} {:<14} {:<13} {:<21} {:<21} {}",
+            account.id,
+            account.provider.as_str(),
+            state,
+            time(standing.map_or(0, |s| s.last_success)),
+            time(standing.map_or(0, |s| s.complete_until)),
+            error
+        )?;
+    }
+    Ok(i32::from(unhealthy))
 }
 
 async fn test_connection(config: ValidatedConfig, id: &str) -> anyhow::Result<i32> {

@@ -6,6 +6,7 @@ pub mod diff;
 pub mod migrations;
 pub mod sink;
 pub mod state;
+pub mod status;
 pub mod verify;
 
 pub use client::{ClickhouseClient, StoreError};

@@ -182,5 +182,37 @@ async fn a_rejected_key_fails_its_account_with_a_fix_and_the_others_sync() {
     let client = config.client();
     let watermarks = support::query_tsv(&client, "SELECT DISTINCT connection_id FROM {db}.sync_state").await;
     assert_eq!(watermarks.trim(), "openai-org-1");
+    // The typed reason and the connection status are recorded per attempt.
+    let runs = support::query_tsv(
+        &client,
+        "SELECT connection_id, status, error_kind, connection_status FROM {db}.sync_runs \
+         ORDER BY connection_id, started_at LIMIT 1 BY connection_id",
+    )
+    .await;
+    assert_eq!(
+        runs.trim(),
+        "anthropic-wrong\tfailed\tauth\tdisconnected\nopenai-org-1\tsuccess\t\tconnected",
+        "{runs}"
+    );
+    // `status` says the same, names the reason, and exits 1 for the broken account.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokentra-sync"))
+        .args(["status", "-c"])
+        .arg(&path)
+        .env("TOKENTRA_LOG", "error")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let wrong = stdout.lines().find(|l| l.starts_with("anthropic-wrong")).unwrap();
+    assert!(wrong.contains("disconnected") && wrong.contains("[auth]"), "{stdout}");
+    assert!(!stdout.contains("FAKE-not-an-admin-key"), "the key leaked: {stdout}");
+    let ok = stdout.lines().find(|l| l.starts_with("openai-org-1")).unwrap();
+    assert!(ok.contains("connected") && !ok.contains("[auth]"), "{stdout}");
+    let times = ok
+        .split_whitespace()
+        .filter(|w| w.ends_with('Z') && w.contains(':'))
+        .count();
+    assert_eq!(times, 2, "last success and complete-until shown: {ok}");
     sim.stop().await;
 }
