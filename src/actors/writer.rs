@@ -259,16 +259,25 @@ async fn store_items(
     }
     let mut retried = false;
     for part in usage.chunks(chunk.max(1)) {
-        retried |= with_retry("usage_records", max_delay, || client.insert_usage_rows(part)).await?;
+        retried |= with_retry("usage_records", client, max_delay, || client.insert_usage_rows(part)).await?;
     }
     if !daily.is_empty() {
-        retried |= with_retry("usage_daily", max_delay, || client.insert_rows("usage_daily", &daily)).await?;
+        retried |= with_retry("usage_daily", client, max_delay, || {
+            client.insert_rows("usage_daily", &daily)
+        })
+        .await?;
     }
     if !runs.is_empty() {
-        retried |= with_retry("sync_runs", max_delay, || client.insert_rows("sync_runs", &runs)).await?;
+        retried |= with_retry("sync_runs", client, max_delay, || {
+            client.insert_rows("sync_runs", &runs)
+        })
+        .await?;
     }
     if !states.is_empty() {
-        retried |= with_retry("sync_state", max_delay, || client.insert_rows("sync_state", &states)).await?;
+        retried |= with_retry("sync_state", client, max_delay, || {
+            client.insert_rows("sync_state", &states)
+        })
+        .await?;
     }
     metrics::writer_flushed(usage.len(), started.elapsed());
     Ok(retried)
@@ -276,7 +285,17 @@ async fn store_items(
 
 /// Runs `insert` until it succeeds (retrying outages with capped backoff) or
 /// ClickHouse rejects the rows. `Ok` says whether any attempt failed.
-async fn with_retry<F, Fut>(table: &str, max_delay: Duration, mut insert: F) -> Result<bool, WriterError>
+///
+/// While waiting out the backoff the server is pinged every [`PROBE_EVERY`]:
+/// once it answers again the insert is retried at once, so recovery after an
+/// outage takes about a second however long the outage (and so the backoff)
+/// grew.
+async fn with_retry<F, Fut>(
+    table: &str,
+    client: &ClickhouseClient,
+    max_delay: Duration,
+    mut insert: F,
+) -> Result<bool, WriterError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), crate::store::StoreError>>,
@@ -294,9 +313,34 @@ where
                 retried = true;
                 metrics::writer_insert_error();
                 tracing::warn!(table, error = %err, delay_ms = delay.as_millis() as u64, "insert failed; rows stay buffered and will be retried");
-                tokio::time::sleep(delay).await;
+                if err.server_code().is_none() {
+                    // Unreachable rather than refusing: retry once it answers.
+                    wait_for_server(client, delay).await;
+                } else {
+                    tokio::time::sleep(delay).await;
+                }
                 delay = (delay * 2).min(max_delay);
             }
+        }
+    }
+}
+
+/// How often a failing writer asks whether ClickHouse answers again.
+const PROBE_EVERY: Duration = Duration::from_millis(500);
+
+/// Waits `delay`, or less: returns as soon as a ping succeeds after a
+/// probe interval (the server is back; the insert should be tried now).
+async fn wait_for_server(client: &ClickhouseClient, delay: Duration) {
+    let deadline = tokio::time::Instant::now() + delay;
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return;
+        }
+        tokio::time::sleep(PROBE_EVERY.min(deadline - now)).await;
+        let answered = tokio::time::timeout(PROBE_EVERY, client.ping()).await;
+        if matches!(answered, Ok(Ok(()))) {
+            return;
         }
     }
 }
