@@ -1,17 +1,36 @@
 //! The admin HTTP API (loopback by default): `/metrics`, `/healthz`,
 //! `/readyz`, and `POST /v1/accounts/{id}/sync`.
+//!
+//! Locked down because it can make the daemon spend provider requests (and
+//! Cost Explorer money) and shows account errors:
+//! - anywhere but loopback it requires a bearer token (config refuses to
+//!   start otherwise); with a token, every route but `/healthz` needs it;
+//! - POSTs must carry `Content-Type: application/json` or an
+//!   `X-Tokentra-Request` header, and any request a browser marks as coming
+//!   from another site (`Origin`, `Sec-Fetch-Site: cross-site`) is refused, so
+//!   a web page cannot trigger syncs;
+//! - manual syncs are rate limited per account and their window is bounded
+//!   (`admin.max_manual_window_days`, default the account's backfill depth);
+//! - an accepted request answers with the run id `sync_runs` records it
+//!   under, and is never dropped silently (a second manual request while one
+//!   is queued is refused with 409 and the queued run id).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use actix::Addr;
 use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::actors::connection::{SyncRequest, TriggerOutcome};
 use crate::actors::supervisor::{GetStatus, SupervisorActor, Trigger, TriggerError};
+use crate::config::Secret;
 use crate::store::ClickhouseClient;
 use crate::sync::window::SyncKind;
 
@@ -21,6 +40,95 @@ pub struct AdminState {
     pub store: ClickhouseClient,
     /// Set once the schema is migrated; cleared while shutting down.
     pub ready: Arc<AtomicBool>,
+    pub access: Arc<AdminAccess>,
+}
+
+/// Who may do what through the admin API.
+pub struct AdminAccess {
+    /// Required as `Authorization: Bearer <token>` when set.
+    pub token: Option<Secret>,
+    /// Largest manual window per account, in days.
+    pub max_window_days: HashMap<String, u32>,
+    pub min_interval: Duration,
+    /// When each account's last manual sync was accepted.
+    pub last_manual: Mutex<HashMap<String, Instant>>,
+}
+
+impl AdminAccess {
+    /// Access rules from the config: `max_days` overrides every account's
+    /// backfill depth when set.
+    pub fn new(config: &crate::config::ValidatedConfig, token: Option<Secret>) -> Self {
+        let max_window_days = config
+            .accounts
+            .iter()
+            .map(|a| {
+                (
+                    a.id.clone(),
+                    config.admin.max_manual_window_days.unwrap_or(a.backfill_days),
+                )
+            })
+            .collect();
+        Self {
+            token,
+            max_window_days,
+            min_interval: config.admin.manual_sync_min_interval,
+            last_manual: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `None` when the request may proceed; the refusal otherwise.
+    fn check_token(&self, req: &HttpRequest) -> Option<HttpResponse> {
+        let token = self.token.as_ref()?;
+        let given = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
+            None
+        } else {
+            Some(
+                HttpResponse::Unauthorized()
+                    .insert_header(("WWW-Authenticate", "Bearer"))
+                    .json(json!({ "error": "a bearer token is required (Authorization: Bearer <admin token>)" })),
+            )
+        }
+    }
+}
+
+/// Compares without an early exit, so timing does not reveal the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Refuses what a browser sends on behalf of another site, and POSTs that
+/// a plain HTML form could make.
+fn check_post(req: &HttpRequest) -> Option<HttpResponse> {
+    let headers = req.headers();
+    let cross_site = headers.contains_key(actix_web::http::header::ORIGIN)
+        || headers
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v != "same-origin" && v != "none");
+    if cross_site {
+        return Some(HttpResponse::Forbidden().json(json!({
+            "error": "requests from web pages are refused: call the admin API from a script or the CLI"
+        })));
+    }
+    let json_body = headers
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"));
+    if !json_body && !headers.contains_key("x-tokentra-request") {
+        return Some(HttpResponse::UnsupportedMediaType().json(json!({
+            "error": "send Content-Type: application/json (a JSON body, {} is fine) or an X-Tokentra-Request header"
+        })));
+    }
+    None
 }
 
 /// Binds and spawns the server; returns its handle for a graceful stop.
@@ -44,7 +152,10 @@ pub fn serve(listen: SocketAddr, state: AdminState) -> std::io::Result<ServerHan
     Ok(handle)
 }
 
-async fn metrics() -> HttpResponse {
+async fn metrics(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
+    if let Some(refusal) = state.access.check_token(&req) {
+        return refusal;
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(crate::metrics::render())
@@ -54,7 +165,10 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().body("ok\n")
 }
 
-async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
+async fn readyz(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
+    if let Some(refusal) = state.access.check_token(&req) {
+        return refusal;
+    }
     if !state.ready.load(Ordering::SeqCst) {
         return HttpResponse::ServiceUnavailable().body("not ready: schema not migrated yet (or shutting down)\n");
     }
@@ -77,56 +191,130 @@ async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
     HttpResponse::ServiceUnavailable().body(body)
 }
 
-#[derive(Debug, Deserialize)]
+/// What a manual sync asks for: the JSON body and/or query parameters
+/// (`since`/`until` as a date or RFC 3339 time, or `deep`).
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SyncQuery {
+struct SyncParams {
     since: Option<String>,
     until: Option<String>,
     #[serde(default)]
     deep: bool,
 }
 
+fn bad_request(message: impl Into<String>) -> HttpResponse {
+    HttpResponse::BadRequest().json(json!({ "error": message.into() }))
+}
+
+/// The sync a request asks for, with its window checked against `max_days`.
+fn requested_kind(params: &SyncParams, max_days: u32) -> Result<SyncKind, Box<HttpResponse>> {
+    let now = Utc::now();
+    let max = chrono::Duration::days(i64::from(max_days));
+    match (&params.since, &params.until, params.deep) {
+        (None, None, false) => Ok(SyncKind::Incremental),
+        (None, None, true) => Ok(SyncKind::Deep),
+        (Some(since), until, false) => {
+            let since =
+                crate::sync::window::parse_time(since).map_err(|e| Box::new(bad_request(format!("since: {e}"))))?;
+            let until = until
+                .as_deref()
+                .map(crate::sync::window::parse_time)
+                .transpose()
+                .map_err(|e| Box::new(bad_request(format!("until: {e}"))))?;
+            let end = until.unwrap_or(now);
+            if end <= since {
+                return Err(Box::new(bad_request(
+                    "until must be after since (the window is [since, until))",
+                )));
+            }
+            if end - since > max || since < now - max {
+                return Err(Box::new(bad_request(format!(
+                    "the window reaches back more than {max_days} days (admin.max_manual_window_days, default the \
+                     account's backfill_days); ask for a shorter window or raise the limit"
+                ))));
+            }
+            Ok(SyncKind::Explicit { since, until })
+        }
+        _ => Err(Box::new(bad_request(
+            "use either deep=true or since[/until], and until only with since",
+        ))),
+    }
+}
+
 async fn trigger_sync(
+    req: HttpRequest,
     state: web::Data<AdminState>,
     path: web::Path<String>,
-    query: web::Query<SyncQuery>,
+    query: web::Query<SyncParams>,
+    body: web::Bytes,
 ) -> HttpResponse {
+    if let Some(refusal) = state.access.check_token(&req).or_else(|| check_post(&req)) {
+        return refusal;
+    }
     let account = path.into_inner();
-    let kind = match (&query.since, &query.until, query.deep) {
-        (None, None, false) => SyncKind::Incremental,
-        (None, None, true) => SyncKind::Deep,
-        (Some(since), until, false) => {
-            let since = match crate::sync::window::parse_time(since) {
-                Ok(t) => t,
-                Err(e) => return HttpResponse::BadRequest().json(json!({ "error": format!("since: {e}") })),
-            };
-            let until = match until.as_deref().map(crate::sync::window::parse_time).transpose() {
-                Ok(t) => t,
-                Err(e) => return HttpResponse::BadRequest().json(json!({ "error": format!("until: {e}") })),
-            };
-            SyncKind::Explicit { since, until }
+    let Some(&max_days) = state.access.max_window_days.get(&account) else {
+        return HttpResponse::NotFound().json(json!({ "error": format!("no account '{account}'") }));
+    };
+    let params = if body.iter().all(u8::is_ascii_whitespace) {
+        query.into_inner()
+    } else {
+        match serde_json::from_slice::<SyncParams>(&body) {
+            Ok(params) => params,
+            Err(e) => return bad_request(format!("the body is not a sync request: {e}")),
         }
-        _ => {
-            return HttpResponse::BadRequest()
-                .json(json!({ "error": "use either deep=true or since[/until], and until only with since" }))
+    };
+    let kind = match requested_kind(&params, max_days) {
+        Ok(kind) => kind,
+        Err(response) => return *response,
+    };
+    {
+        let last = state.access.last_manual.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(wait) = last
+            .get(&account)
+            .and_then(|at| state.access.min_interval.checked_sub(at.elapsed()))
+        {
+            return HttpResponse::TooManyRequests()
+                .insert_header(("Retry-After", wait.as_secs().max(1).to_string()))
+                .json(json!({ "error": format!("a manual sync of '{account}' was accepted less than {}s ago", state.access.min_interval.as_secs()) }));
         }
+    }
+    let run_id = format!("manual-{account}-{}", Utc::now().timestamp_micros());
+    let request = SyncRequest {
+        kind,
+        run_id: Some(run_id.clone()),
     };
     match state
         .supervisor
         .send(Trigger {
             account: account.clone(),
-            kind,
+            request,
         })
         .await
     {
-        Ok(Ok(started)) => HttpResponse::Accepted().json(json!({
-            "account": account,
-            "status": if started { "started" } else { "queued after the running sync" },
+        Ok(Ok(outcome @ (TriggerOutcome::Started | TriggerOutcome::Queued))) => {
+            state
+                .access
+                .last_manual
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(account.clone(), Instant::now());
+            HttpResponse::Accepted().json(json!({
+                "account": account,
+                "run_id": run_id,
+                "status": if outcome.started() { "started" } else { "queued after the running sync" },
+                "sync_runs": format!("SELECT * FROM sync_runs WHERE startsWith(run_id, '{run_id}')"),
+            }))
+        }
+        Ok(Ok(TriggerOutcome::AlreadyQueued { run_id: queued })) => HttpResponse::Conflict().json(json!({
+            "error": "a manual sync of this account is already queued; this one was not accepted",
+            "queued_run_id": queued,
         })),
+        Ok(Ok(TriggerOutcome::Stopping)) | Ok(Err(TriggerError::Unavailable(_))) => {
+            HttpResponse::ServiceUnavailable().json(json!({ "error": format!("account '{account}' is stopping") }))
+        }
         Ok(Err(err @ TriggerError::UnknownAccount(_))) => {
             HttpResponse::NotFound().json(json!({ "error": err.to_string() }))
         }
-        Ok(Err(err)) => HttpResponse::ServiceUnavailable().json(json!({ "error": err.to_string() })),
         Err(_) => HttpResponse::ServiceUnavailable().json(json!({ "error": "supervisor is not running" })),
     }
 }

@@ -23,6 +23,8 @@ const FLUSH_GRACE: Duration = Duration::from_secs(25);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
+    #[error("{0}")]
+    AdminToken(String),
     #[error("admin API cannot listen on {addr}: {source}")]
     Admin {
         addr: std::net::SocketAddr,
@@ -39,6 +41,13 @@ pub async fn run_daemon(app: App) -> Result<i32, DaemonError> {
         // directory fixed while the daemon runs is picked up.
         tracing::error!(error = %err, "state_dir is not usable; accounts cannot start until it is");
     }
+    let admin_token = match app.config.admin.token.as_ref().map(|t| t.resolve()).transpose() {
+        Ok(token) => token,
+        Err(problem) => return Err(DaemonError::AdminToken(problem)),
+    };
+    if admin_token.is_some() {
+        tracing::info!(listen = %app.config.admin.listen, "admin API requires a bearer token on every route but /healthz");
+    }
     let ready = Arc::new(AtomicBool::new(false));
     let writer = WriterActor::start_with_handle(app.store.clone(), app.config.writer.clone());
     let supervisor = SupervisorActor::new(app.clone(), writer.clone(), true).start();
@@ -48,6 +57,7 @@ pub async fn run_daemon(app: App) -> Result<i32, DaemonError> {
             supervisor: supervisor.clone(),
             store: app.store.clone(),
             ready: ready.clone(),
+            access: Arc::new(crate::admin::AdminAccess::new(&app.config, admin_token)),
         },
     )
     .map_err(|source| DaemonError::Admin {

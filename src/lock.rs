@@ -5,6 +5,7 @@
 //! crash never leaves an account locked.
 
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use fs4::fs_std::FileExt;
@@ -24,6 +25,14 @@ pub enum LockError {
     },
 }
 
+/// Creates `dir` (and missing parents) as 0700 and tightens it to 0700 if
+/// it exists: it holds the account locks, which only the daemon's user may
+/// take.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
 /// A held account lock; released on drop.
 #[derive(Debug)]
 pub struct AccountLock {
@@ -39,12 +48,17 @@ impl AccountLock {
             path: path.clone(),
             source,
         };
-        std::fs::create_dir_all(&dir).map_err(io)?;
+        private_dir(&dir).map_err(io)?;
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(&path)
+            .map_err(io)?;
+        // A lock file created by an older release (or by hand) may be
+        // readable or writable by others: any local user could take it.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
             .map_err(io)?;
         match file.try_lock_exclusive() {
             Ok(true) => Ok(Self { file, path }),

@@ -54,7 +54,7 @@ pub struct ConnectionActor {
     schedule: Schedule,
     life: Arc<ConnectionLife>,
     in_flight: bool,
-    pending: Option<SyncKind>,
+    pending: Option<SyncRequest>,
     /// Consecutive failed syncs or crashes; stretches the next delay.
     failures: u32,
     /// The kind of the last failed sync: the retry repeats it (a deep or
@@ -114,24 +114,37 @@ impl ConnectionActor {
 
     fn on_tick(&mut self, ctx: &mut Context<Self>) {
         let kind = self.retry_kind.take().unwrap_or(SyncKind::Incremental);
-        self.request(kind, ctx);
+        self.request(SyncRequest::scheduled(kind), ctx);
         self.schedule_tick(ctx, None);
     }
 
     /// Starts a sync now, or remembers it for when the running one ends.
-    fn request(&mut self, kind: SyncKind, ctx: &mut Context<Self>) -> bool {
+    /// Scheduled requests coalesce; a manual request (with a run id) is never
+    /// dropped: it is queued, or refused when another manual one is queued.
+    fn request(&mut self, request: SyncRequest, ctx: &mut Context<Self>) -> TriggerOutcome {
         if self.stopping {
-            return false;
+            return TriggerOutcome::Stopping;
         }
         if self.in_flight {
             self.life.coalesced.fetch_add(1, Ordering::Relaxed);
-            // A deep or explicit request outranks a scheduled one.
-            self.pending = match (self.pending, kind) {
-                (Some(existing), SyncKind::Incremental) => Some(existing),
-                _ => Some(kind),
-            };
-            return false;
+            if let Some(SyncRequest {
+                run_id: Some(queued), ..
+            }) = &self.pending
+            {
+                if request.run_id.is_some() {
+                    return TriggerOutcome::AlreadyQueued { run_id: queued.clone() };
+                }
+                return TriggerOutcome::Queued;
+            }
+            // A manual, deep or explicit request outranks a scheduled incremental one.
+            let keep_existing =
+                request.run_id.is_none() && request.kind == SyncKind::Incremental && self.pending.is_some();
+            if !keep_existing {
+                self.pending = Some(request);
+            }
+            return TriggerOutcome::Queued;
         }
+        let SyncRequest { kind, run_id } = request;
         self.in_flight = true;
         self.life.syncs_started.fetch_add(1, Ordering::Relaxed);
         let sync = self.sync.clone();
@@ -153,7 +166,8 @@ impl ConnectionActor {
                 SyncKind::Deep => "deep",
                 SyncKind::Explicit { .. } => "manual",
             };
-            let result = sync.run(kind, trigger).await;
+            let trigger = if run_id.is_some() { "manual" } else { trigger };
+            let result = sync.run_as(kind, trigger, run_id).await;
             if verify_due {
                 verify(&sync, verify_days).await;
             }
@@ -204,7 +218,7 @@ impl ConnectionActor {
                     }
                 }),
         );
-        true
+        TriggerOutcome::Started
     }
 }
 
@@ -282,17 +296,56 @@ impl Supervised for ConnectionActor {
     }
 }
 
-/// Ask for a sync now (admin API). Answers whether it started right away
-/// (`true`) or was coalesced into the one after the running sync (`false`).
+/// One request for a sync: its kind, and the run id a manual request is
+/// recorded under in `sync_runs`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncRequest {
+    pub kind: SyncKind,
+    pub run_id: Option<String>,
+}
+
+impl SyncRequest {
+    pub fn scheduled(kind: SyncKind) -> Self {
+        Self { kind, run_id: None }
+    }
+}
+
+/// What became of a request.
+#[derive(Clone, Debug, PartialEq, Eq, MessageResponse)]
+pub enum TriggerOutcome {
+    /// Started right away.
+    Started,
+    /// Will run after the running sync (scheduled requests coalesce here).
+    Queued,
+    /// A manual request is already queued; this one is refused, not dropped.
+    AlreadyQueued { run_id: String },
+    /// The account is stopping.
+    Stopping,
+}
+
+impl TriggerOutcome {
+    pub fn started(&self) -> bool {
+        *self == TriggerOutcome::Started
+    }
+}
+
+/// Ask for a sync now (admin API, tests).
 #[derive(Message)]
-#[rtype(result = "bool")]
-pub struct TriggerSync(pub SyncKind);
+#[rtype(result = "TriggerOutcome")]
+pub struct TriggerSync(pub SyncRequest);
+
+impl TriggerSync {
+    /// A request without a run id (coalesces like a scheduled one).
+    pub fn new(kind: SyncKind) -> Self {
+        TriggerSync(SyncRequest::scheduled(kind))
+    }
+}
 
 impl Handler<TriggerSync> for ConnectionActor {
-    type Result = bool;
+    type Result = TriggerOutcome;
 
-    fn handle(&mut self, TriggerSync(kind): TriggerSync, ctx: &mut Self::Context) -> bool {
-        self.request(kind, ctx)
+    fn handle(&mut self, TriggerSync(request): TriggerSync, ctx: &mut Self::Context) -> TriggerOutcome {
+        self.request(request, ctx)
     }
 }
 

@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::connection::{ConnectionActor, ConnectionLife, Schedule, Stop, TriggerSync};
+use super::connection::{ConnectionActor, ConnectionLife, Schedule, Stop, SyncRequest, TriggerOutcome, TriggerSync};
 use super::writer::WriterHandle;
 use crate::app::App;
 use crate::config::AccountConfig;
 use crate::lock::AccountLock;
-use crate::sync::window::SyncKind;
 
 struct Connection {
     addr: Addr<ConnectionActor>,
@@ -246,14 +245,14 @@ pub enum TriggerError {
 
 /// Start a sync of one account now (admin API).
 #[derive(Message)]
-#[rtype(result = "Result<bool, TriggerError>")]
+#[rtype(result = "Result<TriggerOutcome, TriggerError>")]
 pub struct Trigger {
     pub account: String,
-    pub kind: SyncKind,
+    pub request: SyncRequest,
 }
 
 impl Handler<Trigger> for SupervisorActor {
-    type Result = ResponseFuture<Result<bool, TriggerError>>;
+    type Result = ResponseFuture<Result<TriggerOutcome, TriggerError>>;
 
     fn handle(&mut self, msg: Trigger, _: &mut Self::Context) -> Self::Result {
         let Some(connection) = self.connections.get(&msg.account) else {
@@ -261,7 +260,7 @@ impl Handler<Trigger> for SupervisorActor {
         };
         let addr = connection.addr.clone();
         Box::pin(async move {
-            addr.send(TriggerSync(msg.kind))
+            addr.send(TriggerSync(msg.request))
                 .await
                 .map_err(|_| TriggerError::Unavailable(msg.account))
         })

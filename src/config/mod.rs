@@ -61,6 +61,40 @@ pub struct WriterConfig {
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
+    /// Where the bearer token comes from; `None`: no token (loopback only).
+    pub token: Option<AdminToken>,
+    pub manual_sync_min_interval: Duration,
+    /// `None`: each account's `backfill_days`.
+    pub max_manual_window_days: Option<u32>,
+}
+
+/// The admin API's bearer token: given inline, or read from a file when the
+/// daemon starts (so the file can be a systemd credential).
+#[derive(Debug, Clone)]
+pub enum AdminToken {
+    Inline(Secret),
+    File(PathBuf),
+}
+
+impl AdminToken {
+    /// The token, reading the file if that is where it lives.
+    pub fn resolve(&self) -> Result<Secret, String> {
+        match self {
+            AdminToken::Inline(secret) => Ok(secret.clone()),
+            AdminToken::File(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("admin.token_file {}: cannot be read ({e})", path.display()))?;
+                let token = text.trim();
+                if token.len() < 16 {
+                    return Err(format!(
+                        "admin.token_file {}: the token must be at least 16 characters (e.g. `openssl rand -hex 32`)",
+                        path.display()
+                    ));
+                }
+                Ok(Secret::new(token))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -144,7 +178,8 @@ impl ValidatedConfig {
                 dir.display()
             )],
         };
-        std::fs::create_dir_all(dir).map_err(|e| problem(format!("cannot be created ({e})")))?;
+        crate::lock::private_dir(dir)
+            .map_err(|e| problem(format!("cannot be created as a private (0700) directory ({e})")))?;
         let probe = dir.join(format!(".write-test-{}", std::process::id()));
         std::fs::write(&probe, b"ok").map_err(|e| problem(format!("is not writable ({e})")))?;
         let _ = std::fs::remove_file(&probe);

@@ -86,12 +86,26 @@ impl Default for RawWriter {
 pub struct RawAdmin {
     /// Loopback by default: the admin API can trigger syncs.
     pub listen: String,
+    /// A file holding the bearer token every request but `/healthz` must
+    /// carry; required when `listen` is not loopback.
+    pub token_file: Option<String>,
+    /// The token itself (`${ENV_VAR}` recommended), instead of a file.
+    pub token: Option<String>,
+    /// Shortest time between two accepted manual syncs of one account.
+    pub manual_sync_min_interval: String,
+    /// Longest window a manual sync may ask for, in days (default: the
+    /// account's `backfill_days`).
+    pub max_manual_window_days: Option<u64>,
 }
 
 impl Default for RawAdmin {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:9464".into(),
+            token_file: None,
+            token: None,
+            manual_sync_min_interval: "10s".into(),
+            max_manual_window_days: None,
         }
     }
 }

@@ -105,15 +105,7 @@ pub(super) fn validate(value: toml::Value) -> Result<ValidatedConfig, ConfigErro
                 &mut problems,
             ),
         },
-        admin: AdminConfig {
-            listen: raw.admin.listen.parse::<SocketAddr>().unwrap_or_else(|_| {
-                problems.push(format!(
-                    "admin.listen: '{}' is not an address:port such as 127.0.0.1:9464",
-                    raw.admin.listen
-                ));
-                SocketAddr::from(([127, 0, 0, 1], 9464))
-            }),
-        },
+        admin: admin_config(&raw.admin, &mut problems),
         sync: SyncConfig {
             deep_resync_interval: bounded_duration(
                 "sync.deep_resync_interval",
@@ -175,6 +167,50 @@ pub(super) fn validate(value: toml::Value) -> Result<ValidatedConfig, ConfigErro
         Ok(config)
     } else {
         Err(ConfigError::Invalid { problems })
+    }
+}
+
+/// The admin API may trigger syncs and shows account errors: anywhere but
+/// loopback it must require a bearer token.
+fn admin_config(raw: &super::raw::RawAdmin, problems: &mut Vec<String>) -> AdminConfig {
+    let listen = raw.listen.parse::<SocketAddr>().unwrap_or_else(|_| {
+        problems.push(format!(
+            "admin.listen: '{}' is not an address:port such as 127.0.0.1:9464",
+            raw.listen
+        ));
+        SocketAddr::from(([127, 0, 0, 1], 9464))
+    });
+    let token = match (raw.token.as_deref().filter(|t| !t.is_empty()), &raw.token_file) {
+        (Some(_), Some(_)) => {
+            problems.push("admin: set admin.token or admin.token_file, not both".to_string());
+            None
+        }
+        (Some(token), None) if token.len() < 16 => {
+            problems.push("admin.token: must be at least 16 characters (e.g. `openssl rand -hex 32`)".to_string());
+            None
+        }
+        (Some(token), None) => Some(AdminToken::Inline(Secret::new(token))),
+        (None, Some(file)) => Some(AdminToken::File(PathBuf::from(file))),
+        (None, None) => None,
+    };
+    if !listen.ip().is_loopback() && token.is_none() {
+        problems.push(format!(
+            "admin.listen: {listen} is not loopback, so anyone who can reach it could trigger syncs; \
+             set admin.token_file (or admin.token) so every request needs a bearer token, or listen on 127.0.0.1"
+        ));
+    }
+    AdminConfig {
+        listen,
+        token,
+        manual_sync_min_interval: bounded_duration(
+            "admin.manual_sync_min_interval",
+            &raw.manual_sync_min_interval,
+            (0, 86_400),
+            problems,
+        ),
+        max_manual_window_days: raw
+            .max_manual_window_days
+            .map(|days| bounded("admin.max_manual_window_days", days, (1, 3_650), problems) as u32),
     }
 }
 

@@ -41,13 +41,16 @@ pub struct BuildContext {
     pub retry: RetryPolicy,
 }
 
+/// A provider's constructor.
+pub type BuildFn = fn(AccountView<'_>, &BuildContext) -> Result<Arc<dyn ProviderAdapter>, ProviderError>;
+
 /// The provider-specific code behind a descriptor.
 #[derive(Clone, Copy)]
 pub struct AdapterHooks {
     /// Reads the account into the provider's typed config, purely: the
     /// problems `check-config` reports, each naming account, field and fix.
     pub check: fn(AccountView<'_>) -> Result<(), Vec<String>>,
-    pub build: fn(AccountView<'_>, &BuildContext) -> Result<Arc<dyn ProviderAdapter>, ProviderError>,
+    pub build: BuildFn,
 }
 
 /// Everything the rest of the crate knows about one provider.

@@ -149,6 +149,18 @@ impl AccountSync {
     /// Runs a whole sync of `kind`: every chunk in order, moving the watermark
     /// after each stored chunk, stopping at the first failed chunk.
     pub async fn run(&self, kind: SyncKind, trigger: &'static str) -> Result<Vec<SyncReport>, SyncError> {
+        self.run_as(kind, trigger, None).await
+    }
+
+    /// [`Self::run`], recording its `sync_runs` rows under `run_id` (the
+    /// first chunk as `run_id`, later ones as `run_id.N`) so a manual request
+    /// can be followed; without one, ids are made from the account and time.
+    pub async fn run_as(
+        &self,
+        kind: SyncKind,
+        trigger: &'static str,
+        run_id: Option<String>,
+    ) -> Result<Vec<SyncReport>, SyncError> {
         let stored = read_watermark(&self.store, &self.account.id)
             .await
             .map_err(|source| SyncError::State {
@@ -160,9 +172,14 @@ impl AccountSync {
         let plan = window::plan(kind, watermark, now, &self.policy);
         let trigger = if plan.starts_history { "backfill" } else { trigger };
         let mut reports = Vec::new();
-        for chunk in &plan.chunks {
+        for (index, chunk) in plan.chunks.iter().enumerate() {
+            let id = match (&run_id, index) {
+                (Some(base), 0) => Some(base.clone()),
+                (Some(base), n) => Some(format!("{base}.{n}")),
+                (None, _) => None,
+            };
             let report = self
-                .sync_window(*chunk, trigger, stored.as_ref().map(|s| s.last_success_at))
+                .sync_window(*chunk, trigger, stored.as_ref().map(|s| s.last_success_at), id)
                 .await?;
             let succeeded = report.succeeded;
             reports.push(report);
@@ -214,6 +231,7 @@ impl AccountSync {
         window: TimeWindow,
         trigger: &'static str,
         last_success: Option<DateTime<Utc>>,
+        run_id: Option<String>,
     ) -> Result<SyncReport, SyncError> {
         let started = Instant::now();
         let started_at = Utc::now();
@@ -324,7 +342,7 @@ impl AccountSync {
             "sync finished"
         );
         let run = SyncRunRow {
-            run_id: format!("{}-{}", self.account.id, started_at.timestamp_micros()),
+            run_id: run_id.unwrap_or_else(|| format!("{}-{}", self.account.id, started_at.timestamp_micros())),
             connection_id: self.account.id.clone(),
             provider: provider.as_str().to_string(),
             trigger: trigger.to_string(),

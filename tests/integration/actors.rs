@@ -142,7 +142,11 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 async fn ticks_during_a_sync_are_coalesced_into_one_more_sync() {
     let h = harness("coalesce").await;
     assert!(
-        h.addr.send(TriggerSync(SyncKind::Incremental)).await.unwrap(),
+        h.addr
+            .send(TriggerSync::new(SyncKind::Incremental))
+            .await
+            .unwrap()
+            .started(),
         "idle: starts at once"
     );
     eventually("the first fetch", || h.fetches.load(Ordering::SeqCst) == 1).await;
@@ -150,7 +154,11 @@ async fn ticks_during_a_sync_are_coalesced_into_one_more_sync() {
     // Three more requests while the first sync waits at the gate.
     for _ in 0..3 {
         assert!(
-            !h.addr.send(TriggerSync(SyncKind::Incremental)).await.unwrap(),
+            !h.addr
+                .send(TriggerSync::new(SyncKind::Incremental))
+                .await
+                .unwrap()
+                .started(),
             "busy: coalesced"
         );
     }
@@ -178,7 +186,12 @@ async fn a_panicking_sync_restarts_the_actor_which_keeps_working() {
     let h = harness("restart").await;
     eventually("the actor to start", || h.life.starts.load(Ordering::SeqCst) == 1).await;
     h.panic_next.store(true, Ordering::SeqCst);
-    assert!(h.addr.send(TriggerSync(SyncKind::Incremental)).await.unwrap());
+    assert!(h
+        .addr
+        .send(TriggerSync::new(SyncKind::Incremental))
+        .await
+        .unwrap()
+        .started());
     eventually("the restart", || h.life.restarts.load(Ordering::SeqCst) == 1).await;
     eventually("started again after restarting", || {
         h.life.starts.load(Ordering::SeqCst) == 2
@@ -186,7 +199,12 @@ async fn a_panicking_sync_restarts_the_actor_which_keeps_working() {
     .await;
     // The restarted actor syncs normally.
     h.gate.add_permits(100);
-    assert!(h.addr.send(TriggerSync(SyncKind::Incremental)).await.unwrap());
+    assert!(h
+        .addr
+        .send(TriggerSync::new(SyncKind::Incremental))
+        .await
+        .unwrap()
+        .started());
     // The crashed sync counts as finished too.
     eventually("a sync after the restart", || {
         h.life.syncs_finished.load(Ordering::SeqCst) == 2
@@ -200,12 +218,17 @@ async fn a_failed_deep_sync_is_retried_as_a_deep_sync() {
     let h = harness("deep_retry").await;
     h.gate.add_permits(1000);
     // History first, so the next incremental sync would read only the lookback.
-    assert!(h.addr.send(TriggerSync(SyncKind::Incremental)).await.unwrap());
+    assert!(h
+        .addr
+        .send(TriggerSync::new(SyncKind::Incremental))
+        .await
+        .unwrap()
+        .started());
     eventually("the backfill", || h.life.syncs_finished.load(Ordering::SeqCst) == 1).await;
     let width = |w: &TimeWindow| (w.end - w.start).num_days();
     h.fail_next.store(true, Ordering::SeqCst);
     let before = h.windows.lock().unwrap().len();
-    assert!(h.addr.send(TriggerSync(SyncKind::Deep)).await.unwrap());
+    assert!(h.addr.send(TriggerSync::new(SyncKind::Deep)).await.unwrap().started());
     // The failure backoff (10s) brings the retry; it must be deep again.
     eventually("the retry after the failed deep sync", || {
         h.life.syncs_finished.load(Ordering::SeqCst) == 3
