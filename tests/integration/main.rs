@@ -6,6 +6,7 @@ mod support;
 mod actors;
 mod daemon;
 mod failures;
+mod hostile;
 mod migrations;
 mod normalize;
 mod proxy;
