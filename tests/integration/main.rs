@@ -7,6 +7,7 @@ mod actors;
 mod daemon;
 mod dashboards;
 mod failures;
+mod hostile;
 mod logs;
 mod migrations;
 mod normalize;

@@ -30,16 +30,42 @@ pub struct MeasurePolicy {
     pub negative_quantities: bool,
 }
 
-/// Checks one record's measures; the error names the field and the value.
-pub fn check_measures(m: &Measures, policy: MeasurePolicy) -> Result<(), String> {
-    let counts = [
+fn counts(m: &Measures) -> [(&'static str, i64); 5] {
+    [
         ("input_tokens", m.input_tokens),
         ("output_tokens", m.output_tokens),
         ("cached_input_tokens", m.cached_input_tokens),
         ("cache_creation_tokens", m.cache_creation_tokens),
         ("requests", m.requests),
-    ];
-    for (field, value) in counts {
+    ]
+}
+
+/// The most the records of one bucket may add up to in any count:
+/// [`MAX_COUNT`] a day, shared by the day's buckets. Each record within its
+/// own limit is not enough: 1024 records of 2^53 wrap the daily rollup's
+/// Int64 sum; this way an endpoint's day stays within 2^53.
+pub fn max_bucket_total(bucket_seconds: i64) -> i64 {
+    MAX_COUNT / (86_400 / bucket_seconds.clamp(1, 86_400))
+}
+
+/// Adds one (already checked) record's counts to its bucket's `totals`; the
+/// error names the field and the total.
+pub fn add_to_bucket_totals(totals: &mut [i64; 5], m: &Measures, limit: i64) -> Result<(), String> {
+    for (total, (field, value)) in totals.iter_mut().zip(counts(m)) {
+        *total = total.saturating_add(value);
+        if *total > limit {
+            return Err(format!(
+                "the {field} of its records add up to {total}, above {limit} (2^53 a day over its buckets): \
+                 not a real count, and the daily rollup would overflow"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks one record's measures; the error names the field and the value.
+pub fn check_measures(m: &Measures, policy: MeasurePolicy) -> Result<(), String> {
+    for (field, value) in counts(m) {
         if value < 0 {
             return Err(format!(
                 "{field} is negative ({value}); the provider never documents negative counts"
@@ -105,6 +131,19 @@ mod tests {
         assert!(check_measures(&absurd, MeasurePolicy::default())
             .unwrap_err()
             .contains("cost"));
+        // Within its own limit, but 1024 of them would wrap a day's Int64.
+        let at_limit = Measures {
+            input_tokens: MAX_COUNT,
+            ..Measures::default()
+        };
+        assert!(check_measures(&at_limit, MeasurePolicy::default()).is_ok());
+        let mut totals = [0; 5];
+        assert!(add_to_bucket_totals(&mut totals, &at_limit, max_bucket_total(86_400)).is_ok());
+        assert!(add_to_bucket_totals(&mut totals, &at_limit, max_bucket_total(86_400))
+            .unwrap_err()
+            .contains("input_tokens of its records add up to"));
+        assert_eq!(max_bucket_total(3_600), MAX_COUNT / 24);
+        assert_eq!(max_bucket_total(60), MAX_COUNT / 1_440);
         let refund = Measures {
             quantity: Decimal::from(-5),
             ..Measures::default()

@@ -369,8 +369,13 @@ impl ProviderHttp {
                          any page should hold"
                     ),
                 )),
-                Err(BodyError::Cut(reason)) => Outcome::Retry {
-                    kind: FailureKind::Network,
+                Err(BodyError::Cut { reason, timed_out }) => Outcome::Retry {
+                    // A body that stalls until the request timeout is a timeout, not a cut line.
+                    kind: if timed_out {
+                        FailureKind::Timeout
+                    } else {
+                        FailureKind::Network
+                    },
                     wait: None,
                     reason: redactor.excerpt(&reason, 300),
                 },
@@ -379,7 +384,7 @@ impl ProviderHttp {
         let text = match &body {
             Ok(bytes) => String::from_utf8_lossy(bytes).into_owned(),
             Err(BodyError::TooLarge(_)) => "(error body too large)".to_string(),
-            Err(BodyError::Cut(_)) => "(error body cut off)".to_string(),
+            Err(BodyError::Cut { .. }) => "(error body cut off)".to_string(),
         };
         let detail = if text.trim().is_empty() {
             "(empty body)".to_string()
@@ -437,7 +442,7 @@ enum Outcome {
 
 enum BodyError {
     TooLarge(usize),
-    Cut(String),
+    Cut { reason: String, timed_out: bool },
 }
 
 /// Reads the body, refusing to buffer more than `limit` bytes: a declared
@@ -457,7 +462,12 @@ async fn read_capped(mut response: Response, limit: usize) -> Result<bytes::Byte
                 body.extend_from_slice(&chunk);
             }
             Ok(None) => return Ok(body.freeze()),
-            Err(e) => return Err(BodyError::Cut(format!("response body cut off: {}", without_url(&e)))),
+            Err(e) => {
+                return Err(BodyError::Cut {
+                    reason: format!("response body cut off: {}", without_url(&e)),
+                    timed_out: e.is_timeout(),
+                })
+            }
         }
     }
 }

@@ -8,17 +8,18 @@
 //!   scope, and an empty one would cancel them);
 //! - a bucket seen twice is an error, never summed (for APIs that page by
 //!   rows, a record identity seen twice);
-//! - every record's numbers checked ([`super::guards`]);
+//! - every record's numbers checked, and each bucket's totals of its counts
+//!   ([`super::guards`]);
 //! - `covered_buckets` is exactly the buckets the answer contained.
 //!
 //! Adapters only fetch and parse one page; they cannot forget a guard.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::guards::{check_measures, MeasurePolicy};
+use super::guards::{add_to_bucket_totals, check_measures, max_bucket_total, MeasurePolicy};
 use super::http::ProviderHttp;
 use super::json::JsonError;
 use crate::normalize::record_key::record_key;
@@ -106,6 +107,9 @@ impl Pager<'_> {
         let mut fetch = EndpointFetch::default();
         let mut cursors: HashSet<String> = HashSet::new();
         let mut identities: HashSet<u64> = HashSet::new();
+        let bucket_limit = max_bucket_total(width.num_seconds());
+        // Per bucket, across pages (a bucket may continue on the next page).
+        let mut totals: HashMap<DateTime<Utc>, [i64; 5]> = HashMap::new();
         let mut empty_run = 0;
         let mut cursor: Option<String> = None;
         for number in 1..=max_pages {
@@ -133,7 +137,9 @@ impl Pager<'_> {
                     if record.identity.bucket_start != bucket.start {
                         return Err(self.bad(number, "a record does not lie in its bucket (adapter bug)"));
                     }
-                    if let Err(problem) = check_measures(&record.measures, self.measures) {
+                    if let Err(problem) = check_measures(&record.measures, self.measures).and_then(|()| {
+                        add_to_bucket_totals(totals.entry(bucket.start).or_default(), &record.measures, bucket_limit)
+                    }) {
                         return Err(self.bad(number, &format!("bucket {}: {problem}", bucket.start.to_rfc3339())));
                     }
                     if let Spread::RowsAcrossPages { .. } = self.spread {
