@@ -15,13 +15,18 @@ fn free_port() -> u16 {
 
 /// Starts `tokentra-sync run` on a fresh test config for `accounts`, with
 /// its admin API on a free port.
-fn start_daemon(test: &str, accounts: &str) -> (TestConfig, u16, tokio::process::Child) {
+pub(crate) fn start_daemon(test: &str, accounts: &str) -> (TestConfig, u16, tokio::process::Child) {
+    start_daemon_with(test, accounts, "")
+}
+
+/// [`start_daemon`] with more `[admin]` keys.
+pub(crate) fn start_daemon_with(test: &str, accounts: &str, admin: &str) -> (TestConfig, u16, tokio::process::Child) {
     let port = free_port();
     let config = TestConfig::with_url(
         test,
         accounts,
         &support::clickhouse_url(),
-        &format!("[admin]\nlisten = \"127.0.0.1:{port}\"\n"),
+        &format!("[admin]\nlisten = \"127.0.0.1:{port}\"\n{admin}\n"),
     );
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokentra-sync"))
         .args(["run", "-c"])
@@ -37,7 +42,7 @@ fn start_daemon(test: &str, accounts: &str) -> (TestConfig, u16, tokio::process:
 
 /// SIGTERM (through the shell's `kill` builtin: no procps needed), then the
 /// daemon must exit 0 within its grace periods (45s + 25s).
-async fn stop_with_sigterm(mut child: tokio::process::Child) {
+pub(crate) async fn stop_with_sigterm(mut child: tokio::process::Child) {
     let pid = child.id().unwrap().to_string();
     let status = tokio::process::Command::new("sh")
         .args(["-c", &format!("kill -TERM {pid}")])
@@ -53,7 +58,7 @@ async fn stop_with_sigterm(mut child: tokio::process::Child) {
 }
 
 /// Polls `probe` until it returns `Some`, failing after `limit`.
-async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -116,11 +121,17 @@ async fn the_daemon_syncs_serves_metrics_owns_its_accounts_and_stops_on_sigterm(
     // The admin API triggers a sync; unknown accounts are a 404.
     let r = http
         .post(format!("{base}/v1/accounts/openai-org-1/sync"))
+        .json(&serde_json::json!({}))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
-    let r = http.post(format!("{base}/v1/accounts/nope/sync")).send().await.unwrap();
+    let r = http
+        .post(format!("{base}/v1/accounts/nope/sync"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
 
     // A one-shot sync may not take an account the daemon owns.
