@@ -305,7 +305,7 @@ fn costs(world: &World<'_>, org: &str, params: &Params) -> Result<Reply, Reply> 
             .filter(|r| query::keep(r, &filters))
             .collect();
         let mut rows = query::aggregate(rows, &mask);
-        rows.sort_by(|a, b| b.amount.cmp(&a.amount));
+        rows.sort_by_key(|r| Reverse(r.amount));
         out.extend(rows.into_iter().map(|r| {
             // Requests have no per-component attribution.
             let requests = if by_component {

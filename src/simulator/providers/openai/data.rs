@@ -93,18 +93,48 @@ const EMBED_STREAMS: [Stream; 2] = [
     oa(Some(1), Some(1), Some(1), EMBED_SMALL, false, "default", 120_000),
 ];
 
-/// File-search tool calls: (project, key, user, vector store, calls at peak).
-const FILE_SEARCH_STREAMS: [(Option<usize>, Option<usize>, Option<usize>, usize, i64); 3] = [
-    (Some(0), Some(0), Some(0), 0, 40),
-    (Some(1), Some(1), Some(1), 1, 25),
-    (Some(1), Some(2), None, 2, 12),
+/// A stream of tool calls. `model` and `detail` are the web search's model
+/// and context level; a file search has no model and searches vector store
+/// `store`.
+struct ToolStream {
+    project: Option<usize>,
+    key: Option<usize>,
+    user: Option<usize>,
+    model: &'static str,
+    detail: &'static str,
+    store: usize,
+    /// Calls at peak traffic.
+    base: i64,
+}
+
+const fn tool(
+    (project, key, user): (Option<usize>, Option<usize>, Option<usize>),
+    model: &'static str,
+    detail: &'static str,
+    store: usize,
+    base: i64,
+) -> ToolStream {
+    ToolStream {
+        project,
+        key,
+        user,
+        model,
+        detail,
+        store,
+        base,
+    }
+}
+
+const FILE_SEARCH_STREAMS: [ToolStream; 3] = [
+    tool((Some(0), Some(0), Some(0)), "", "", 0, 40),
+    tool((Some(1), Some(1), Some(1)), "", "", 1, 25),
+    tool((Some(1), Some(2), None), "", "", 2, 12),
 ];
 
-/// Web-search tool calls: (project, key, user, model, context level, calls at peak).
-const WEB_SEARCH_STREAMS: [(Option<usize>, Option<usize>, Option<usize>, &str, &str, i64); 3] = [
-    (Some(0), Some(0), Some(0), GPT4O, "medium", 30),
-    (Some(0), Some(0), Some(0), GPT4O_MINI, "low", 50),
-    (Some(2), Some(3), Some(1), GPT4O, "high", 12),
+const WEB_SEARCH_STREAMS: [ToolStream; 3] = [
+    tool((Some(0), Some(0), Some(0)), GPT4O, "medium", 0, 30),
+    tool((Some(0), Some(0), Some(0)), GPT4O_MINI, "low", 0, 50),
+    tool((Some(2), Some(3), Some(1)), GPT4O, "high", 0, 12),
 ];
 
 /// USD per million tokens: (input, output).
@@ -222,13 +252,13 @@ pub(crate) fn file_search_calls(world: &World<'_>, org: &str, hour: i64) -> Vec<
     let rows = FILE_SEARCH_STREAMS
         .iter()
         .enumerate()
-        .filter_map(|(i, &(project, key, user, store, base))| {
-            let (calls, _) = calls(&draw, hour, 200 + i as i64, base)?;
+        .filter_map(|(i, s)| {
+            let (calls, _) = calls(&draw, hour, 200 + i as i64, s.base)?;
             let dims = vec![
-                ids.project(project),
-                ids.user(user),
-                ids.key(key),
-                ids.vector_store(store),
+                ids.project(s.project),
+                ids.user(s.user),
+                ids.key(s.key),
+                ids.vector_store(s.store),
             ];
             Some(Row::usage(dims, vec![calls]))
         })
@@ -248,15 +278,15 @@ pub(crate) fn web_search_calls(world: &World<'_>, org: &str, hour: i64) -> Vec<R
     let rows = WEB_SEARCH_STREAMS
         .iter()
         .enumerate()
-        .filter_map(|(i, &(project, key, user, model, level, base))| {
-            let (calls, r) = calls(&draw, hour, 300 + i as i64, base)?;
+        .filter_map(|(i, s)| {
+            let (calls, r) = calls(&draw, hour, 300 + i as i64, s.base)?;
             let model_requests = (calls * (40 + (r % 50) as i64) / 100).min(calls);
             let dims = vec![
-                ids.project(project),
-                ids.user(user),
-                ids.key(key),
-                Value::from(model),
-                Value::from(level),
+                ids.project(s.project),
+                ids.user(s.user),
+                ids.key(s.key),
+                Value::from(s.model),
+                Value::from(s.detail),
             ];
             Some(Row::usage(dims, vec![model_requests, calls]))
         })
