@@ -1,24 +1,28 @@
-//! Provider simulator: a real HTTP server that answers like the OpenAI and
-//! Anthropic Admin APIs (documented JSON formats, pagination, `group_by`,
+//! Provider simulator: a real HTTP server that answers like the providers'
+//! usage and cost APIs (documented JSON formats, pagination, `group_by`,
 //! bucket widths, auth and failure modes) from seeded, deterministic data.
 //!
 //! It exists so the README demo and the integration tests can run the daemon
 //! end to end without real credentials, and compare what the daemon stored with
 //! the simulator's ground truth ([`truth`], `GET /_sim/truth`).
 //!
-//! Routes (one server serves every org):
-//! - `/openai/{org}/v1/organization/usage/{completions,embeddings,...}`,
+//! Each simulated provider is a folder under `providers/` implementing one
+//! trait (auth, routes, error format, truth); the server dispatches
+//! `/{provider}/{org}/...` through the registry. Routes (one server serves
+//! every org):
+//! - `/openai/{org}/v1/organization/usage/{completions,embeddings,...,file_search_calls,web_search_calls}`,
 //!   `/openai/{org}/v1/organization/costs`: `Authorization: Bearer <openai_api_key(org)>`.
 //! - `/anthropic/{org}/v1/organizations/usage_report/messages`,
-//!   `/anthropic/{org}/v1/organizations/cost_report`:
+//!   `/anthropic/{org}/v1/organizations/cost_report`, and the beta
+//!   `/anthropic/{org}/v1/organizations/analytics/{usage,cost}` (these also
+//!   need `anthropic-beta: analytics-usage-cost-2026-08-24`):
 //!   `x-api-key: <anthropic_api_key(org)>`, `anthropic-version: 2023-06-01`.
-//! - `GET /_sim/truth?provider=&org=&start=&end=`, `POST /_sim/faults`,
+//! - `GET /_sim/truth?provider=&org=&start=&end=[&api=]`, `POST /_sim/faults`,
 //!   `POST /_sim/restate`, `GET /_sim/stats` (provider requests only).
 
-mod anthropic;
 mod data;
 mod faults;
-mod openai;
+mod providers;
 mod query;
 mod server;
 
@@ -31,8 +35,9 @@ use std::sync::Arc;
 use actix_web::{web, App, HttpServer};
 use chrono::{DateTime, Utc};
 
-pub use data::{normalize_model, Restatement, SimProvider, TruthRow};
+pub use data::{normalize_model, Restatement, TruthRow};
 pub use faults::FaultPlan;
+pub use providers::TruthOptions;
 pub use server::StatEntry;
 
 use server::SimState;
@@ -73,6 +78,12 @@ impl SimHandle {
         format!("http://{}", self.addr)
     }
 
+    /// The `base_url` an account of `provider` for `org` should use; `None`
+    /// for a provider the simulator does not serve.
+    pub fn provider_base_url(&self, provider: &str, org: &str) -> Option<String> {
+        providers::find(provider).map(|p| format!("{}{}", self.base_url(), p.base_path(org)))
+    }
+
     /// The `base_url` an OpenAI account of `org` should use.
     pub fn openai_base_url(&self, org: &str) -> String {
         format!("{}/openai/{org}/v1", self.base_url())
@@ -83,13 +94,28 @@ impl SimHandle {
         format!("{}/anthropic/{org}", self.base_url())
     }
 
-    /// Ground truth with this simulator's seed, history and restatements.
-    /// An unknown provider name yields no rows.
+    /// Ground truth with this simulator's seed, history and restatements,
+    /// for an account with the provider's default settings. An unknown
+    /// provider name yields no rows.
     pub fn truth(&self, provider: &str, org: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<TruthRow> {
-        match SimProvider::parse(provider) {
-            Some(p) => self.state.truth(p, org, start, end),
-            None => Vec::new(),
-        }
+        self.truth_with(provider, org, start, end, &TruthOptions::default())
+            .unwrap_or_default()
+    }
+
+    /// Ground truth for an account configured as `options` say (e.g. an
+    /// Anthropic account with `api = "analytics"`). Errors name an unknown
+    /// provider or an option the provider does not take.
+    pub fn truth_with(
+        &self,
+        provider: &str,
+        org: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        options: &TruthOptions,
+    ) -> Result<Vec<TruthRow>, String> {
+        let p = providers::find(provider)
+            .ok_or_else(|| format!("no simulated provider '{provider}' (known: {})", providers::names()))?;
+        self.state.truth(p, org, start, end, options)
     }
 
     /// Replaces the pending fault counters (see [`FaultPlan`]).
@@ -174,18 +200,18 @@ pub fn anthropic_api_key(org: &str) -> String {
     format!("sk-ant-admin01-FAKE-sim-{org}")
 }
 
-/// Ground truth per UTC day and normalized model for `[start, end)`, as of
-/// now. This is the one implementation behind `GET /_sim/truth` and
-/// [`SimHandle::truth`].
-///
-/// Semantics (chosen to match what the daemon stores):
-/// - tokens and requests come from OpenAI completions + embeddings usage or
-///   Anthropic usage_report, for hours starting in the window (snapped outward
-///   to whole hours); `input_tokens` counts all input (cache reads and writes
-///   included); Anthropic reports no requests (0);
+/// Ground truth per UTC day, normalized model and unit for `[start, end)`,
+/// as of now, for an account with the provider's default settings. This is
+/// the implementation behind `GET /_sim/truth` and [`SimHandle::truth`]; each
+/// provider documents its own semantics (`providers/*/data.rs`). In short:
+/// - tokens and requests come from the usage endpoints, for hours starting in
+///   the window (snapped outward to whole hours); `input_tokens` counts all
+///   input (cache reads and writes included); Anthropic's legacy reports have
+///   no requests (0), its analytics API has;
+/// - quantities (tool calls, web searches, billed tokens) are per unit, so a
+///   model can have one row per unit;
 /// - `cost` sums the daily cost records of every day the window touches
 ///   (snapped outward to whole days), each record at the finest grain
-///   (OpenAI: project, line item, key; Anthropic: workspace, description)
 ///   converted to USD (Anthropic: cents / 100) and rounded half-even to 9
 ///   places; non-model costs (web search) are under model `""`;
 /// - only complete hours (ending at or before now) have data.
@@ -200,7 +226,7 @@ pub fn truth(
     end: DateTime<Utc>,
     restatements: &[Restatement],
 ) -> Vec<TruthRow> {
-    let Some(provider) = SimProvider::parse(provider) else {
+    let Some(provider) = providers::find(provider) else {
         return Vec::new();
     };
     let world = data::World {
@@ -209,5 +235,13 @@ pub fn truth(
         now: Utc::now().timestamp(),
         restatements,
     };
-    world.truth(provider, org, start.timestamp(), end.timestamp())
+    provider
+        .truth(
+            &world,
+            org,
+            start.timestamp(),
+            end.timestamp(),
+            &TruthOptions::default(),
+        )
+        .unwrap_or_default()
 }

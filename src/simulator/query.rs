@@ -1,5 +1,5 @@
-//! Request plumbing shared by both providers: query parsing, bucket windows,
-//! cursors, filters and `group_by` aggregation.
+//! Request plumbing shared by the simulated providers: query parsing, bucket
+//! windows, cursors, filters and `group_by` aggregation.
 
 use std::collections::BTreeMap;
 
@@ -105,6 +105,22 @@ impl Buckets {
     }
 }
 
+/// One page of a row-paged answer (APIs whose `limit` counts rows, not
+/// buckets): rows `[offset, offset + limit)` and the offset of the next page.
+/// A cursor past the end is rejected, like a foreign bucket cursor.
+pub(crate) fn row_page(
+    total: usize,
+    limit: usize,
+    cursor: Option<usize>,
+) -> Result<(usize, usize, Option<usize>), String> {
+    let start = cursor.unwrap_or(0);
+    if cursor.is_some() && start >= total {
+        return Err("page cursor does not belong to this query".into());
+    }
+    let stop = (start + limit).min(total);
+    Ok((start, stop, (stop < total).then_some(stop)))
+}
+
 pub(crate) fn encode_cursor(payload: &str) -> String {
     format!("page_{}", STANDARD.encode(payload))
 }
@@ -189,6 +205,7 @@ pub(crate) fn aggregate(rows: impl IntoIterator<Item = Row>, mask: &[bool]) -> V
                     *a += v;
                 }
                 acc.amount += row.amount;
+                acc.list += row.list;
             }
             None => {
                 out.insert(
@@ -197,6 +214,7 @@ pub(crate) fn aggregate(rows: impl IntoIterator<Item = Row>, mask: &[bool]) -> V
                         dims,
                         vals: row.vals,
                         amount: row.amount,
+                        list: row.list,
                     },
                 );
             }
@@ -239,6 +257,14 @@ mod tests {
     }
 
     #[test]
+    fn row_pages_cover_every_row_once() {
+        assert_eq!(row_page(5, 2, None), Ok((0, 2, Some(2))));
+        assert_eq!(row_page(5, 2, Some(4)), Ok((4, 5, None)));
+        assert_eq!(row_page(0, 2, None), Ok((0, 0, None)));
+        assert!(row_page(5, 2, Some(5)).is_err());
+    }
+
+    #[test]
     fn hours_are_aligned_and_half_open() {
         assert_eq!(hours(0, 7200).collect::<Vec<_>>(), vec![0, 3600]);
         assert_eq!(hours(1, 7201).collect::<Vec<_>>(), vec![3600, 7200]);
@@ -252,6 +278,7 @@ mod tests {
             dims: vec![Value::from(a), Value::from(b)],
             vals: vec![v],
             amount: Decimal::new(v, 3),
+            list: Decimal::new(v, 2),
         };
         let rows = vec![row("x", "p", 1), row("x", "q", 2), row("y", "p", 4)];
         let by_first = aggregate(rows.clone(), &[true, false]);
@@ -261,6 +288,7 @@ mod tests {
         let all = aggregate(rows, &[false, false]);
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].amount, Decimal::new(7, 3));
+        assert_eq!(all[0].list, Decimal::new(7, 2));
     }
 
     #[test]

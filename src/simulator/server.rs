@@ -1,5 +1,5 @@
-//! The HTTP side: shared state, routing, fault injection, request counting and
-//! the `/_sim/*` control endpoints.
+//! The HTTP side: shared state, dispatch to the registered providers, fault
+//! injection, request counting and the `/_sim/*` control endpoints.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, RwLock};
@@ -11,9 +11,10 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::data::{Restatement, SimProvider, TruthRow, World};
+use super::data::{Restatement, TruthRow, World};
 use super::faults::{Fault, FaultPlan, Faults};
-use super::{anthropic, openai, org_ids};
+use super::org_ids;
+use super::providers::{self, SimRequest, SimulatedProvider, TruthOptions};
 
 /// A provider answer before it becomes an HTTP response.
 pub(crate) struct Reply {
@@ -97,7 +98,14 @@ impl SimState {
             .collect()
     }
 
-    pub fn truth(&self, provider: SimProvider, org: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<TruthRow> {
+    pub fn truth(
+        &self,
+        provider: &dyn SimulatedProvider,
+        org: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        options: &TruthOptions,
+    ) -> Result<Vec<TruthRow>, String> {
         let restatements = self.restatements();
         let world = World {
             seed: self.seed,
@@ -105,7 +113,7 @@ impl SimState {
             now: Utc::now().timestamp(),
             restatements: &restatements,
         };
-        world.truth(provider, org, start.timestamp(), end.timestamp())
+        provider.truth(&world, org, start.timestamp(), end.timestamp(), options)
     }
 
     fn count(&self, path: &str, status: u16) {
@@ -118,72 +126,47 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/_sim/faults", web::post().to(faults))
         .route("/_sim/restate", web::post().to(restate))
         .route("/_sim/stats", web::get().to(stats))
-        .service(web::resource("/openai/{org}/v1/{tail:.*}").to(openai_route))
-        .service(web::resource("/anthropic/{org}/{tail:.*}").to(anthropic_route));
+        .service(web::resource("/{provider}/{org}/{tail:.*}").to(provider_route));
 }
 
-fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
-    req.headers().get(name).and_then(|v| v.to_str().ok())
-}
-
-async fn openai_route(req: HttpRequest, state: web::Data<SimState>) -> HttpResponse {
-    serve(&state, &req, SimProvider::OpenAi, |world, org, tail| {
-        openai::handle(
-            world,
-            org,
-            state.org_known(org),
-            req.method().as_str(),
-            tail,
-            header(&req, "authorization"),
-            req.query_string(),
-        )
-    })
-}
-
-async fn anthropic_route(req: HttpRequest, state: web::Data<SimState>) -> HttpResponse {
-    serve(&state, &req, SimProvider::Anthropic, |world, org, tail| {
-        let headers = anthropic::Headers {
-            api_key: header(&req, "x-api-key"),
-            version: header(&req, "anthropic-version"),
-        };
-        anthropic::handle(
-            world,
-            org,
-            state.org_known(org),
-            req.method().as_str(),
-            tail,
-            &headers,
-            req.query_string(),
-        )
-    })
-}
-
-/// Applies the next pending fault (before auth, like an overloaded gateway),
-/// otherwise answers the request; then counts it.
-fn serve(
-    state: &SimState,
-    req: &HttpRequest,
-    provider: SimProvider,
-    answer: impl FnOnce(&World, &str, &str) -> Reply,
-) -> HttpResponse {
-    let org = req.match_info().get("org").unwrap_or_default().to_string();
-    let tail = req.match_info().get("tail").unwrap_or_default().to_string();
+/// Every provider request: the provider from the registry, then the next
+/// pending fault (before auth, like an overloaded gateway), then auth, then
+/// the provider's answer; counted once answered.
+async fn provider_route(req: HttpRequest, state: web::Data<SimState>) -> HttpResponse {
+    let name = req.match_info().get("provider").unwrap_or_default();
+    let Some(provider) = providers::find(name) else {
+        return control_error(
+            404,
+            format!("no simulated provider '{name}' (known: {})", providers::names()),
+        );
+    };
+    let org = req.match_info().get("org").unwrap_or_default();
+    let tail = req.match_info().get("tail").unwrap_or_default();
+    let request = SimRequest {
+        org,
+        org_known: state.org_known(org),
+        method: req.method().as_str(),
+        tail,
+        query: req.query_string(),
+        headers: req.headers(),
+    };
     let fault = lock(&state.faults).next();
-    let reply = match (fault, provider) {
-        (Some(Fault::RateLimit { retry_after }), SimProvider::OpenAi) => openai::rate_limited(retry_after),
-        (Some(Fault::RateLimit { retry_after }), SimProvider::Anthropic) => anthropic::rate_limited(retry_after),
-        (Some(Fault::ServerError), SimProvider::OpenAi) => openai::server_error(),
-        (Some(Fault::ServerError), SimProvider::Anthropic) => anthropic::server_error(),
-        (None | Some(Fault::Truncate), _) => {
-            let restatements = state.restatements();
-            let world = World {
-                seed: state.seed,
-                history_days: state.history_days,
-                now: Utc::now().timestamp(),
-                restatements: &restatements,
-            };
-            answer(&world, &org, &tail)
-        }
+    let reply = match fault {
+        Some(Fault::RateLimit { retry_after }) => provider.rate_limited(retry_after),
+        Some(Fault::ServerError) => provider.server_error(),
+        None | Some(Fault::Truncate) => match provider.authorize(&request) {
+            Err(refused) => refused,
+            Ok(()) => {
+                let restatements = state.restatements();
+                let world = World {
+                    seed: state.seed,
+                    history_days: state.history_days,
+                    now: Utc::now().timestamp(),
+                    restatements: &restatements,
+                };
+                provider.route(&world, &request)
+            }
+        },
     };
     let mut body = serde_json::to_vec(&reply.body).unwrap_or_default();
     if fault == Some(Fault::Truncate) {
@@ -224,9 +207,8 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
 
 async fn truth(req: HttpRequest, state: web::Data<SimState>) -> HttpResponse {
     let params = super::query::Params::parse(req.query_string());
-    let provider = match params.get("provider").and_then(SimProvider::parse) {
-        Some(p) => p,
-        None => return control_error(400, "provider must be 'openai' or 'anthropic'"),
+    let Some(provider) = params.get("provider").and_then(providers::find) else {
+        return control_error(400, format!("provider must be one of {}", providers::names()));
     };
     let org = params.get("org").unwrap_or_default();
     if !state.org_known(org) {
@@ -241,7 +223,13 @@ async fn truth(req: HttpRequest, state: web::Data<SimState>) -> HttpResponse {
     ) else {
         return control_error(400, "start and end must be RFC 3339 times or YYYY-MM-DD dates");
     };
-    ok(json!({"rows": state.truth(provider, org, start, end)}))
+    let options = TruthOptions {
+        api: params.get("api").map(str::to_string),
+    };
+    match state.truth(provider, org, start, end, &options) {
+        Ok(rows) => ok(json!({"rows": rows})),
+        Err(e) => control_error(400, e),
+    }
 }
 
 async fn faults(body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
@@ -259,8 +247,8 @@ pub(crate) fn parse_restatement(body: &[u8], state: &SimState) -> Result<Restate
     let value: Value = serde_json::from_slice(body).map_err(|e| format!("restatement body is not JSON: {e}"))?;
     let field = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_string);
     let provider = field("provider")
-        .and_then(|p| SimProvider::parse(&p))
-        .ok_or("field 'provider' must be 'openai' or 'anthropic'")?;
+        .filter(|p| providers::find(p).is_some())
+        .ok_or_else(|| format!("field 'provider' must be one of {}", providers::names()))?;
     let org = field("org")
         .filter(|o| state.org_known(o))
         .ok_or("field 'org' must name a simulated org (org-1, ...)")?;
@@ -283,7 +271,7 @@ pub(crate) fn parse_restatement(body: &[u8], state: &SimState) -> Result<Restate
 async fn restate(body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
     match parse_restatement(&body, &state) {
         Ok(r) => {
-            tracing::info!(provider = r.provider.as_str(), org = %r.org, day = %r.day, factor = %r.factor, "simulator restatement");
+            tracing::info!(provider = %r.provider, org = %r.org, day = %r.day, factor = %r.factor, "simulator restatement");
             state.restate(r);
             ok(json!({"ok": true}))
         }

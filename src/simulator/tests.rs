@@ -5,14 +5,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
-use rust_decimal::{Decimal, RoundingStrategy};
+use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
 use super::*;
 use crate::providers::json::decimal;
+use crate::simulator::data::round9;
 
 const DAY: i64 = 86_400;
 const HOUR: i64 = 3600;
+const ANALYTICS_BETA: &str = "analytics-usage-cost-2026-08-24";
+/// Every grouping of the analytics cost endpoint: the finest cost grain.
+const ANALYTICS_COST_GROUPS: &str = "group_by[]=workspace_id&group_by[]=model&group_by[]=service_tier&group_by[]=context_window&group_by[]=inference_geo&group_by[]=cost_type&group_by[]=token_type";
 
 struct Sim {
     handle: SimHandle,
@@ -59,16 +63,26 @@ impl Sim {
         self.get(self.client.get(url).bearer_auth(openai_api_key(org))).await
     }
 
-    async fn anthropic(&self, org: &str, path: &str, query: &str) -> (u16, Value) {
+    fn anthropic_request(&self, org: &str, path: &str, query: &str) -> reqwest::RequestBuilder {
         let url = format!(
             "{}/v1/organizations/{path}?{query}",
             self.handle.anthropic_base_url(org)
         );
-        let req = self
-            .client
+        self.client
             .get(url)
             .header("x-api-key", anthropic_api_key(org))
-            .header("anthropic-version", "2023-06-01");
+            .header("anthropic-version", "2023-06-01")
+    }
+
+    async fn anthropic(&self, org: &str, path: &str, query: &str) -> (u16, Value) {
+        self.get(self.anthropic_request(org, path, query)).await
+    }
+
+    /// The analytics API, with its beta header.
+    async fn analytics(&self, org: &str, path: &str, query: &str) -> (u16, Value) {
+        let req = self
+            .anthropic_request(org, &format!("analytics/{path}"), query)
+            .header("anthropic-beta", ANALYTICS_BETA);
         self.get(req).await
     }
 
@@ -84,6 +98,7 @@ impl Sim {
             };
             let (status, body) = match provider {
                 "openai" => self.openai(org, path, &q).await,
+                "analytics" => self.analytics(org, path, &q).await,
                 _ => self.anthropic(org, path, &q).await,
             };
             requests += 1;
@@ -111,10 +126,6 @@ fn int(v: &Value, pointer: &str) -> i64 {
 
 fn total(buckets: &[Value], pointer: &str) -> i64 {
     results(buckets).map(|r| int(r, pointer)).sum()
-}
-
-fn round9(d: Decimal) -> Decimal {
-    d.round_dp_with_strategy(9, RoundingStrategy::MidpointNearestEven)
 }
 
 #[tokio::test]
@@ -464,7 +475,51 @@ fn strip_date(raw: &str) -> String {
     .to_string()
 }
 
-type Sums = BTreeMap<String, (i64, i64, i64, i64, i64, Decimal)>;
+/// Per (model, unit): input, output, cache reads, cache writes, requests,
+/// quantity, cost.
+type Sums = BTreeMap<(String, String), (i64, i64, i64, i64, i64, Decimal, Decimal)>;
+
+fn entry<'a>(sums: &'a mut Sums, raw_model: &str, unit: &str) -> &'a mut (i64, i64, i64, i64, i64, Decimal, Decimal) {
+    sums.entry((strip_date(raw_model), unit.to_string())).or_default()
+}
+
+fn nonzero(mut sums: Sums) -> Sums {
+    sums.retain(|_, v| *v != (0, 0, 0, 0, 0, Decimal::ZERO, Decimal::ZERO));
+    sums
+}
+
+fn sums_of(rows: &[TruthRow]) -> Sums {
+    rows.iter()
+        .map(|r| {
+            let v = (
+                r.input_tokens,
+                r.output_tokens,
+                r.cached_input_tokens,
+                r.cache_creation_tokens,
+                r.requests,
+                r.quantity,
+                r.cost,
+            );
+            ((r.model.clone(), r.unit.clone()), v)
+        })
+        .collect()
+}
+
+/// Anthropic usage results (legacy or analytics `usage` object) into sums.
+fn add_anthropic_usage(sums: &mut Sums, model: &str, usage: &Value, requests: bool) {
+    let read = int(usage, "/cache_read_input_tokens");
+    let write = int(usage, "/cache_creation/ephemeral_5m_input_tokens")
+        + int(usage, "/cache_creation/ephemeral_1h_input_tokens");
+    let e = entry(sums, model, "");
+    e.0 += int(usage, "/uncached_input_tokens") + read + write;
+    e.1 += int(usage, "/output_tokens");
+    e.2 += read;
+    e.3 += write;
+    if requests {
+        e.4 += int(usage, "/requests");
+    }
+    entry(sums, model, "requests").5 += Decimal::from(int(usage, "/server_tool_use/web_search_requests"));
+}
 
 async fn hand_sums(sim: &Sim, provider: &str, org: &str, start: i64, end: i64) -> Sums {
     let mut sums = Sums::new();
@@ -473,12 +528,27 @@ async fn hand_sums(sim: &Sim, provider: &str, org: &str, start: i64, end: i64) -
         for path in ["organization/usage/completions", "organization/usage/embeddings"] {
             let (buckets, _) = sim.pages("openai", org, path, &q).await;
             for r in results(&buckets) {
-                let e = sums.entry(strip_date(r["model"].as_str().unwrap())).or_default();
+                let e = entry(&mut sums, r["model"].as_str().unwrap(), "");
                 e.0 += int(r, "/input_tokens");
                 e.1 += int(r, "/output_tokens");
                 e.2 += int(r, "/input_cached_tokens");
                 e.4 += int(r, "/num_model_requests");
             }
+        }
+        let (buckets, _) = sim
+            .pages("openai", org, "organization/usage/web_search_calls", &q)
+            .await;
+        for r in results(&buckets) {
+            let e = entry(&mut sums, r["model"].as_str().unwrap(), "calls");
+            e.4 += int(r, "/num_model_requests");
+            e.5 += Decimal::from(int(r, "/num_requests"));
+        }
+        let q = format!("start_time={start}&end_time={end}&bucket_width=1h&limit=168");
+        let (buckets, _) = sim
+            .pages("openai", org, "organization/usage/file_search_calls", &q)
+            .await;
+        for r in results(&buckets) {
+            entry(&mut sums, "", "calls").5 += Decimal::from(int(r, "/num_requests"));
         }
         let q = format!(
             "start_time={start}&end_time={end}&group_by[]=project_id&group_by[]=line_item&group_by[]=api_key_id"
@@ -486,7 +556,9 @@ async fn hand_sums(sim: &Sim, provider: &str, org: &str, start: i64, end: i64) -
         let (buckets, _) = sim.pages("openai", org, "organization/costs", &q).await;
         for r in results(&buckets) {
             let model = r["line_item"].as_str().unwrap().rsplit_once(", ").unwrap().0;
-            sums.entry(strip_date(model)).or_default().5 += round9(decimal(&r["amount"]["value"], "value").unwrap());
+            let e = entry(&mut sums, model, "tokens");
+            e.5 += Decimal::from(int(r, "/quantity"));
+            e.6 += round9(decimal(&r["amount"]["value"], "value").unwrap());
         }
     } else {
         let q = format!(
@@ -496,14 +568,7 @@ async fn hand_sums(sim: &Sim, provider: &str, org: &str, start: i64, end: i64) -
         );
         let (buckets, _) = sim.pages("anthropic", org, "usage_report/messages", &q).await;
         for r in results(&buckets) {
-            let e = sums.entry(strip_date(r["model"].as_str().unwrap())).or_default();
-            let read = int(r, "/cache_read_input_tokens");
-            let write = int(r, "/cache_creation/ephemeral_5m_input_tokens")
-                + int(r, "/cache_creation/ephemeral_1h_input_tokens");
-            e.0 += int(r, "/uncached_input_tokens") + read + write;
-            e.1 += int(r, "/output_tokens");
-            e.2 += read;
-            e.3 += write;
+            add_anthropic_usage(&mut sums, r["model"].as_str().unwrap(), r, false);
         }
         let q = format!(
             "starting_at={}&ending_at={}&group_by[]=workspace_id&group_by[]=description",
@@ -513,11 +578,10 @@ async fn hand_sums(sim: &Sim, provider: &str, org: &str, start: i64, end: i64) -
         let (buckets, _) = sim.pages("anthropic", org, "cost_report", &q).await;
         for r in results(&buckets) {
             let cents = decimal(&r["amount"], "amount").unwrap();
-            sums.entry(strip_date(r["model"].as_str().unwrap_or(""))).or_default().5 +=
-                round9(cents / Decimal::ONE_HUNDRED);
+            entry(&mut sums, r["model"].as_str().unwrap_or(""), "").6 += round9(cents / Decimal::ONE_HUNDRED);
         }
     }
-    sums
+    nonzero(sums)
 }
 
 #[tokio::test]
@@ -537,20 +601,9 @@ async fn truth_equals_a_hand_sum_of_the_served_json() {
             let rows: Vec<TruthRow> = serde_json::from_value(body["rows"].clone()).unwrap();
             assert!(rows.iter().all(|r| r.day == at(start).date_naive()));
             assert!(body["rows"][0]["cost"].is_string(), "cost is a decimal string");
-            let got: Sums = rows
-                .iter()
-                .map(|r| {
-                    let v = (
-                        r.input_tokens,
-                        r.output_tokens,
-                        r.cached_input_tokens,
-                        r.cache_creation_tokens,
-                        r.requests,
-                        r.cost,
-                    );
-                    (r.model.clone(), v)
-                })
-                .collect();
+            assert!(body["rows"][0]["quantity"].is_string() && body["rows"][0]["credits"].is_string());
+            let got = sums_of(&rows);
+            assert_eq!(got.len(), rows.len(), "one row per (day, model, unit)");
             assert_eq!(got, expected, "{provider} {org}");
             assert!(got.len() >= 3, "{provider} {org}: {got:?}");
             // the same truth without HTTP
@@ -768,33 +821,21 @@ async fn restatement_changes_truth_and_answers() {
     let after_truth = sim.handle.truth("openai", "org-1", at(start), at(end));
     let after = hand_sums(&sim, "openai", "org-1", start + DAY, end).await;
     // the served answers and the truth moved together
-    let truth_day: Sums = after_truth
-        .iter()
-        .filter(|r| r.day == restated_day)
-        .map(|r| {
-            (
-                r.model.clone(),
-                (
-                    r.input_tokens,
-                    r.output_tokens,
-                    r.cached_input_tokens,
-                    r.cache_creation_tokens,
-                    r.requests,
-                    r.cost,
-                ),
-            )
-        })
-        .collect();
-    assert_eq!(truth_day, after);
-    for (model, b) in &before {
-        let a = &after[model];
+    let day_rows: Vec<TruthRow> = after_truth.iter().filter(|r| r.day == restated_day).cloned().collect();
+    assert_eq!(sums_of(&day_rows), after);
+    for ((model, unit), b) in before.iter().filter(|((_, unit), _)| unit.is_empty()) {
+        let a = &after[&(model.clone(), unit.clone())];
         let ratio = Decimal::from(a.0) / Decimal::from(b.0);
         assert!(
             (ratio - Decimal::new(15, 1)).abs() < Decimal::new(1, 2),
             "{model} {ratio}"
         );
-        assert!(a.5 > b.5, "{model} cost restated");
     }
+    for ((model, unit), b) in before.iter().filter(|((_, unit), _)| unit == "tokens") {
+        assert!(after[&(model.clone(), unit.clone())].6 > b.6, "{model} cost restated");
+    }
+    let calls = |s: &Sums| s[&(String::new(), "calls".to_string())].5;
+    assert!(calls(&after) > calls(&before), "tool calls restated too");
     // other days and orgs are untouched
     let unchanged = |rows: &[TruthRow]| {
         rows.iter()
@@ -981,4 +1022,263 @@ fn public_helpers_name_orgs_and_fake_keys() {
     assert_eq!(org_ids(3), vec!["org-1", "org-2", "org-3"]);
     assert_eq!(openai_api_key("org-1"), "sk-admin-FAKE-sim-org-1");
     assert_eq!(anthropic_api_key("org-2"), "sk-ant-admin01-FAKE-sim-org-2");
+}
+
+#[tokio::test]
+async fn openai_tool_call_endpoints_answer_grouped_buckets() {
+    let sim = Sim::start(42).await;
+    let (start, end) = (today() - 3 * DAY, today() - DAY);
+    let base = format!("start_time={start}&end_time={end}&bucket_width=1d");
+    for (path, object, groups, measures) in [
+        (
+            "organization/usage/web_search_calls",
+            "organization.usage.web_searches.result",
+            vec!["project_id", "user_id", "api_key_id", "model", "context_level"],
+            vec!["/num_requests", "/num_model_requests"],
+        ),
+        (
+            "organization/usage/file_search_calls",
+            "organization.usage.file_searches.result",
+            vec!["project_id", "user_id", "api_key_id", "vector_store_id"],
+            vec!["/num_requests"],
+        ),
+    ] {
+        let (plain, _) = sim.pages("openai", "org-1", path, &base).await;
+        let all: String = groups.iter().map(|g| format!("&group_by[]={g}")).collect();
+        let (fine, _) = sim.pages("openai", "org-1", path, &format!("{base}{all}")).await;
+        assert_eq!(plain.len(), 2, "{path}");
+        assert_eq!(results(&plain).count(), 2, "{path}: one ungrouped row per day");
+        assert!(results(&fine).count() > 4, "{path}");
+        for field in &measures {
+            assert!(total(&plain, field) > 0, "{path} {field}");
+            assert_eq!(total(&plain, field), total(&fine, field), "{path} {field}");
+        }
+        assert!(results(&fine).all(|r| r["object"] == json!(object)));
+        assert!(results(&fine).all(|r| groups.iter().all(|g| r[g].is_string() || r[g].is_null())));
+        assert!(results(&plain).all(|r| groups.iter().all(|g| r[g].is_null())));
+    }
+    // the model requests behind web searches are never more than the searches
+    let q = format!("{base}&group_by[]=model&group_by[]=context_level");
+    let (web, _) = sim
+        .pages("openai", "org-1", "organization/usage/web_search_calls", &q)
+        .await;
+    assert!(results(&web).all(|r| int(r, "/num_model_requests") <= int(r, "/num_requests")));
+    // context_levels filters like the other filters
+    let (low, _) = sim
+        .pages(
+            "openai",
+            "org-1",
+            "organization/usage/web_search_calls",
+            &format!("{q}&context_levels[]=low"),
+        )
+        .await;
+    assert!(results(&low).count() > 0 && results(&low).all(|r| r["context_level"] == json!("low")));
+    assert!(total(&low, "/num_requests") < total(&web, "/num_requests"));
+    sim.handle.stop().await;
+}
+
+#[tokio::test]
+async fn analytics_needs_the_beta_header_and_pages_by_rows() {
+    let sim = Sim::start(42).await;
+    let (start, end) = (today() - 3 * DAY, today() - DAY);
+    let q = format!(
+        "starting_at={}&ending_at={}&time_bucket_width=1h&group_by[]=model",
+        rfc(start),
+        rfc(end)
+    );
+    // without the beta header: a 400 in Anthropic's error format
+    let (status, body) = sim.anthropic("org-1", "analytics/usage", &q).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["type"], json!("error"));
+    assert_eq!(body["error"]["type"], json!("invalid_request_error"));
+    assert!(body["error"]["message"].as_str().unwrap().contains(ANALYTICS_BETA));
+    // other betas alongside are fine
+    let req = sim
+        .anthropic_request("org-1", "analytics/usage", &q)
+        .header("anthropic-beta", format!("some-other-beta, {ANALYTICS_BETA}"));
+    assert_eq!(sim.get(req).await.0, 200);
+
+    let (rows, requests) = sim.pages("analytics", "org-1", "usage", &format!("{q}&limit=7")).await;
+    assert!(requests > 3, "paged by rows: {requests}");
+    let (one, requests) = sim
+        .pages("analytics", "org-1", "usage", &format!("{q}&limit=1000"))
+        .await;
+    assert_eq!(requests, 1);
+    assert_eq!(rows, one, "every row once, in the same order");
+    for row in &rows {
+        let starting = DateTime::parse_from_rfc3339(row["starting_at"].as_str().unwrap()).unwrap();
+        let ending = DateTime::parse_from_rfc3339(row["ending_at"].as_str().unwrap()).unwrap();
+        assert_eq!((ending - starting).num_seconds(), HOUR, "{row}");
+        assert!(
+            row["group"]["model"].is_string() && row["group"]["workspace_id"].is_null(),
+            "{row}"
+        );
+        assert!(row["group"]["product"].is_null());
+        assert!(
+            int(row, "/usage/requests") > 0,
+            "rows without usage are left out: {row}"
+        );
+    }
+    // the same tokens as the legacy report
+    let legacy_q = format!(
+        "starting_at={}&ending_at={}&bucket_width=1h&limit=168&group_by[]=model",
+        rfc(start),
+        rfc(end)
+    );
+    let (legacy, _) = sim
+        .pages("anthropic", "org-1", "usage_report/messages", &legacy_q)
+        .await;
+    for field in [
+        "/uncached_input_tokens",
+        "/output_tokens",
+        "/cache_creation/ephemeral_1h_input_tokens",
+    ] {
+        let analytics: i64 = rows.iter().map(|r| int(r, &format!("/usage{field}"))).sum();
+        assert_eq!(analytics, total(&legacy, field), "{field}");
+    }
+    // bad requests
+    for bad in [
+        format!("starting_at={}&time_bucket_width=2h", rfc(start)),
+        format!(
+            "starting_at={}&ending_at={}&time_bucket_width=1d",
+            rfc(start - 40 * DAY),
+            rfc(end)
+        ),
+        format!("{q}&group_by[]=color"),
+        format!("{q}&page=garbage"),
+        "time_bucket_width=1h".to_string(),
+    ] {
+        let (status, body) = sim.analytics("org-1", "usage", &bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["error"]["type"], json!("invalid_request_error"));
+    }
+    let (status, _) = sim.analytics("org-1", "cost", &q.replace("1h", "1d")).await;
+    assert_eq!(status, 200);
+    let (status, _) = sim.analytics("org-1", "cost", &q).await;
+    assert_eq!(status, 400, "cost is daily");
+    sim.handle.stop().await;
+}
+
+#[tokio::test]
+async fn analytics_cost_bills_what_the_legacy_report_bills() {
+    let sim = Sim::start(42).await;
+    let (start, end) = (today() - 4 * DAY, today() - DAY);
+    let window = format!("starting_at={}&ending_at={}&time_bucket_width=1d", rfc(start), rfc(end));
+    let (fine, _) = sim
+        .pages(
+            "analytics",
+            "org-2",
+            "cost",
+            &format!("{window}&{ANALYTICS_COST_GROUPS}"),
+        )
+        .await;
+    let (plain, _) = sim.pages("analytics", "org-2", "cost", &window).await;
+    let legacy_q = format!("starting_at={}&ending_at={}", rfc(start), rfc(end));
+    let (legacy, _) = sim.pages("anthropic", "org-2", "cost_report", &legacy_q).await;
+    let sum = |rows: &[Value], pointer: &str| -> Decimal {
+        rows.iter()
+            .map(|r| decimal(r.pointer(pointer).unwrap(), pointer).unwrap())
+            .sum()
+    };
+    let legacy_cents: Decimal = results(&legacy).map(|r| decimal(&r["amount"], "amount").unwrap()).sum();
+    assert_eq!(sum(&fine, "/cost/amount"), legacy_cents);
+    assert_eq!(sum(&plain, "/cost/amount"), legacy_cents);
+    assert_eq!(plain.len(), 3, "one ungrouped row per day");
+    assert!(
+        sum(&fine, "/cost/list_amount") > sum(&fine, "/cost/amount"),
+        "the org has a discount"
+    );
+    for r in &fine {
+        assert!(
+            r["cost"]["amount"].is_string() && r["cost"]["list_amount"].is_string(),
+            "{r}"
+        );
+        assert_eq!(r["cost"]["currency"], json!("USD"));
+        assert!(r["cost"]["requests"].is_null(), "no requests per cost component: {r}");
+        assert!(r["group"].get("description").is_none());
+        match r["group"]["cost_type"].as_str().unwrap() {
+            "tokens" => assert!(r["group"]["model"].is_string() && r["group"]["token_type"].is_string()),
+            "web_search" => assert!(r["group"]["model"].is_null() && r["group"]["token_type"].is_null()),
+            other => panic!("unexpected cost_type {other}"),
+        }
+    }
+    // ungrouped by component, requests are the usage's requests
+    let usage_q = format!("starting_at={}&ending_at={}&time_bucket_width=1d", rfc(start), rfc(end));
+    let (usage, _) = sim.pages("analytics", "org-2", "usage", &usage_q).await;
+    let requests: i64 = usage.iter().map(|r| int(r, "/usage/requests")).sum();
+    assert!(requests > 0);
+    assert_eq!(plain.iter().map(|r| int(r, "/cost/requests")).sum::<i64>(), requests);
+    sim.handle.stop().await;
+}
+
+#[tokio::test]
+async fn analytics_truth_equals_a_hand_sum_of_the_served_json() {
+    let sim = Sim::start(42).await;
+    let (start, end) = (today() - 2 * DAY, today() - DAY);
+    for org in ["org-1", "org-2"] {
+        let mut expected = Sums::new();
+        let q = format!(
+            "starting_at={}&ending_at={}&time_bucket_width=1h&group_by[]=model",
+            rfc(start),
+            rfc(end)
+        );
+        let (rows, _) = sim.pages("analytics", org, "usage", &q).await;
+        for r in &rows {
+            add_anthropic_usage(&mut expected, r["group"]["model"].as_str().unwrap(), &r["usage"], true);
+        }
+        let q = format!(
+            "starting_at={}&ending_at={}&time_bucket_width=1d&{ANALYTICS_COST_GROUPS}",
+            rfc(start),
+            rfc(end)
+        );
+        let (rows, _) = sim.pages("analytics", org, "cost", &q).await;
+        for r in &rows {
+            let cents = decimal(&r["cost"]["amount"], "amount").unwrap();
+            entry(&mut expected, r["group"]["model"].as_str().unwrap_or(""), "").6 +=
+                round9(cents / Decimal::ONE_HUNDRED);
+        }
+        let expected = nonzero(expected);
+        let options = TruthOptions {
+            api: Some("analytics".into()),
+        };
+        let truth = sim
+            .handle
+            .truth_with("anthropic", org, at(start), at(end), &options)
+            .unwrap();
+        assert_eq!(sums_of(&truth), expected, "{org}");
+        assert!(truth.iter().any(|r| r.requests > 0));
+        // over HTTP, with the same option
+        let url = format!(
+            "{}/_sim/truth?provider=anthropic&org={org}&start={}&end={}&api=analytics",
+            sim.handle.base_url(),
+            rfc(start),
+            rfc(end)
+        );
+        let body: Value = sim.client.get(url).send().await.unwrap().json().await.unwrap();
+        let rows: Vec<TruthRow> = serde_json::from_value(body["rows"].clone()).unwrap();
+        assert_eq!(rows, truth);
+    }
+    // an option the provider does not take is refused, naming it
+    let url = format!(
+        "{}/_sim/truth?provider=openai&org=org-1&start={}&end={}&api=analytics",
+        sim.handle.base_url(),
+        rfc(start),
+        rfc(end)
+    );
+    let resp = sim.client.get(url).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    assert!(resp.text().await.unwrap().contains("analytics"));
+    assert!(sim
+        .handle
+        .truth_with("nope", "org-1", at(start), at(end), &TruthOptions::default())
+        .is_err());
+    assert_eq!(
+        sim.handle.provider_base_url("anthropic", "org-2"),
+        Some(sim.handle.anthropic_base_url("org-2"))
+    );
+    assert_eq!(
+        sim.handle.provider_base_url("openai", "org-2"),
+        Some(sim.handle.openai_base_url("org-2"))
+    );
+    sim.handle.stop().await;
 }

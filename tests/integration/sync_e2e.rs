@@ -1,88 +1,159 @@
 //! End to end: simulated OpenAI and Anthropic orgs -> one-shot `sync` (the real
 //! binary) -> ClickHouse -> `usage_daily`, compared with the simulator's ground
-//! truth to the last decimal.
+//! truth to the last decimal, per day, model and unit.
 
 use std::str::FromStr;
 
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use tokentra_sync::actors::writer::WriterActor;
 use tokentra_sync::app::App;
+use tokentra_sync::simulator::{SimHandle, TruthOptions};
 use tokentra_sync::store::{migrations, ClickhouseClient};
 use tokentra_sync::sync::window::SyncKind;
 
 use crate::proxy::Proxy;
-use crate::support::{self, TestConfig, TruthRow};
+use crate::support::{self, TestConfig};
 
 const PROVIDERS: [&str; 2] = ["openai", "anthropic"];
 const ORGS: [&str; 2] = ["org-1", "org-2"];
 
-/// Per day and model, what `usage_daily` says for one account.
-async fn stored(client: &ClickhouseClient, account: &str, since: &str, until: &str) -> Vec<TruthRow> {
-    let tsv = support::query_tsv(
-        client,
-        &format!(
-            "SELECT toString(day), model, sum(input_tokens), sum(output_tokens), sum(cached_input_tokens), \
-                    sum(cache_creation_tokens), sum(requests), toString(sum(cost)) \
-             FROM {{db}}.usage_daily \
-             WHERE connection_id = '{account}' AND day >= toDate('{since}') AND day < toDate('{until}') \
-             GROUP BY day, model ORDER BY day, model"
-        ),
-    )
-    .await;
-    let rows = tsv
-        .lines()
-        .map(|line| {
-            let f: Vec<&str> = line.split('\t').collect();
-            TruthRow {
-                day: f[0].to_string(),
-                model: f[1].to_string(),
-                input_tokens: f[2].parse().unwrap(),
-                output_tokens: f[3].parse().unwrap(),
-                cached_input_tokens: f[4].parse().unwrap(),
-                cache_creation_tokens: f[5].parse().unwrap(),
-                requests: f[6].parse().unwrap(),
-                cost: f[7].to_string(),
-            }
-        })
-        .collect();
-    canonical(rows)
+/// What `sum(...) GROUP BY day, model, unit` over `usage_daily` says for one
+/// account, and what the truth says it must. Decimals in canonical form, so
+/// equal amounts compare equal ("1.50" == "1.5").
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Daily {
+    day: String,
+    model: String,
+    unit: String,
+    input_tokens: i64,
+    output_tokens: i64,
+    cached_input_tokens: i64,
+    cache_creation_tokens: i64,
+    requests: i64,
+    quantity: String,
+    cost: String,
+    credits: String,
 }
 
-/// Drops all-zero rows and writes money in one canonical form, so equal
-/// decimals compare equal ("1.50" == "1.5").
-fn canonical(rows: Vec<TruthRow>) -> Vec<TruthRow> {
-    let mut out: Vec<TruthRow> = rows
-        .into_iter()
-        .map(|mut r| {
-            r.cost = Decimal::from_str(&r.cost).expect("decimal").normalize().to_string();
-            r
-        })
-        .filter(|r| {
-            r.input_tokens != 0
-                || r.output_tokens != 0
-                || r.cached_input_tokens != 0
-                || r.cache_creation_tokens != 0
-                || r.requests != 0
-                || r.cost != "0"
-        })
-        .collect();
+fn canonical(text: &str) -> String {
+    Decimal::from_str(text).expect("decimal").normalize().to_string()
+}
+
+impl Daily {
+    fn is_zero(&self) -> bool {
+        self.input_tokens == 0
+            && self.output_tokens == 0
+            && self.cached_input_tokens == 0
+            && self.cache_creation_tokens == 0
+            && self.requests == 0
+            && self.quantity == "0"
+            && self.cost == "0"
+            && self.credits == "0"
+    }
+}
+
+/// Drops all-zero rows (idle keys) and sorts.
+fn settle(rows: impl IntoIterator<Item = Daily>) -> Vec<Daily> {
+    let mut out: Vec<Daily> = rows.into_iter().filter(|r| !r.is_zero()).collect();
     out.sort();
     out
 }
 
-async fn assert_matches_truth(
-    sim: &tokentra_sync::simulator::SimHandle,
+async fn stored(client: &ClickhouseClient, account: &str, since: &str, until: &str) -> Vec<Daily> {
+    let tsv = support::query_tsv(
+        client,
+        &format!(
+            "SELECT toString(day), model, unit, sum(input_tokens), sum(output_tokens), sum(cached_input_tokens), \
+                    sum(cache_creation_tokens), sum(requests), toString(sum(quantity)), toString(sum(cost)), \
+                    toString(sum(credits)) \
+             FROM {{db}}.usage_daily \
+             WHERE connection_id = '{account}' AND day >= toDate('{since}') AND day < toDate('{until}') \
+             GROUP BY day, model, unit ORDER BY day, model, unit"
+        ),
+    )
+    .await;
+    settle(tsv.lines().map(|line| {
+        let f: Vec<&str> = line.split('\t').collect();
+        Daily {
+            day: f[0].to_string(),
+            model: f[1].to_string(),
+            unit: f[2].to_string(),
+            input_tokens: f[3].parse().unwrap(),
+            output_tokens: f[4].parse().unwrap(),
+            cached_input_tokens: f[5].parse().unwrap(),
+            cache_creation_tokens: f[6].parse().unwrap(),
+            requests: f[7].parse().unwrap(),
+            quantity: canonical(f[8]),
+            cost: canonical(f[9]),
+            credits: canonical(f[10]),
+        }
+    }))
+}
+
+fn midnight(day: &str) -> DateTime<Utc> {
+    NaiveDate::parse_from_str(day, "%Y-%m-%d")
+        .unwrap()
+        .and_time(Default::default())
+        .and_utc()
+}
+
+/// The simulator's truth for an account over whole UTC days `[since, until)`;
+/// `api` as in the account's config.
+fn truth(sim: &SimHandle, provider: &str, org: &str, api: Option<&str>, since: &str, until: &str) -> Vec<Daily> {
+    let options = TruthOptions {
+        api: api.map(str::to_string),
+    };
+    let rows = sim
+        .truth_with(provider, org, midnight(since), midnight(until), &options)
+        .expect("a known provider and option");
+    settle(rows.into_iter().map(|r| Daily {
+        day: r.day.to_string(),
+        model: r.model,
+        unit: r.unit,
+        input_tokens: r.input_tokens,
+        output_tokens: r.output_tokens,
+        cached_input_tokens: r.cached_input_tokens,
+        cache_creation_tokens: r.cache_creation_tokens,
+        requests: r.requests,
+        quantity: canonical(&r.quantity.to_string()),
+        cost: canonical(&r.cost.to_string()),
+        credits: canonical(&r.credits.to_string()),
+    }))
+}
+
+async fn assert_account_matches_truth(
+    sim: &SimHandle,
     client: &ClickhouseClient,
+    (provider, org, api): (&str, &str, Option<&str>),
     since: &str,
     until: &str,
-) {
+) -> Vec<Daily> {
+    let truth = truth(sim, provider, org, api, since, until);
+    assert!(!truth.is_empty(), "the simulator has data for {provider} {org}");
+    let got = stored(client, &format!("{provider}-{org}"), since, until).await;
+    assert_eq!(
+        got, truth,
+        "usage_daily differs from the truth for {provider} {org} ({api:?})"
+    );
+    got
+}
+
+async fn assert_matches_truth(sim: &SimHandle, client: &ClickhouseClient, since: &str, until: &str) {
     for provider in PROVIDERS {
         for org in ORGS {
-            let truth = canonical(support::truth_days(sim, provider, org, since, until).await);
-            assert!(!truth.is_empty(), "the simulator has data for {provider} {org}");
-            let got = stored(client, &format!("{provider}-{org}"), since, until).await;
-            assert_eq!(got, truth, "usage_daily differs from the truth for {provider} {org}");
+            let got = assert_account_matches_truth(sim, client, (provider, org, None), since, until).await;
+            if provider == "openai" {
+                // The tool-call endpoints landed, in their own unit.
+                assert!(
+                    got.iter().any(|r| r.unit == "calls" && r.model.is_empty()),
+                    "file search: {got:?}"
+                );
+                assert!(
+                    got.iter().any(|r| r.unit == "calls" && r.requests > 0),
+                    "web search: {got:?}"
+                );
+            }
         }
     }
 }
@@ -150,7 +221,7 @@ async fn a_week_matches_truth_resyncs_add_nothing_and_restatements_converge() {
     for provider in PROVIDERS {
         support::restate(&sim, provider, "org-1", &restated_day, "1.5").await;
     }
-    let truth_before = support::truth_days(&sim, "openai", "org-2", &since, &until).await;
+    let truth_before = truth(&sim, "openai", "org-2", None, &since, &until);
     run_cli_sync(&config, &since, &until).await;
     assert_matches_truth(&sim, &client, &since, &until).await;
     // The restatement cancelled stored rows (counted in sync_runs: the cancel
@@ -161,7 +232,7 @@ async fn a_week_matches_truth_resyncs_add_nothing_and_restatements_converge() {
         "the restatement must cancel the stored rows it replaced"
     );
     // Untouched orgs kept their numbers.
-    let truth_after = support::truth_days(&sim, "openai", "org-2", &since, &until).await;
+    let truth_after = truth(&sim, "openai", "org-2", None, &since, &until);
     assert_eq!(truth_before, truth_after);
     sim.stop().await;
 }
@@ -179,6 +250,9 @@ async fn an_insert_retried_after_a_timeout_converges() {
     let client = config.client();
     let app = App::new(validated.clone()).unwrap();
     migrations::migrate(&app.store).await.unwrap();
+    // A background merge may fold the duplicate away before it is counted
+    // below (more endpoints, more parts, earlier merges): no merges here.
+    support::query_tsv(&client, "SYSTEM STOP MERGES {db}.usage_records").await;
     let writer = WriterActor::start_with_handle(app.store.clone(), validated.writer.clone());
     let sync = app.account_sync(&validated.accounts[0], writer.sink()).unwrap();
     let (since, until) = window();
@@ -206,8 +280,96 @@ async fn an_insert_retried_after_a_timeout_converges() {
         0,
         "{second:?}"
     );
-    let truth = canonical(support::truth_days(&sim, "openai", "org-1", &since, &until).await);
-    assert_eq!(stored(&client, "openai-org-1", &since, &until).await, truth);
+    assert_account_matches_truth(&sim, &client, ("openai", "org-1", None), &since, &until).await;
     proxy.stop().await;
+    sim.stop().await;
+}
+
+/// `[[accounts]]` blocks for simulated Anthropic orgs, with the `api` setting.
+fn anthropic_accounts(sim: &SimHandle, orgs: &[(&str, &str)]) -> String {
+    orgs.iter()
+        .map(|(org, api)| {
+            format!(
+                "[[accounts]]\nid = \"anthropic-{org}\"\nprovider = \"anthropic\"\nbase_url = \"{base}\"\nbackfill_days = 7\napi = \"{api}\"\n[accounts.credentials]\napi_key = \"{key}\"\n\n",
+                base = sim.anthropic_base_url(org),
+                key = tokentra_sync::simulator::anthropic_api_key(org),
+            )
+        })
+        .collect()
+}
+
+#[actix_rt::test]
+async fn anthropic_analytics_and_legacy_accounts_match_truth_and_resyncs_write_nothing() {
+    let sim = support::start_sim(13, 3).await;
+    let accounts = [("org-1", "analytics"), ("org-2", "analytics"), ("org-3", "legacy")];
+    let config = TestConfig::new("analytics", &anthropic_accounts(&sim, &accounts));
+    let client = config.client();
+    let (since, until) = window();
+
+    let summary = run_cli_sync(&config, &since, &until).await;
+    assert!(
+        summary.contains("anthropic-org-3") && summary.contains("success"),
+        "{summary}"
+    );
+    for (org, api) in accounts {
+        let got = assert_account_matches_truth(&sim, &client, ("anthropic", org, Some(api)), &since, &until).await;
+        let requests: i64 = got.iter().map(|r| r.requests).sum();
+        if api == "analytics" {
+            assert!(requests > 0, "analytics accounts store request counts: {org}");
+            assert!(
+                got.iter().any(|r| r.model.is_empty() && r.cost != "0"),
+                "web search cost"
+            );
+            assert!(got.iter().any(|r| r.unit == "requests"), "web searches");
+        } else {
+            assert_eq!(requests, 0, "the legacy report has no request counts");
+        }
+    }
+    // The two APIs store under their own endpoint names.
+    let endpoints = support::query_tsv(
+        &client,
+        "SELECT connection_id, endpoint FROM {db}.usage_records GROUP BY connection_id, endpoint \
+         ORDER BY connection_id, endpoint",
+    )
+    .await;
+    assert_eq!(
+        endpoints.lines().collect::<Vec<_>>(),
+        [
+            "anthropic-org-1\tanalytics/cost",
+            "anthropic-org-1\tanalytics/usage",
+            "anthropic-org-2\tanalytics/cost",
+            "anthropic-org-2\tanalytics/usage",
+            "anthropic-org-3\tcost_report",
+            "anthropic-org-3\tusage_report/messages",
+        ]
+    );
+    // The list price is kept beside the bill, which stays billed money only.
+    let discounted = support::count(
+        &client,
+        "SELECT count() FROM {db}.usage_records WHERE endpoint = 'analytics/cost' \
+         AND position(attributes, 'list_amount_cents=') > 0 AND position(attributes, 'discount_cents=') > 0",
+    )
+    .await;
+    assert!(discounted > 0);
+
+    // A re-sync of the same window writes nothing and changes nothing.
+    let written = "SELECT sum(rows_written) + sum(rows_cancelled) FROM {db}.sync_runs";
+    let rows_before = support::count(&client, "SELECT count() FROM {db}.usage_records").await;
+    let written_before = support::count(&client, written).await;
+    run_cli_sync(&config, &since, &until).await;
+    assert_eq!(
+        support::count(&client, "SELECT count() FROM {db}.usage_records").await,
+        rows_before
+    );
+    assert_eq!(
+        support::count(&client, written).await,
+        written_before,
+        "the re-sync wrote rows"
+    );
+    let runs = support::count(&client, "SELECT count() FROM {db}.sync_runs WHERE status = 'success'").await;
+    assert_eq!(runs, 2 * 3, "one sync_runs row per account and attempt");
+    for (org, api) in accounts {
+        assert_account_matches_truth(&sim, &client, ("anthropic", org, Some(api)), &since, &until).await;
+    }
     sim.stop().await;
 }

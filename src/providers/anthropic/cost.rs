@@ -24,7 +24,7 @@ const COLUMNS: &[&str] = &["workspace_id", "description", "model", "cost_type"];
 
 /// The only currency Anthropic bills in; anything else would need a rate we
 /// do not have, so it is refused rather than stored as if it were dollars.
-const CURRENCY: &str = "USD";
+pub(super) const CURRENCY: &str = "USD";
 
 /// The record of one cost result.
 pub(super) fn record(
@@ -66,7 +66,7 @@ pub(super) fn record(
 }
 
 /// The billed amount in cents, after checking that it is money we understand.
-fn amount_cents(obj: &Map<String, Value>) -> Result<Decimal, JsonError> {
+pub(super) fn amount_cents(obj: &Map<String, Value>) -> Result<Decimal, JsonError> {
     match obj.get("currency").and_then(Value::as_str) {
         Some(currency) if currency.eq_ignore_ascii_case(CURRENCY) => {}
         _ => {
@@ -87,7 +87,7 @@ fn amount_cents(obj: &Map<String, Value>) -> Result<Decimal, JsonError> {
 /// Cents to dollars, exactly: moving the decimal point two places changes no
 /// digit. Only when that would exceed Decimal's 28 fractional digits does it
 /// fall back to division, which then rounds far below the 9 places stored.
-fn cents_to_dollars(cents: Decimal) -> Decimal {
+pub(super) fn cents_to_dollars(cents: Decimal) -> Decimal {
     let mut dollars = cents;
     match dollars.set_scale(cents.scale() + 2) {
         Ok(()) => dollars,
@@ -96,7 +96,7 @@ fn cents_to_dollars(cents: Decimal) -> Decimal {
 }
 
 /// The product line a cost belongs to, named like the usage side's services.
-fn service(cost_type: Option<&Value>) -> String {
+pub(super) fn service(cost_type: Option<&Value>) -> String {
     match cost_type {
         Some(Value::String(kind)) => match kind.as_str() {
             "tokens" => "messages".to_string(),

@@ -1,10 +1,13 @@
-//! Anthropic Admin API adapter: `usage_report/messages` (hourly tokens) and
-//! `cost_report` (daily billed USD, in cents on the wire).
+//! Anthropic Admin API adapter. By default (`api = "legacy"`) it reads
+//! `usage_report/messages` (hourly tokens) and `cost_report` (daily billed
+//! USD, in cents on the wire); with `api = "analytics"` the beta Usage and
+//! Cost Analytics API instead ([`analytics`]), which adds request counts and
+//! list prices. Both produce the same normalized records.
 //!
-//! Both reports share one envelope and pagination, so the request loop lives
-//! here once; [`usage`] and [`cost`] only map a result to records. Field
-//! formats and quirks: `/work/shared/providers/anthropic.md`.
+//! Both legacy reports share one envelope and pagination, so their request
+//! loop lives here once; [`usage`] and [`cost`] only map a result to records.
 
+mod analytics;
 mod config;
 mod cost;
 mod report;
@@ -205,11 +208,15 @@ impl ProviderAdapter for AnthropicAdapter {
     }
 
     fn endpoints(&self) -> Vec<EndpointSpec> {
-        vec![USAGE, COST]
+        match self.mode {
+            ApiMode::Legacy => vec![USAGE, COST],
+            ApiMode::Analytics => vec![analytics::USAGE, analytics::COST],
+        }
     }
 
     async fn fetch(&self, endpoint: &EndpointSpec, window: TimeWindow) -> Result<EndpointFetch, ProviderError> {
-        let spec = [USAGE, COST]
+        let spec = self
+            .endpoints()
             .into_iter()
             .find(|s| s == endpoint)
             .ok_or_else(|| ProviderError::Config {
@@ -219,6 +226,9 @@ impl ProviderAdapter for AnthropicAdapter {
                     endpoint.endpoint, endpoint.granularity
                 ),
             })?;
+        if self.mode == ApiMode::Analytics {
+            return self.fetch_analytics(&spec, window).await;
+        }
         let end = window.end.min((self.now)().trunc_subsecs(0));
         if end <= window.start {
             return Ok(EndpointFetch::default());

@@ -5,6 +5,9 @@
 //! (langwatch#6977). So the documented token fields are required: a renamed
 //! field fails the sync loudly instead of undercounting.
 
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
@@ -36,6 +39,21 @@ pub(super) fn records(
     let obj = json::object(result, path)?;
     let tokens = Tokens::read(obj).map_err(|e| report::at(path, e))?;
     let raw_group = report::raw_group(obj, MEASURES);
+    Ok(token_records(spec, bucket.start, bucket.end, raw_group, &tokens, None))
+}
+
+/// The token record of one usage result and, when it made web searches, a
+/// second record counting them. `requests` is the result's request count
+/// where the API reports one (the analytics API), `None` where it does not
+/// (the legacy report): then requests are 0 and not reported.
+pub(super) fn token_records(
+    spec: &EndpointSpec,
+    bucket_start: DateTime<Utc>,
+    bucket_end: DateTime<Utc>,
+    raw_group: BTreeMap<String, RawField>,
+    tokens: &Tokens,
+    requests: Option<i64>,
+) -> Vec<FetchedRecord> {
     let dims = Dimensions {
         model_raw: report::text(&raw_group, "model"),
         service: "messages".to_string(),
@@ -48,8 +66,8 @@ pub(super) fn records(
         record_type: spec.record_type,
         endpoint: spec.endpoint.to_string(),
         granularity: spec.granularity,
-        bucket_start: bucket.start,
-        bucket_end: bucket.end,
+        bucket_start,
+        bucket_end,
         raw_group,
     };
 
@@ -61,14 +79,13 @@ pub(super) fn records(
             output_tokens: tokens.output,
             cached_input_tokens: tokens.cache_read,
             cache_creation_tokens: tokens.cache_creation,
-            // Anthropic reports no request counts.
-            requests: 0,
-            requests_reported: false,
+            requests: requests.unwrap_or(0),
+            requests_reported: requests.is_some(),
             ..Measures::default()
         },
     };
     if tokens.web_search_requests == 0 {
-        return Ok(vec![token_record]);
+        return vec![token_record];
     }
     // Same result, other measure: the synthetic `_measure` field keeps the two
     // record keys apart.
@@ -89,11 +106,11 @@ pub(super) fn records(
             ..Measures::default()
         },
     };
-    Ok(vec![token_record, search_record])
+    vec![token_record, search_record]
 }
 
 /// The measures of one result, in our definitions (DESIGN.md rule 4).
-struct Tokens {
+pub(super) struct Tokens {
     /// Uncached + cache reads + cache writes (5m and 1h).
     input: i64,
     output: i64,
@@ -104,7 +121,7 @@ struct Tokens {
 }
 
 impl Tokens {
-    fn read(obj: &Map<String, Value>) -> Result<Self, JsonError> {
+    pub(super) fn read(obj: &Map<String, Value>) -> Result<Self, JsonError> {
         let uncached = required_count(obj, "uncached_input_tokens")?;
         let cache_read = required_count(obj, "cache_read_input_tokens")?;
         let output = required_count(obj, "output_tokens")?;
@@ -137,7 +154,7 @@ impl Tokens {
 }
 
 /// A documented count: the field must be there (see the module doc).
-fn required_count(obj: &Map<String, Value>, field: &str) -> Result<i64, JsonError> {
+pub(super) fn required_count(obj: &Map<String, Value>, field: &str) -> Result<i64, JsonError> {
     match obj.get(field) {
         None | Some(Value::Null) => Err(JsonError(format!(
             "field '{field}' is missing; the report format may have changed"

@@ -6,23 +6,107 @@
 //! bucket at the top of its hour when `bucket_width=1m`. Costs are daily
 //! records computed from the whole day's usage as of now.
 
+mod data;
+
 use std::str::FromStr;
 
 use serde_json::{json, Map, Number, Value};
 
-use super::data::{
-    floor, Row, World, OA_COMPLETION_DIMS, OA_COMPLETION_MEASURES, OA_COST_DIMS, OA_EMBEDDING_DIMS,
-    OA_EMBEDDING_MEASURES,
+use super::{SimRequest, SimulatedProvider, TruthOptions};
+use crate::simulator::data::{floor, Row, TruthRow, World};
+use crate::simulator::openai_api_key;
+use crate::simulator::query::{self, Buckets, Group, Params};
+use crate::simulator::server::Reply;
+use data::{
+    COMPLETION_DIMS, COMPLETION_MEASURES, COST_DIMS, EMBEDDING_DIMS, EMBEDDING_MEASURES, FILE_SEARCH_DIMS,
+    FILE_SEARCH_MEASURES, WEB_SEARCH_DIMS, WEB_SEARCH_MEASURES,
 };
-use super::openai_api_key;
-use super::query::{self, Buckets, Group, Params};
-use super::server::Reply;
+
+/// The provider's name in URLs, truth queries and seeds.
+pub(crate) const NAME: &str = "openai";
+
+/// OpenAI in the simulator's registry.
+pub(crate) struct OpenAi;
+
+impl SimulatedProvider for OpenAi {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn base_path(&self, org: &str) -> String {
+        format!("/{NAME}/{org}/v1")
+    }
+
+    fn authorize(&self, request: &SimRequest<'_>) -> Result<(), Reply> {
+        match request.header("authorization") {
+            None => Err(error(
+                401,
+                "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                "invalid_request_error",
+                None,
+                None,
+            )),
+            Some(header) if !request.org_known || header != format!("Bearer {}", openai_api_key(request.org)) => {
+                Err(error(
+                    401,
+                    "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
+                    "invalid_request_error",
+                    None,
+                    Some("invalid_api_key"),
+                ))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn route(&self, world: &World<'_>, request: &SimRequest<'_>) -> Reply {
+        handle(world, request)
+    }
+
+    fn rate_limited(&self, retry_after: u64) -> Reply {
+        let mut reply = error(
+            429,
+            "Rate limit reached for requests to the organization usage API. Please try again later.",
+            "requests",
+            None,
+            Some("rate_limit_exceeded"),
+        );
+        reply.retry_after = Some(retry_after);
+        reply
+    }
+
+    fn server_error(&self) -> Reply {
+        error(
+            500,
+            "The server had an error while processing your request. Sorry about that!",
+            "server_error",
+            None,
+            None,
+        )
+    }
+
+    fn truth(
+        &self,
+        world: &World<'_>,
+        org: &str,
+        start: i64,
+        end: i64,
+        options: &TruthOptions,
+    ) -> Result<Vec<TruthRow>, String> {
+        if let Some(api) = &options.api {
+            return Err(format!("openai has one API; api '{api}' does not apply"));
+        }
+        Ok(data::truth(world, org, start, end))
+    }
+}
 
 enum Source {
     Completions,
     Embeddings,
-    /// Served with valid, empty buckets (the daemon's truth counts only
-    /// completions and embeddings, so minor endpoints stay empty).
+    FileSearchCalls,
+    WebSearchCalls,
+    /// Served with valid, empty buckets (the truth counts only the endpoints
+    /// above, so minor endpoints stay empty).
     Empty,
 }
 
@@ -50,8 +134,8 @@ const ENDPOINTS: &[Endpoint] = &[
     Endpoint {
         name: "completions",
         object: "organization.usage.completions.result",
-        dims: OA_COMPLETION_DIMS,
-        measures: OA_COMPLETION_MEASURES,
+        dims: COMPLETION_DIMS,
+        measures: COMPLETION_MEASURES,
         filters: &[
             ("project_ids", 0),
             ("user_ids", 1),
@@ -64,15 +148,15 @@ const ENDPOINTS: &[Endpoint] = &[
     Endpoint {
         name: "embeddings",
         object: "organization.usage.embeddings.result",
-        dims: OA_EMBEDDING_DIMS,
-        measures: OA_EMBEDDING_MEASURES,
+        dims: EMBEDDING_DIMS,
+        measures: EMBEDDING_MEASURES,
         filters: PER_MODEL,
         source: Source::Embeddings,
     },
     Endpoint {
         name: "moderations",
         object: "organization.usage.moderations.result",
-        dims: OA_EMBEDDING_DIMS,
+        dims: EMBEDDING_DIMS,
         measures: &["input_tokens", "num_model_requests"],
         filters: PER_MODEL,
         source: Source::Empty,
@@ -88,7 +172,7 @@ const ENDPOINTS: &[Endpoint] = &[
     Endpoint {
         name: "audio_speeches",
         object: "organization.usage.audio_speeches.result",
-        dims: OA_EMBEDDING_DIMS,
+        dims: EMBEDDING_DIMS,
         measures: &["characters", "num_model_requests"],
         filters: PER_MODEL,
         source: Source::Empty,
@@ -96,7 +180,7 @@ const ENDPOINTS: &[Endpoint] = &[
     Endpoint {
         name: "audio_transcriptions",
         object: "organization.usage.audio_transcriptions.result",
-        dims: OA_EMBEDDING_DIMS,
+        dims: EMBEDDING_DIMS,
         measures: &["seconds", "num_model_requests"],
         filters: PER_MODEL,
         source: Source::Empty,
@@ -108,6 +192,33 @@ const ENDPOINTS: &[Endpoint] = &[
         measures: &["usage_bytes"],
         filters: &[("project_ids", 0)],
         source: Source::Empty,
+    },
+    Endpoint {
+        name: "file_search_calls",
+        object: "organization.usage.file_searches.result",
+        dims: FILE_SEARCH_DIMS,
+        measures: FILE_SEARCH_MEASURES,
+        filters: &[
+            ("project_ids", 0),
+            ("user_ids", 1),
+            ("api_key_ids", 2),
+            ("vector_store_ids", 3),
+        ],
+        source: Source::FileSearchCalls,
+    },
+    Endpoint {
+        name: "web_search_calls",
+        object: "organization.usage.web_searches.result",
+        dims: WEB_SEARCH_DIMS,
+        measures: WEB_SEARCH_MEASURES,
+        filters: &[
+            ("project_ids", 0),
+            ("user_ids", 1),
+            ("api_key_ids", 2),
+            ("models", 3),
+            ("context_levels", 4),
+        ],
+        source: Source::WebSearchCalls,
     },
     Endpoint {
         name: "code_interpreter_sessions",
@@ -130,63 +241,15 @@ fn bad_request(param: &str, message: impl AsRef<str>) -> Reply {
     error(400, message.as_ref(), "invalid_request_error", Some(param), None)
 }
 
-pub(crate) fn rate_limited(retry_after: u64) -> Reply {
-    let mut reply = error(
-        429,
-        "Rate limit reached for requests to the organization usage API. Please try again later.",
-        "requests",
-        None,
-        Some("rate_limit_exceeded"),
-    );
-    reply.retry_after = Some(retry_after);
-    reply
-}
-
-pub(crate) fn server_error() -> Reply {
-    error(
-        500,
-        "The server had an error while processing your request. Sorry about that!",
-        "server_error",
-        None,
-        None,
-    )
-}
-
-/// Answers one request under `/openai/{org}/v1/`.
-pub(crate) fn handle(
-    world: &World,
-    org: &str,
-    org_known: bool,
-    method: &str,
-    tail: &str,
-    auth: Option<&str>,
-    query: &str,
-) -> Reply {
-    match auth {
-        None => {
-            return error(
-                401,
-                "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-                "invalid_request_error",
-                None,
-                None,
-            )
-        }
-        Some(header) if !org_known || header != format!("Bearer {}", openai_api_key(org)) => {
-            return error(
-                401,
-                "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
-                "invalid_request_error",
-                None,
-                Some("invalid_api_key"),
-            )
-        }
-        Some(_) => {}
-    }
+/// Answers one authorized request under `/openai/{org}/`.
+fn handle(world: &World<'_>, request: &SimRequest<'_>) -> Reply {
+    let (org, method) = (request.org, request.method);
+    // Everything OpenAI serves is under /v1/; anything else is a 404 too.
+    let tail = request.tail.strip_prefix("v1/").unwrap_or("");
     let not_found = || {
         error(
             404,
-            &format!("Invalid URL ({method} /v1/{tail})"),
+            &format!("Invalid URL ({method} /{})", request.tail),
             "invalid_request_error",
             None,
             None,
@@ -195,7 +258,7 @@ pub(crate) fn handle(
     if method != "GET" {
         return not_found();
     }
-    let params = Params::parse(query);
+    let params = Params::parse(request.query);
     let result = if tail == "organization/costs" {
         costs(world, org, &params)
     } else if let Some(name) = tail.strip_prefix("organization/usage/") {
@@ -211,7 +274,7 @@ pub(crate) fn handle(
 
 /// Checks the window parameters; returns the raw `end_time` (data bound) and the page of buckets.
 fn window(
-    world: &World,
+    world: &World<'_>,
     params: &Params,
     width: i64,
     default_limit: i64,
@@ -280,7 +343,7 @@ fn groups(dims: &'static [&'static str]) -> Vec<Group> {
         .collect()
 }
 
-fn usage(world: &World, org: &str, ep: &Endpoint, params: &Params) -> Result<Reply, Reply> {
+fn usage(world: &World<'_>, org: &str, ep: &Endpoint, params: &Params) -> Result<Reply, Reply> {
     let width_text = params.get("bucket_width").unwrap_or("1d");
     let width = query::width(width_text).ok_or_else(|| {
         bad_request(
@@ -297,8 +360,10 @@ fn usage(world: &World, org: &str, ep: &Endpoint, params: &Params) -> Result<Rep
     for &b in &page.starts {
         let hi = (b + width).min(end.unwrap_or(i64::MAX));
         let rows = query::hours(b, hi).flat_map(|hour| match ep.source {
-            Source::Completions => world.openai_completions(org, hour),
-            Source::Embeddings => world.openai_embeddings(org, hour),
+            Source::Completions => data::completions(world, org, hour),
+            Source::Embeddings => data::embeddings(world, org, hour),
+            Source::FileSearchCalls => data::file_search_calls(world, org, hour),
+            Source::WebSearchCalls => data::web_search_calls(world, org, hour),
             Source::Empty => Vec::new(),
         });
         let rows: Vec<Row> = rows.filter(|r| query::keep(r, &filters)).collect();
@@ -327,7 +392,7 @@ fn exact_number(text: &str) -> Value {
     Number::from_str(text).map(Value::Number).unwrap_or(Value::Null)
 }
 
-fn costs(world: &World, org: &str, params: &Params) -> Result<Reply, Reply> {
+fn costs(world: &World<'_>, org: &str, params: &Params) -> Result<Reply, Reply> {
     let width_text = params.get("bucket_width").unwrap_or("1d");
     if width_text != "1d" {
         return Err(bad_request(
@@ -335,14 +400,13 @@ fn costs(world: &World, org: &str, params: &Params) -> Result<Reply, Reply> {
             format!("Invalid 'bucket_width': '{width_text}'. The costs endpoint only supports '1d'."),
         ));
     }
-    let mask = query::group_mask(&groups(OA_COST_DIMS), &params.all("group_by"), OA_COST_DIMS.len())
+    let mask = query::group_mask(&groups(COST_DIMS), &params.all("group_by"), COST_DIMS.len())
         .map_err(|m| bad_request("group_by", m))?;
     let filters = query::filters(params, &[("project_ids", 0), ("api_key_ids", 2)]);
-    let (_, page) = window(world, params, super::data::DAY, 7, 180)?;
+    let (_, page) = window(world, params, crate::simulator::data::DAY, 7, 180)?;
     let mut buckets = Vec::new();
     for &b in &page.starts {
-        let rows: Vec<Row> = world
-            .openai_costs(org, b)
+        let rows: Vec<Row> = data::costs(world, org, b)
             .into_iter()
             .filter(|r| query::keep(r, &filters))
             .collect();
@@ -355,16 +419,16 @@ fn costs(world: &World, org: &str, params: &Params) -> Result<Reply, Reply> {
                     "amount".into(),
                     json!({"value": exact_number(&row.amount.to_string()), "currency": "usd"}),
                 );
-                for (name, v) in OA_COST_DIMS.iter().zip(row.dims) {
+                for (name, v) in COST_DIMS.iter().zip(row.dims) {
                     m.insert((*name).into(), v);
                 }
                 m.insert("quantity".into(), Value::from(row.vals[0]));
-                m.insert("quantity_unit".into(), Value::from("tokens"));
+                m.insert("quantity_unit".into(), Value::from(data::COST_UNIT));
                 Value::Object(m)
             })
             .collect();
         buckets
-            .push(json!({"object": "bucket", "start_time": b, "end_time": b + super::data::DAY, "results": results}));
+            .push(json!({"object": "bucket", "start_time": b, "end_time": b + crate::simulator::data::DAY, "results": results}));
     }
     Ok(envelope(buckets, page.next))
 }

@@ -1,5 +1,5 @@
-//! Anthropic Admin API: `/v1/organizations/usage_report/messages` and
-//! `/v1/organizations/cost_report` in the documented format.
+//! The legacy Admin API reports: `/v1/organizations/usage_report/messages`
+//! and `/v1/organizations/cost_report` in the documented format.
 //!
 //! Windows: `starting_at` is snapped down to its bucket; buckets that end after
 //! `ending_at` are omitted (documented behaviour), and so are buckets that
@@ -9,80 +9,36 @@
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde_json::{json, Map, Value};
 
-use super::anthropic_api_key;
-use super::data::{floor, Row, World, AN_COST_DIMS, AN_USAGE_DIMS, AN_USAGE_MEASURES, DAY};
-use super::query::{self, Buckets, Group, Params};
-use super::server::Reply;
+use super::bad_request;
+use super::data::{self, COST_DIMS, USAGE_DIMS, USAGE_MEASURES};
+use crate::simulator::data::{floor, Row, World, DAY};
+use crate::simulator::query::{self, Buckets, Group, Params};
+use crate::simulator::server::Reply;
 
-/// The API version the simulator accepts in `anthropic-version`.
-pub(crate) const API_VERSION: &str = "2023-06-01";
+/// The dimensions and measures the legacy reports serve (the analytics API
+/// serves more of each).
+const LEGACY_USAGE_DIMS: &[&str] = USAGE_DIMS.split_at(5).0;
+const LEGACY_USAGE_MEASURES: &[&str] = USAGE_MEASURES.split_at(6).0;
+const LEGACY_COST_DIMS: &[&str] = COST_DIMS.split_at(7).0;
 
-fn error(status: u16, kind: &str, message: &str) -> Reply {
-    Reply::json(
-        status,
-        json!({"type": "error", "error": {"type": kind, "message": message}}),
-    )
-}
-
-fn bad_request(message: impl AsRef<str>) -> Reply {
-    error(400, "invalid_request_error", message.as_ref())
-}
-
-pub(crate) fn rate_limited(retry_after: u64) -> Reply {
-    let mut reply = error(
-        429,
-        "rate_limit_error",
-        "Number of requests has exceeded your rate limit. Please try again later.",
-    );
-    reply.retry_after = Some(retry_after);
-    reply
-}
-
-pub(crate) fn server_error() -> Reply {
-    error(500, "api_error", "Internal server error")
-}
-
-/// Request headers the Admin API looks at.
-pub(crate) struct Headers<'a> {
-    pub api_key: Option<&'a str>,
-    pub version: Option<&'a str>,
-}
-
-/// Answers one request under `/anthropic/{org}/`.
-pub(crate) fn handle(
-    world: &World,
-    org: &str,
-    org_known: bool,
-    method: &str,
-    tail: &str,
-    headers: &Headers,
-    query: &str,
-) -> Reply {
-    if !org_known || headers.api_key != Some(anthropic_api_key(org).as_str()) {
-        return error(401, "authentication_error", "invalid x-api-key");
-    }
-    match headers.version {
-        None => return bad_request("anthropic-version: header is required"),
-        Some(v) if v != API_VERSION => return bad_request(format!("anthropic-version: unknown version '{v}'")),
-        Some(_) => {}
-    }
-    let params = Params::parse(query);
+/// Answers `usage_report/messages` and `cost_report`; `None` for other paths.
+pub(super) fn route(world: &World<'_>, org: &str, method: &str, tail: &str, params: &Params) -> Option<Reply> {
     let result = match (method, tail) {
-        ("GET", "v1/organizations/usage_report/messages") => usage(world, org, &params),
-        ("GET", "v1/organizations/cost_report") => costs(world, org, &params),
-        _ => return error(404, "not_found_error", "Not found"),
+        ("GET", "v1/organizations/usage_report/messages") => usage(world, org, params),
+        ("GET", "v1/organizations/cost_report") => costs(world, org, params),
+        _ => return None,
     };
-    result.unwrap_or_else(|reply| reply)
+    Some(result.unwrap_or_else(|reply| reply))
 }
 
-fn rfc3339(t: i64) -> String {
+pub(super) fn rfc3339(t: i64) -> String {
     Utc.timestamp_opt(t, 0)
         .single()
         .map(|d| d.to_rfc3339_opts(SecondsFormat::Secs, true))
         .unwrap_or_default()
 }
 
-fn time_param(params: &Params, name: &str) -> Result<Option<i64>, Reply> {
+pub(super) fn time_param(params: &Params, name: &str) -> Result<Option<i64>, Reply> {
     match params.get(name) {
         None => Ok(None),
         Some(text) => DateTime::parse_from_rfc3339(text)
@@ -93,7 +49,7 @@ fn time_param(params: &Params, name: &str) -> Result<Option<i64>, Reply> {
 
 /// The page of bucket starts for this request.
 fn window(
-    world: &World,
+    world: &World<'_>,
     params: &Params,
     width: i64,
     default_limit: i64,
@@ -176,12 +132,12 @@ const COST_GROUPS: [Group; 2] = [
     },
 ];
 
-fn usage(world: &World, org: &str, params: &Params) -> Result<Reply, Reply> {
+fn usage(world: &World<'_>, org: &str, params: &Params) -> Result<Reply, Reply> {
     let width_text = params.get("bucket_width").unwrap_or("1d");
     let width = query::width(width_text)
         .ok_or_else(|| bad_request(format!("bucket_width: must be one of 1m, 1h, 1d, got '{width_text}'")))?;
     let (default_limit, max_limit) = query::usage_limits(width);
-    let mask = query::group_mask(&USAGE_GROUPS, &params.all("group_by"), AN_USAGE_DIMS.len())
+    let mask = query::group_mask(&USAGE_GROUPS, &params.all("group_by"), LEGACY_USAGE_DIMS.len())
         .map_err(|m| bad_request(format!("group_by: {m}")))?;
     let filters = query::filters(
         params,
@@ -197,7 +153,7 @@ fn usage(world: &World, org: &str, params: &Params) -> Result<Reply, Reply> {
     let mut buckets = Vec::new();
     for &b in &page.starts {
         let rows: Vec<Row> = query::hours(b, b + width)
-            .flat_map(|hour| world.anthropic_usage(org, hour))
+            .flat_map(|hour| data::usage(world, org, hour))
             .filter(|r| query::keep(r, &filters))
             .collect();
         let results = query::aggregate(rows, &mask).into_iter().map(usage_result).collect();
@@ -210,7 +166,7 @@ fn usage(world: &World, org: &str, params: &Params) -> Result<Reply, Reply> {
 /// (measure names carry the nesting as `parent.child`).
 fn usage_result(row: Row) -> Value {
     let mut m = Map::new();
-    for (name, v) in AN_USAGE_MEASURES.iter().zip(&row.vals) {
+    for (name, v) in LEGACY_USAGE_MEASURES.iter().zip(&row.vals) {
         match name.split_once('.') {
             Some((parent, child)) => {
                 let entry = m.entry(parent.to_string()).or_insert_with(|| Value::Object(Map::new()));
@@ -223,25 +179,25 @@ fn usage_result(row: Row) -> Value {
             }
         }
     }
-    for (name, v) in AN_USAGE_DIMS.iter().zip(row.dims) {
+    for (name, v) in LEGACY_USAGE_DIMS.iter().zip(row.dims) {
         m.insert((*name).into(), v);
     }
     Value::Object(m)
 }
 
-fn costs(world: &World, org: &str, params: &Params) -> Result<Reply, Reply> {
+fn costs(world: &World<'_>, org: &str, params: &Params) -> Result<Reply, Reply> {
     let width_text = params.get("bucket_width").unwrap_or("1d");
     if width_text != "1d" {
         return Err(bad_request(format!(
             "bucket_width: the cost report only supports '1d', got '{width_text}'"
         )));
     }
-    let mask = query::group_mask(&COST_GROUPS, &params.all("group_by"), AN_COST_DIMS.len())
+    let mask = query::group_mask(&COST_GROUPS, &params.all("group_by"), LEGACY_COST_DIMS.len())
         .map_err(|m| bad_request(format!("group_by: {m}")))?;
     let page = window(world, params, DAY, 7, 31)?;
     let mut buckets = Vec::new();
     for &b in &page.starts {
-        let results = query::aggregate(world.anthropic_costs(org, b), &mask)
+        let results = query::aggregate(data::costs(world, org, b), &mask)
             .into_iter()
             .map(|row| {
                 let mut amount = row.amount;
@@ -251,7 +207,7 @@ fn costs(world: &World, org: &str, params: &Params) -> Result<Reply, Reply> {
                 let mut m = Map::new();
                 m.insert("currency".into(), Value::from("USD"));
                 m.insert("amount".into(), Value::from(amount.to_string()));
-                for (name, v) in AN_COST_DIMS.iter().zip(row.dims) {
+                for (name, v) in LEGACY_COST_DIMS.iter().zip(row.dims) {
                     m.insert((*name).into(), v);
                 }
                 Value::Object(m)
