@@ -92,6 +92,16 @@ async fn the_admin_api_needs_its_token_refuses_browsers_and_bounds_manual_syncs(
     }
 
     // An accepted request answers with its run id, and sync_runs records it.
+    eventually("/readyz (accounts running)", Duration::from_secs(60), || async {
+        let r = http
+            .get(format!("{base}/readyz"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
     let since = (chrono::Utc::now() - chrono::Duration::days(2))
         .format("%Y-%m-%d")
         .to_string();
