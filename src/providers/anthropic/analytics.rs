@@ -67,6 +67,7 @@ use crate::normalize::schema::{
     CostSource, Dimensions, FetchedRecord, Granularity, Measures, RawField, RecordIdentity, RecordType,
 };
 use crate::providers::json::{self, JsonError};
+use crate::providers::platform::identity as platform_identity;
 use crate::providers::platform::paging::{bucket_starts, Page, PageBucket, Pager, Spread};
 use crate::providers::{EndpointFetch, EndpointSpec, ProviderError, TimeWindow};
 
@@ -243,11 +244,11 @@ fn parse_row(spec: &EndpointSpec, group_by: &[&str], row: &Value) -> Result<Page
 }
 
 /// The grouping fields asked for (null kept), plus any other non-null scalar.
+/// The platform's identity rule over the `group` object, where a null means
+/// "not grouped by this" unless it was asked for.
 fn identity(group: &Map<String, Value>, group_by: &[&str]) -> BTreeMap<String, RawField> {
-    group
-        .iter()
-        .filter(|(name, value)| group_by.contains(&name.as_str()) || !value.is_null())
-        .filter_map(|(name, value)| RawField::from_json(value).map(|field| (name.clone(), field)))
+    platform_identity::raw_group(group, |name, value| value.is_null() && !group_by.contains(&name))
+        .into_iter()
         .chain(
             // A field asked for but absent is null: same record as when it is sent.
             group_by
@@ -276,12 +277,8 @@ fn cost_record(
     cost: &Map<String, Value>,
 ) -> Result<FetchedRecord, JsonError> {
     let cents = amount_cents(cost)?;
-    let text = |name: &str| raw_group.get(name).map(RawField::as_text).unwrap_or_default();
-    let mut attributes: BTreeMap<String, String> = raw_group
-        .iter()
-        .filter(|(name, field)| !COST_COLUMNS.contains(&name.as_str()) && **field != RawField::Null)
-        .map(|(name, field)| (name.clone(), field.as_text()))
-        .collect();
+    let text = |name: &str| platform_identity::text(&raw_group, name);
+    let mut attributes = platform_identity::attributes(&raw_group, COST_COLUMNS);
     match cost.get("list_amount") {
         None | Some(Value::Null) => {}
         Some(list) => {

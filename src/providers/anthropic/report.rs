@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::normalize::schema::{Granularity, RawField};
 use crate::providers::json::{self, JsonError};
+use crate::providers::platform::identity;
 
 /// One time bucket of a page, borrowed from the parsed body.
 #[derive(Debug)]
@@ -65,31 +66,13 @@ pub(super) fn at(path: &str, err: JsonError) -> JsonError {
     JsonError(format!("{path}: {}", err.0))
 }
 
-/// The record's identity within its bucket: every scalar field that is not a
-/// measure, exactly as returned. A null stays `Null` because it means something
-/// of its own (default workspace, Workbench) and must not merge with "".
+/// The record's identity within its bucket: the platform's one identity rule
+/// (every scalar non-measure field as returned, nulls kept).
 pub(super) fn raw_group(result: &Map<String, Value>, measures: &[&str]) -> BTreeMap<String, RawField> {
-    result
-        .iter()
-        .filter(|(name, _)| !measures.contains(&name.as_str()))
-        .filter_map(|(name, value)| RawField::from_json(value).map(|field| (name.clone(), field)))
-        .collect()
+    identity::raw_group(result, |name, _| measures.contains(&name))
 }
 
-/// Grouping fields that have no column of their own. Nulls are left out: they
-/// only say the report was not grouped by that field.
-pub(super) fn attributes(raw_group: &BTreeMap<String, RawField>, columns: &[&str]) -> BTreeMap<String, String> {
-    raw_group
-        .iter()
-        .filter(|(name, field)| !columns.contains(&name.as_str()) && **field != RawField::Null)
-        .map(|(name, field)| (name.clone(), field.as_text()))
-        .collect()
-}
-
-/// A grouping field as column text; absent and null are both "".
-pub(super) fn text(raw_group: &BTreeMap<String, RawField>, name: &str) -> String {
-    raw_group.get(name).map(RawField::as_text).unwrap_or_default()
-}
+pub(super) use identity::{attributes, text};
 
 #[cfg(test)]
 mod tests {

@@ -109,7 +109,7 @@ pub(super) fn token_records(
     vec![token_record, search_record]
 }
 
-/// The measures of one result, in our definitions (DESIGN.md rule 4).
+/// The measures of one result, in our definitions (docs/DESIGN.md rule 4).
 pub(super) struct Tokens {
     /// Uncached + cache reads + cache writes (5m and 1h).
     input: i64,
