@@ -95,9 +95,13 @@ impl std::fmt::Debug for ClickhouseClient {
 
 impl ClickhouseClient {
     pub fn new(config: &ClickhouseConfig) -> Self {
+        // No validation: it reads and writes `RowBinaryWithNamesAndTypes`,
+        // which ClickHouse 18.16 lacks. Plain `RowBinary` works everywhere;
+        // our row structs match the migrations field for field.
         let mut server = clickhouse::Client::default()
             .with_url(config.url.as_str())
-            .with_user(config.user.as_str());
+            .with_user(config.user.as_str())
+            .with_validation(false);
         if let Some(password) = &config.password {
             server = server.with_password(password.expose());
         }
@@ -173,9 +177,12 @@ impl ClickhouseClient {
             return Ok(());
         }
         let work = async {
+            // Unescaped, as before 0.14: the statement stays
+            // `INSERT INTO usage_records(...)`.
             let mut insert = self
                 .inner
-                .insert::<UsageRow>("usage_records")
+                .insert_unescaped::<UsageRow>("usage_records")
+                .await
                 .map_err(|e| self.err(e))?;
             for row in rows {
                 insert.write(row).await.map_err(|e| self.err(e))?;
@@ -195,12 +202,12 @@ impl ClickhouseClient {
     /// Inserts typed rows into another table of ours.
     pub async fn insert_rows<T>(&self, table: &str, rows: &[T]) -> Result<(), StoreError>
     where
-        T: clickhouse::Row + serde::Serialize,
+        T: clickhouse::RowOwned + clickhouse::RowWrite,
     {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut insert = self.inner.insert::<T>(table).map_err(|e| self.err(e))?;
+        let mut insert = self.inner.insert_unescaped::<T>(table).await.map_err(|e| self.err(e))?;
         for row in rows {
             insert.write(row).await.map_err(|e| self.err(e))?;
         }
