@@ -4,6 +4,7 @@
 mod support;
 
 mod actors;
+mod client;
 mod daemon;
 mod failures;
 mod migrations;
