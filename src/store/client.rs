@@ -2,6 +2,7 @@
 //! server understands: plain `RowBinary` (no `...WithNamesAndTypes`), settings as
 //! URL parameters, no compression negotiation.
 
+use std::future::Future;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -70,9 +71,31 @@ impl StoreError {
     pub fn is_rejection(&self) -> bool {
         self.server_code().is_some_and(|code| REJECTION_CODES.contains(&code))
     }
+
+    /// The call failed on the way to or from the server (refused, reset,
+    /// closed early, timed out), not with an answer from it: the same call
+    /// may well succeed on a new connection.
+    pub fn is_connection_error(&self) -> bool {
+        use clickhouse::error::Error;
+        match self {
+            StoreError::Clickhouse { source, .. } => matches!(source, Error::Network(_) | Error::TimedOut),
+            StoreError::Timeout { .. } => true,
+            StoreError::Migration { source, .. } => source.is_connection_error(),
+            StoreError::Unexpected { .. } => false,
+        }
+    }
 }
 
+/// How often a read that failed on the connection is sent again, and the
+/// pause before the first resend (doubled after each).
+const READ_RETRIES: u32 = 3;
+const READ_FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
 /// A connection to one ClickHouse database.
+///
+/// Every call is bounded: inserts by `insert_timeout`, everything else (reads,
+/// DDL, ping) by `query_timeout`. A call still running then is dropped, which
+/// closes its connection, and fails with [`StoreError::Timeout`].
 #[derive(Clone)]
 pub struct ClickhouseClient {
     inner: clickhouse::Client,
@@ -81,6 +104,7 @@ pub struct ClickhouseClient {
     url: String,
     database: String,
     insert_timeout: Duration,
+    query_timeout: Duration,
 }
 
 impl std::fmt::Debug for ClickhouseClient {
@@ -95,9 +119,13 @@ impl std::fmt::Debug for ClickhouseClient {
 
 impl ClickhouseClient {
     pub fn new(config: &ClickhouseConfig) -> Self {
+        // No validation: it reads and writes `RowBinaryWithNamesAndTypes`,
+        // which ClickHouse 18.16 lacks. Plain `RowBinary` works everywhere;
+        // our row structs match the migrations field for field.
         let mut server = clickhouse::Client::default()
             .with_url(config.url.as_str())
-            .with_user(config.user.as_str());
+            .with_user(config.user.as_str())
+            .with_validation(false);
         if let Some(password) = &config.password {
             server = server.with_password(password.expose());
         }
@@ -108,6 +136,7 @@ impl ClickhouseClient {
             url: config.url.clone(),
             database: config.database.clone(),
             insert_timeout: config.insert_timeout,
+            query_timeout: config.query_timeout,
         }
     }
 
@@ -119,32 +148,105 @@ impl ClickhouseClient {
         &self.url
     }
 
-    /// The raw client, for typed queries in this module's siblings.
-    pub(crate) fn raw(&self) -> &clickhouse::Client {
-        &self.inner
-    }
-
-    pub(crate) fn err(&self, source: clickhouse::error::Error) -> StoreError {
+    fn err(&self, source: clickhouse::error::Error) -> StoreError {
         StoreError::Clickhouse {
             url: self.url.clone(),
             source,
         }
     }
 
+    /// A query on our database, for [`Self::fetch_all`] and
+    /// [`Self::fetch_optional`]; `?` placeholders are filled by `bind`.
+    pub(crate) fn query(&self, sql: &str) -> clickhouse::query::Query {
+        self.inner.query(sql)
+    }
+
+    /// All rows of a SELECT (see [`Self::read`]); `what` names it in errors.
+    pub(crate) async fn fetch_all<T>(&self, what: &str, query: clickhouse::query::Query) -> Result<Vec<T>, StoreError>
+    where
+        T: clickhouse::RowOwned + clickhouse::RowRead,
+    {
+        self.read(what, || query.clone().fetch_all::<T>()).await
+    }
+
+    /// At most one row of a SELECT (see [`Self::read`]).
+    pub(crate) async fn fetch_optional<T>(
+        &self,
+        what: &str,
+        query: clickhouse::query::Query,
+    ) -> Result<Option<T>, StoreError>
+    where
+        T: clickhouse::RowOwned + clickhouse::RowRead,
+    {
+        self.read(what, || query.clone().fetch_optional::<T>()).await
+    }
+
+    /// Runs `work` for at most `limit`; the one place calls get their timeout.
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        limit: Duration,
+        work: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(limit, work).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Timeout {
+                url: self.url.clone(),
+                what: what.to_string(),
+                secs: limit.as_secs(),
+            }),
+        }
+    }
+
+    /// A read: an idempotent SELECT, so one that failed on the connection
+    /// (refused, reset, closed early) is sent again, a few times with short
+    /// backoff. Server errors are not retried. `query_timeout` bounds the
+    /// whole read, resends included: a server that accepts but never answers
+    /// fails once, after `query_timeout`, not once per attempt.
+    async fn read<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, clickhouse::error::Error>>,
+    {
+        let work = async {
+            let mut delay = READ_FIRST_BACKOFF;
+            let mut retries = 0;
+            loop {
+                match attempt().await.map_err(|e| self.err(e)) {
+                    Err(err) if retries < READ_RETRIES && err.is_connection_error() => {
+                        retries += 1;
+                        tracing::debug!(what, error = %err, retry = retries, "ClickHouse read failed on the connection; sending it again");
+                        tokio::time::sleep(delay).await;
+                        delay *= 2;
+                    }
+                    result => return result,
+                }
+            }
+        };
+        self.bounded(what, self.query_timeout, work).await
+    }
+
+    /// A statement that returns nothing (DDL, ALTER), bounded by
+    /// `query_timeout` and not retried.
+    async fn run(&self, client: &clickhouse::Client, sql: &str) -> Result<(), StoreError> {
+        let work = async { client.query(sql).execute().await.map_err(|e| self.err(e)) };
+        self.bounded(&statement_head(sql), self.query_timeout, work).await
+    }
+
     /// Runs one statement; `{db}` in it is replaced by the database name.
     pub async fn execute(&self, sql: &str) -> Result<(), StoreError> {
         let sql = sql.replace("{db}", &self.database);
-        self.inner.query(&sql).execute().await.map_err(|e| self.err(e))
+        self.run(&self.inner, &sql).await
     }
 
     pub async fn create_database(&self) -> Result<(), StoreError> {
         let sql = format!("CREATE DATABASE IF NOT EXISTS {}", self.database);
-        self.server.query(&sql).execute().await.map_err(|e| self.err(e))
+        self.run(&self.server, &sql).await
     }
 
     pub async fn drop_database(&self) -> Result<(), StoreError> {
         let sql = format!("DROP DATABASE IF EXISTS {}", self.database);
-        self.server.query(&sql).execute().await.map_err(|e| self.err(e))
+        self.run(&self.server, &sql).await
     }
 
     /// `(major, minor)` of the server, e.g. `(18, 16)`.
@@ -153,12 +255,10 @@ impl ClickhouseClient {
         struct Version {
             version: String,
         }
+        let query = self.server.query("SELECT version() AS version");
         let row: Version = self
-            .server
-            .query("SELECT version() AS version")
-            .fetch_one()
-            .await
-            .map_err(|e| self.err(e))?;
+            .read("server version", || query.clone().fetch_one::<Version>())
+            .await?;
         parse_version(&row.version).ok_or_else(|| StoreError::Unexpected {
             url: self.url.clone(),
             detail: format!("cannot read server version '{}'", row.version),
@@ -169,48 +269,48 @@ impl ClickhouseClient {
     /// is all or nothing for batches under ClickHouse's block size; a timeout
     /// leaves it unknown whether it landed, which the next diff repairs.
     pub async fn insert_usage_rows(&self, rows: &[UsageRow]) -> Result<(), StoreError> {
+        self.insert_rows("usage_records", rows).await
+    }
+
+    /// Inserts typed rows into a table of ours as one INSERT, bounded by
+    /// `insert_timeout` and never retried here (the writer decides that).
+    pub async fn insert_rows<T>(&self, table: &str, rows: &[T]) -> Result<(), StoreError>
+    where
+        T: clickhouse::RowOwned + clickhouse::RowWrite,
+    {
         if rows.is_empty() {
             return Ok(());
         }
+        if table.is_empty() || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(StoreError::Unexpected {
+                url: self.url.clone(),
+                detail: format!("'{table}' is not a table name of ours"),
+            });
+        }
         let work = async {
-            let mut insert = self
-                .inner
-                .insert::<UsageRow>("usage_records")
-                .map_err(|e| self.err(e))?;
+            // Unescaped: our table names are plain identifiers (checked
+            // above), and the statement stays `INSERT INTO usage_records(...)`.
+            let mut insert = self.inner.insert_unescaped::<T>(table).await.map_err(|e| self.err(e))?;
             for row in rows {
                 insert.write(row).await.map_err(|e| self.err(e))?;
             }
             insert.end().await.map_err(|e| self.err(e))
         };
-        match tokio::time::timeout(self.insert_timeout, work).await {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::Timeout {
-                url: self.url.clone(),
-                what: format!("insert of {} rows", rows.len()),
-                secs: self.insert_timeout.as_secs(),
-            }),
-        }
-    }
-
-    /// Inserts typed rows into another table of ours.
-    pub async fn insert_rows<T>(&self, table: &str, rows: &[T]) -> Result<(), StoreError>
-    where
-        T: clickhouse::Row + serde::Serialize,
-    {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let mut insert = self.inner.insert::<T>(table).map_err(|e| self.err(e))?;
-        for row in rows {
-            insert.write(row).await.map_err(|e| self.err(e))?;
-        }
-        insert.end().await.map_err(|e| self.err(e))
+        let what = format!("insert of {} rows into {table}", rows.len());
+        self.bounded(&what, self.insert_timeout, work).await
     }
 
     /// Whether the server answers at all (for `/readyz`).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.server.query("SELECT 1").execute().await.map_err(|e| self.err(e))
+        let query = self.server.query("SELECT 1");
+        self.read("ping", || query.clone().execute()).await
     }
+}
+
+/// The first words of a statement, to name it in a timeout error.
+fn statement_head(sql: &str) -> String {
+    let words: Vec<&str> = sql.split_whitespace().take(4).collect();
+    words.join(" ")
 }
 
 fn parse_version(text: &str) -> Option<(u32, u32)> {
@@ -240,6 +340,105 @@ mod tests {
             secs: 1,
         };
         assert!(!timeout.is_rejection());
+    }
+
+    #[test]
+    fn connection_failures_are_told_from_answers() {
+        use clickhouse::error::Error;
+        let ch = |source| super::StoreError::Clickhouse {
+            url: "u".into(),
+            source,
+        };
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(ch(Error::Network(Box::new(reset))).is_connection_error());
+        assert!(ch(Error::TimedOut).is_connection_error());
+        let timeout = super::StoreError::Timeout {
+            url: "u".into(),
+            what: "read".into(),
+            secs: 1,
+        };
+        assert!(timeout.is_connection_error());
+        // The server answered: retrying the same call on a new connection
+        // gets the same answer.
+        assert!(!ch(Error::BadResponse(
+            "Code: 60, e.displayText() = DB::Exception: Table t.x doesn't exist".into()
+        ))
+        .is_connection_error());
+        assert!(!ch(Error::BadResponse("502 Bad Gateway".into())).is_connection_error());
+        assert!(!ch(Error::NotEnoughData).is_connection_error());
+        let unexpected = super::StoreError::Unexpected {
+            url: "u".into(),
+            detail: "d".into(),
+        };
+        assert!(!unexpected.is_connection_error());
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let wrapped = super::StoreError::Migration {
+            version: 1,
+            name: "m".into(),
+            source: Box::new(ch(Error::Network(Box::new(refused)))),
+        };
+        assert!(wrapped.is_connection_error());
+    }
+
+    fn client_at(url: String, timeout: std::time::Duration) -> super::ClickhouseClient {
+        super::ClickhouseClient::new(&crate::config::ClickhouseConfig {
+            url,
+            database: "tokentra".into(),
+            user: "default".into(),
+            password: None,
+            insert_timeout: timeout,
+            query_timeout: timeout,
+        })
+    }
+
+    /// A server that accepts connections and never answers: every kind of
+    /// call gives up with `Timeout`, reads included.
+    #[tokio::test]
+    async fn calls_to_a_server_that_never_answers_time_out() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming() {
+                held.push(stream);
+            }
+        });
+        let client = client_at(url, std::time::Duration::from_secs(1));
+        let is_timeout = |r: Result<_, super::StoreError>| matches!(r, Err(super::StoreError::Timeout { .. }));
+        let (read, watermark, ping, ddl) = tokio::join!(
+            client.server_version(),
+            crate::store::state::read_watermark(&client, "c"),
+            client.ping(),
+            client.execute("CREATE TABLE {db}.t (x UInt8) ENGINE = Memory"),
+        );
+        let run = crate::store::state::SyncRunRow::default();
+        let insert = client.insert_rows("sync_runs", &[run]).await;
+        assert!(
+            matches!(&read, Err(super::StoreError::Timeout { what, .. }) if what == "server version"),
+            "{read:?}"
+        );
+        assert!(is_timeout(watermark.map(|_| ())), "watermark read");
+        assert!(is_timeout(ping), "ping");
+        assert!(is_timeout(ddl), "DDL");
+        assert!(is_timeout(insert), "insert");
+    }
+
+    /// Nothing listens: the read is sent a few times, then fails as a
+    /// connection error (not a timeout: the budget was not spent).
+    #[tokio::test]
+    async fn a_refused_read_fails_as_a_connection_error() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = client_at(format!("http://127.0.0.1:{port}"), std::time::Duration::from_secs(10));
+        let err = client.server_version().await.unwrap_err();
+        assert!(
+            matches!(err, super::StoreError::Clickhouse { .. }) && err.is_connection_error(),
+            "{err:?}"
+        );
+        assert!(!err.is_rejection());
     }
 
     #[test]

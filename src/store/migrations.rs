@@ -112,12 +112,9 @@ pub async fn migrate(client: &ClickhouseClient) -> Result<MigrationReport, Store
     let server = client.server_version().await?;
     let bootstrap = &MIGRATIONS[0];
     client.execute(bootstrap.sql).await.map_err(|e| wrap(bootstrap, e))?;
-    let applied: Vec<AppliedRow> = client
-        .raw()
-        .query("SELECT version, name, checksum, toUInt32(applied_at) AS applied_at FROM schema_migrations")
-        .fetch_all()
-        .await
-        .map_err(|e| client.err(e))?;
+    let query =
+        client.query("SELECT version, name, checksum, toUInt32(applied_at) AS applied_at FROM schema_migrations");
+    let applied: Vec<AppliedRow> = client.fetch_all("read of applied migrations", query).await?;
     for row in &applied {
         if let Some(known) = MIGRATIONS.iter().find(|m| m.version == row.version) {
             if known.checksum() != row.checksum {

@@ -28,17 +28,14 @@ pub async fn read_scope_rows(
            AND bucket_start >= toDateTime(?) AND bucket_start <= toDateTime(?)",
         UsageRow::COLUMNS.join(", ")
     );
-    let rows: Vec<UsageRow> = client
-        .raw()
+    let query = client
         .query(&sql)
         .bind(connection_id)
         .bind(record_type.as_str())
         .bind(endpoint)
         .bind(*first)
-        .bind(*last)
-        .fetch_all()
-        .await
-        .map_err(|e| client.err(e))?;
+        .bind(*last);
+    let rows: Vec<UsageRow> = client.fetch_all("read of stored rows", query).await?;
     Ok(rows.into_iter().filter(|r| buckets.contains(&r.bucket_start)).collect())
 }
 
@@ -84,18 +81,15 @@ struct WatermarkRow {
 }
 
 pub async fn read_watermark(client: &ClickhouseClient, connection_id: &str) -> Result<Option<Watermark>, StoreError> {
-    let row: Option<WatermarkRow> = client
-        .raw()
+    let query = client
         .query(
             "SELECT toUInt32(argMax(watermark, updated_at)) AS watermark, \
                     toUInt32(argMax(last_success_at, updated_at)) AS last_success_at, \
                     toUInt32(argMax(last_deep_sync_at, updated_at)) AS last_deep_sync_at \
              FROM sync_state WHERE connection_id = ? GROUP BY connection_id",
         )
-        .bind(connection_id)
-        .fetch_optional()
-        .await
-        .map_err(|e| client.err(e))?;
+        .bind(connection_id);
+    let row: Option<WatermarkRow> = client.fetch_optional("read of the watermark", query).await?;
     Ok(row.map(|r| Watermark {
         watermark: from_ch_seconds(r.watermark),
         last_success_at: from_ch_seconds(r.last_success_at),
@@ -147,15 +141,11 @@ pub async fn prune_sync_runs(
         .to_string()
         .parse()
         .expect("a date formats as digits");
-    let partitions: Vec<Partition> = client
-        .raw()
-        .query(
-            "SELECT DISTINCT partition FROM system.parts \
-             WHERE database = currentDatabase() AND table = 'sync_runs' AND active",
-        )
-        .fetch_all()
-        .await
-        .map_err(|e| client.err(e))?;
+    let query = client.query(
+        "SELECT DISTINCT partition FROM system.parts \
+         WHERE database = currentDatabase() AND table = 'sync_runs' AND active",
+    );
+    let partitions: Vec<Partition> = client.fetch_all("read of sync_runs partitions", query).await?;
     let mut dropped = 0;
     for p in partitions {
         let Ok(day) = p.partition.trim_matches('\'').parse::<u32>() else {

@@ -33,21 +33,21 @@ pub async fn read_standings(client: &ClickhouseClient) -> Result<Vec<AccountStan
                       argMaxIf(error, finished_at, status != 'success') AS last_error, \
                       toUInt32(0) AS complete_until \
                FROM sync_runs GROUP BY connection_id";
-    let mut runs: Vec<AccountStanding> = client.raw().query(sql).fetch_all().await.map_err(|e| client.err(e))?;
+    let mut runs: Vec<AccountStanding> = client.fetch_all("read of sync_runs", client.query(sql)).await?;
     #[derive(Deserialize, clickhouse::Row)]
     struct Mark {
         connection_id: String,
         watermark: u32,
     }
     let marks: Vec<Mark> = client
-        .raw()
-        .query(
-            "SELECT connection_id, toUInt32(argMax(watermark, updated_at)) AS watermark \
-             FROM sync_state GROUP BY connection_id",
+        .fetch_all(
+            "read of sync_state",
+            client.query(
+                "SELECT connection_id, toUInt32(argMax(watermark, updated_at)) AS watermark \
+                 FROM sync_state GROUP BY connection_id",
+            ),
         )
-        .fetch_all()
-        .await
-        .map_err(|e| client.err(e))?;
+        .await?;
     for mark in marks {
         match runs.iter_mut().find(|r| r.connection_id == mark.connection_id) {
             Some(run) => run.complete_until = mark.watermark,

@@ -217,24 +217,24 @@ pub async fn verify_connection(
     );
     let since_s = since.timestamp().max(0) as u32;
     let until_s = until.timestamp().max(0) as u32;
-    let from_records: Vec<DailyRow> = client
-        .raw()
+    let records_query = client
         .query(&records_sql)
         .bind(connection_id)
         .bind(since_s)
-        .bind(until_s)
-        .fetch_all()
+        .bind(until_s);
+    let from_records: Vec<DailyRow> = client
+        .fetch_all("verify read of usage_records", records_query)
         .await
-        .map_err(|e| store_err(client.err(e)))?;
-    let from_daily: Vec<DailyRow> = client
-        .raw()
+        .map_err(store_err)?;
+    let daily_query = client
         .query(&daily_sql)
         .bind(connection_id)
         .bind(since.date_naive().to_string())
-        .bind(until.date_naive().to_string())
-        .fetch_all()
+        .bind(until.date_naive().to_string());
+    let from_daily: Vec<DailyRow> = client
+        .fetch_all("verify read of usage_daily", daily_query)
         .await
-        .map_err(|e| store_err(client.err(e)))?;
+        .map_err(store_err)?;
     let groups_checked = from_records.len().max(from_daily.len());
     let fixes = repairs(from_records, from_daily);
     if !fixes.is_empty() {

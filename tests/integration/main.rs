@@ -5,6 +5,7 @@ mod support;
 
 mod actors;
 mod admin;
+mod client;
 mod daemon;
 mod dashboards;
 mod failures;
