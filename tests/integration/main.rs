@@ -10,5 +10,6 @@ mod migrations;
 mod normalize;
 mod proxy;
 mod sync_e2e;
+mod vault;
 mod verify;
 mod writer;
