@@ -150,6 +150,11 @@ pub enum Command {
         #[arg(long, default_value_t = 40)]
         history_days: u32,
     },
+    /// Encrypted credentials: make a key, encrypt a secret, rotate keys.
+    Vault {
+        #[command(subcommand)]
+        command: crate::vault::VaultCommand,
+    },
 }
 
 /// Runs a command; the process exit code is the returned value.
@@ -190,7 +195,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             orgs,
             history_days,
         } => simulate(listen, seed, orgs, history_days).await,
+        Command::Vault { command } => vault(command),
     }
+}
+
+fn vault(command: crate::vault::VaultCommand) -> anyhow::Result<i32> {
+    // Not env::vars(), which panics on a non-UTF-8 variable.
+    let env = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    Ok(crate::vault::command::run(command, &env)?)
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<ValidatedConfig> {

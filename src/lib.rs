@@ -32,3 +32,4 @@ pub mod shutdown;
 pub mod simulator;
 pub mod store;
 pub mod sync;
+pub mod vault;

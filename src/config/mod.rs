@@ -206,6 +206,7 @@ pub fn load_str(text: &str, path: &Path, env: &BTreeMap<String, String>) -> Resu
     let mut problems = Vec::new();
     interpolate(&mut value, "", env, &mut problems);
     apply_env_overrides(&mut value, env, &mut problems);
+    crate::vault::decrypt_config_credentials(&mut value, env, &mut problems);
     if !problems.is_empty() {
         return Err(ConfigError::Invalid { problems });
     }

@@ -113,7 +113,8 @@ impl Default for RawAdmin {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawVault {
-    /// File holding the AES-256-GCM key for `enc:v1:` credentials.
+    /// File holding the AES-256-GCM key for `enc:v1:` credentials (used when
+    /// `$CREDENTIALS_DIRECTORY/master.key` does not exist; see `crate::vault`).
     pub key_file: Option<String>,
 }
 

@@ -375,13 +375,6 @@ fn check_credentials(
             ));
             continue;
         }
-        if value.starts_with("enc:") {
-            problems.push(format!(
-                "{label}: credentials.{key} is encrypted (enc:...), but this release cannot decrypt credentials yet; \
-                 use ${{ENV_VAR}} for now"
-            ));
-            continue;
-        }
         out.insert(key, Secret::new(value));
     }
     for required in keys.required {

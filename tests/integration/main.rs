@@ -16,5 +16,6 @@ mod normalize;
 mod prometheus;
 mod proxy;
 mod sync_e2e;
+mod vault;
 mod verify;
 mod writer;
