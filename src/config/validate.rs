@@ -466,7 +466,10 @@ fn check_url(field: &str, text: &str, problems: &mut Vec<String>) -> String {
     match url::Url::parse(text) {
         Ok(url) if matches!(url.scheme(), "http" | "https") => text.trim_end_matches('/').to_string(),
         _ => {
-            problems.push(format!("{field}: '{text}' is not an http(s) URL"));
+            problems.push(format!(
+                "{field}: '{}' is not an http(s) URL",
+                super::secret::strip_url_password(text)
+            ));
             text.to_string()
         }
     }

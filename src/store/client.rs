@@ -101,6 +101,8 @@ pub struct ClickhouseClient {
     inner: clickhouse::Client,
     /// Client without a default database, for `CREATE DATABASE`.
     server: clickhouse::Client,
+    /// For messages only: a password written in the URL (`user:pass@`) is
+    /// stripped, so `migrate`, errors and `/readyz` never print it.
     url: String,
     database: String,
     insert_timeout: Duration,
@@ -133,7 +135,7 @@ impl ClickhouseClient {
         Self {
             inner,
             server,
-            url: config.url.clone(),
+            url: crate::config::secret::strip_url_password(&config.url),
             database: config.database.clone(),
             insert_timeout: config.insert_timeout,
             query_timeout: config.query_timeout,
@@ -322,6 +324,27 @@ fn parse_version(text: &str) -> Option<(u32, u32)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_password_in_the_url_is_never_shown() {
+        let config = crate::config::ClickhouseConfig {
+            url: "http://tokentra:pw-FAKE-TEST-123@127.0.0.1:1".into(),
+            database: "tokentra".into(),
+            user: "default".into(),
+            password: None,
+            insert_timeout: std::time::Duration::from_secs(1),
+            query_timeout: std::time::Duration::from_secs(1),
+        };
+        let client = super::ClickhouseClient::new(&config);
+        assert!(!client.url().contains("pw-FAKE-TEST-123"), "{}", client.url());
+        assert!(!format!("{client:?}").contains("pw-FAKE-TEST-123"));
+        let err = super::StoreError::Timeout {
+            url: client.url().to_string(),
+            what: "ping".into(),
+            secs: 1,
+        };
+        assert!(!err.to_string().contains("pw-FAKE-TEST-123"), "{err}");
+    }
+
     #[test]
     fn rejections_are_told_from_outages_by_server_code() {
         let bad = |text: &str| super::StoreError::Clickhouse {
