@@ -96,8 +96,9 @@ struct AppliedRow {
     applied_at: u32,
 }
 
-/// ClickHouse's "column with this name already exists".
-const COLUMN_EXISTS: u32 = 44;
+/// ClickHouse's "column with this name already exists": ILLEGAL_COLUMN (44)
+/// on 18.16, DUPLICATE_COLUMN (15) on current servers.
+const COLUMN_EXISTS: [u32; 2] = [44, 15];
 
 /// An `ALTER TABLE ... ADD COLUMN` statement (18.16 has no `IF NOT EXISTS` there).
 fn is_column_add(sql: &str) -> bool {
@@ -133,7 +134,7 @@ pub async fn migrate(client: &ClickhouseClient) -> Result<MigrationReport, Store
         match client.execute(migration.sql).await {
             Ok(()) => {}
             // An ADD COLUMN that ran before a crash kept it from being recorded.
-            Err(e) if is_column_add(migration.sql) && e.server_code() == Some(COLUMN_EXISTS) => {}
+            Err(e) if is_column_add(migration.sql) && e.server_code().is_some_and(|c| COLUMN_EXISTS.contains(&c)) => {}
             Err(e) => return Err(wrap(migration, e)),
         }
         let record = AppliedRow {

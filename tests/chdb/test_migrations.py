@@ -21,9 +21,13 @@ def main(plan_path: str) -> None:
         sess.query("CREATE DATABASE IF NOT EXISTS tokentra")
         for statement in statements:
             sess.query(statement)
-        # Every migration is idempotent: running the plan twice must work.
+        # Every migration is idempotent: running the plan twice must work
+        # (ALTERs are recorded and not re-run; an ADD COLUMN that ran before a
+        # crash is recognised by the runner from "column already exists").
+        def code(statement: str) -> str:
+            return "\n".join(l for l in statement.splitlines() if not l.lstrip().startswith("--")).lstrip().upper()
         for statement in statements:
-            if not statement.lstrip().upper().startswith("ALTER"):
+            if not code(statement).startswith("ALTER"):
                 sess.query(statement)
 
         tables = sess.query("SELECT name FROM system.tables WHERE database = 'tokentra' ORDER BY name", "CSV").bytes().decode()
@@ -32,6 +36,8 @@ def main(plan_path: str) -> None:
 
         ddl = sess.query("SHOW CREATE TABLE tokentra.sync_runs", "TSVRaw").bytes().decode()
         assert "TTL" in ddl, f"sync_runs has no TTL on a current engine: {ddl}"
+        for column in ["error_kind", "connection_status"]:
+            assert column in ddl, f"sync_runs lacks {column}: {ddl}"
 
         cols = "connection_id, provider, record_type, endpoint, bucket_start, bucket_end, granularity, record_key, model, cost, input_tokens, sign, version, synced_at"
         row = "'c1', 'openai', 'cost', 'costs', toDateTime('2025-01-15 00:00:00', 'UTC'), toDateTime('2025-01-16 00:00:00', 'UTC'), '1d', 7, 'gpt-4o', toDecimal128('{cost}', 9), {tokens}, {sign}, {version}, now()"
