@@ -50,14 +50,21 @@ pub struct AdminAccess {
     /// Largest manual window per account, in days.
     pub max_window_days: HashMap<String, u32>,
     pub min_interval: Duration,
-    /// When each account's last manual sync was accepted.
+    /// When each account's last manual sync (or test) was accepted.
     pub last_manual: Mutex<HashMap<String, Instant>>,
+    /// For `POST /v1/accounts/{id}/test`.
+    pub accounts: HashMap<String, crate::config::AccountConfig>,
+    pub retry: crate::providers::RetryPolicy,
 }
 
 impl AdminAccess {
     /// Access rules from the config: `max_days` overrides every account's
     /// backfill depth when set.
-    pub fn new(config: &crate::config::ValidatedConfig, token: Option<Secret>) -> Self {
+    pub fn new(
+        config: &crate::config::ValidatedConfig,
+        retry: &crate::providers::RetryPolicy,
+        token: Option<Secret>,
+    ) -> Self {
         let max_window_days = config
             .accounts
             .iter()
@@ -73,6 +80,8 @@ impl AdminAccess {
             max_window_days,
             min_interval: config.admin.manual_sync_min_interval,
             last_manual: Mutex::new(HashMap::new()),
+            accounts: config.accounts.iter().map(|a| (a.id.clone(), a.clone())).collect(),
+            retry: retry.clone(),
         }
     }
 
@@ -94,6 +103,28 @@ impl AdminAccess {
                     .json(json!({ "error": "a bearer token is required (Authorization: Bearer <admin token>)" })),
             )
         }
+    }
+}
+
+impl AdminAccess {
+    /// 429 when `key` had a manual request accepted too recently.
+    fn too_soon(&self, key: &str) -> Option<HttpResponse> {
+        let last = self.last_manual.lock().unwrap_or_else(|p| p.into_inner());
+        let wait = last
+            .get(key)
+            .and_then(|at| self.min_interval.checked_sub(at.elapsed()))?;
+        Some(
+            HttpResponse::TooManyRequests()
+                .insert_header(("Retry-After", wait.as_secs().max(1).to_string()))
+                .json(json!({ "error": format!("'{key}' was asked less than {}s ago", self.min_interval.as_secs()) })),
+        )
+    }
+
+    fn accepted(&self, key: &str) {
+        self.last_manual
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_string(), Instant::now());
     }
 }
 
@@ -141,6 +172,7 @@ pub fn serve(listen: SocketAddr, state: AdminState) -> std::io::Result<ServerHan
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
             .route("/v1/accounts/{id}/sync", web::post().to(trigger_sync))
+            .route("/v1/accounts/{id}/test", web::post().to(test_account))
     })
     .workers(1)
     .disable_signals()
@@ -267,16 +299,8 @@ async fn trigger_sync(
         Ok(kind) => kind,
         Err(response) => return *response,
     };
-    {
-        let last = state.access.last_manual.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(wait) = last
-            .get(&account)
-            .and_then(|at| state.access.min_interval.checked_sub(at.elapsed()))
-        {
-            return HttpResponse::TooManyRequests()
-                .insert_header(("Retry-After", wait.as_secs().max(1).to_string()))
-                .json(json!({ "error": format!("a manual sync of '{account}' was accepted less than {}s ago", state.access.min_interval.as_secs()) }));
-        }
+    if let Some(refusal) = state.access.too_soon(&account) {
+        return refusal;
     }
     let run_id = format!("manual-{account}-{}", Utc::now().timestamp_micros());
     let request = SyncRequest {
@@ -292,12 +316,7 @@ async fn trigger_sync(
         .await
     {
         Ok(Ok(outcome @ (TriggerOutcome::Started | TriggerOutcome::Queued))) => {
-            state
-                .access
-                .last_manual
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(account.clone(), Instant::now());
+            state.access.accepted(&account);
             HttpResponse::Accepted().json(json!({
                 "account": account,
                 "run_id": run_id,
@@ -317,4 +336,30 @@ async fn trigger_sync(
         }
         Err(_) => HttpResponse::ServiceUnavailable().json(json!({ "error": "supervisor is not running" })),
     }
+}
+
+/// Tests an account's credentials (one or two cheap provider calls, 30s at
+/// most); rate limited like manual syncs. 200 with the verdict either way:
+/// the request worked, the credential may not have.
+async fn test_account(req: HttpRequest, state: web::Data<AdminState>, path: web::Path<String>) -> HttpResponse {
+    if let Some(refusal) = state.access.check_token(&req).or_else(|| check_post(&req)) {
+        return refusal;
+    }
+    let id = path.into_inner();
+    let Some(account) = state.access.accounts.get(&id) else {
+        return HttpResponse::NotFound().json(json!({ "error": format!("no account '{id}'") }));
+    };
+    let limiter_key = format!("test:{id}");
+    if let Some(refusal) = state.access.too_soon(&limiter_key) {
+        return refusal;
+    }
+    state.access.accepted(&limiter_key);
+    let report = crate::connection_test::test_account(account, &state.access.retry).await;
+    HttpResponse::Ok().json(json!({
+        "account": report.account,
+        "provider": report.provider,
+        "verdict": report.verdict.as_str(),
+        "latency_ms": report.latency.as_millis() as u64,
+        "message": report.to_string(),
+    }))
 }

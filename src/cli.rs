@@ -495,39 +495,17 @@ async fn status(config: ValidatedConfig) -> anyhow::Result<i32> {
     Ok(i32::from(unhealthy))
 }
 
+/// Tests one account's credentials (see [`crate::connection_test`]); the exit
+/// code tells bad credentials (2) from an unreachable provider (3).
 async fn test_connection(config: ValidatedConfig, id: &str) -> anyhow::Result<i32> {
     let account = config
         .account(id)
         .with_context(|| format!("no account '{id}' in the config"))?
         .clone();
     let app = App::new(config.clone())?;
-    let adapter = crate::providers::build_adapter(
-        account.view(),
-        account.provider,
-        &crate::providers::BuildContext {
-            retry: app.retry.clone(),
-        },
-    )?;
-    let end = Utc::now();
-    let window = crate::providers::TimeWindow::new(end - chrono::Duration::days(1), end);
-    let mut out = std::io::stdout().lock();
-    let mut failed = false;
-    for endpoint in adapter.endpoints() {
-        match adapter.fetch(&endpoint, window.snapped_out(endpoint.granularity)).await {
-            Ok(fetch) => writeln!(
-                out,
-                "{id}: {:<28} ok ({} records, {} buckets)",
-                endpoint.endpoint,
-                fetch.records.len(),
-                fetch.covered_buckets.len()
-            )?,
-            Err(err) => {
-                failed = true;
-                writeln!(out, "{id}: {:<28} FAILED: {err}", endpoint.endpoint)?;
-            }
-        }
-    }
-    Ok(i32::from(failed))
+    let report = crate::connection_test::test_account(&account, &app.retry).await;
+    writeln!(std::io::stdout().lock(), "{report}")?;
+    Ok(report.verdict.exit_code())
 }
 
 async fn simulate(listen: SocketAddr, seed: u64, orgs: u32, history_days: u32) -> anyhow::Result<i32> {

@@ -57,7 +57,7 @@ pub async fn run_daemon(app: App) -> Result<i32, DaemonError> {
             supervisor: supervisor.clone(),
             store: app.store.clone(),
             ready: ready.clone(),
-            access: Arc::new(crate::admin::AdminAccess::new(&app.config, admin_token)),
+            access: Arc::new(crate::admin::AdminAccess::new(&app.config, &app.retry, admin_token)),
         },
     )
     .map_err(|source| DaemonError::Admin {

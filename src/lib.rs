@@ -22,6 +22,7 @@ pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod connection_test;
 pub mod daemon;
 pub mod lock;
 pub mod metrics;

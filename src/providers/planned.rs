@@ -29,6 +29,7 @@ const fn planned(
             negative_quantities: true,
         },
         requests_per_second: 5,
+        key_hints: &[],
         adapter: None,
     }
 }

@@ -53,6 +53,15 @@ pub struct AdapterHooks {
     pub build: BuildFn,
 }
 
+/// A credential format that is the wrong key type for this API, and what to
+/// use instead: `test-connection` names it when the provider refuses a key.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyHint {
+    pub credential: &'static str,
+    pub prefix: &'static str,
+    pub diagnosis: &'static str,
+}
+
 /// Everything the rest of the crate knows about one provider.
 pub struct ProviderDescriptor {
     pub provider: Provider,
@@ -70,6 +79,8 @@ pub struct ProviderDescriptor {
     pub measures: MeasurePolicy,
     /// Client-side request rate per credential.
     pub requests_per_second: u32,
+    /// Wrong key types recognisable by their format.
+    pub key_hints: &'static [KeyHint],
     /// `None` while the provider is planned but not implemented.
     pub adapter: Option<AdapterHooks>,
 }
@@ -98,6 +109,19 @@ pub fn descriptor(provider: Provider) -> &'static ProviderDescriptor {
         .find(|d| d.provider == provider)
         .copied()
         .expect("every provider has a descriptor (checked by a test)")
+}
+
+/// The diagnosis of a credential of the wrong type, if its format tells.
+pub fn wrong_key_type(
+    provider: Provider,
+    credentials: &std::collections::BTreeMap<String, crate::config::Secret>,
+) -> Option<&'static str> {
+    descriptor(provider).key_hints.iter().find_map(|hint| {
+        credentials
+            .get(hint.credential)
+            .filter(|value| value.expose().starts_with(hint.prefix))
+            .map(|_| hint.diagnosis)
+    })
 }
 
 pub fn is_implemented(provider: Provider) -> bool {

@@ -191,6 +191,12 @@ pub fn org_ids(orgs: u32) -> Vec<String> {
 }
 
 /// The OpenAI admin key the simulator accepts for `org` (obviously fake).
+/// The expired form of a simulated key: the simulator answers it with the
+/// provider's "expired" 401 (for connection tests).
+pub fn expired_api_key(key: &str) -> String {
+    format!("{key}-EXPIRED")
+}
+
 pub fn openai_api_key(org: &str) -> String {
     format!("sk-admin-FAKE-sim-{org}")
 }

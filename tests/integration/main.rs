@@ -6,6 +6,7 @@ mod support;
 mod actors;
 mod admin;
 mod client;
+mod connection_test;
 mod daemon;
 mod dashboards;
 mod failures;

@@ -23,7 +23,7 @@ use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use crate::normalize::schema::{Granularity, RecordType};
 use crate::providers::platform::paging::{Page, PageBucket, Pager, Spread};
 use crate::providers::platform::{HttpSetup, MeasurePolicy, Redactor, StandardClassifier, StaticHeaders};
-use crate::providers::registry::{AdapterHooks, CredentialKeys, ProviderDescriptor, DAY, USAGE_INTERVAL};
+use crate::providers::registry::{AdapterHooks, CredentialKeys, KeyHint, ProviderDescriptor, DAY, USAGE_INTERVAL};
 use crate::providers::{
     EndpointFetch, EndpointSpec, HttpStats, Provider, ProviderAdapter, ProviderError, ProviderHttp, RetryPolicy,
     TimeWindow,
@@ -46,6 +46,13 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
         negative_quantities: false,
     },
     requests_per_second: 5,
+    key_hints: &[KeyHint {
+        credential: "api_key",
+        prefix: "sk-ant-api",
+        diagnosis: "this is a standard (workspace) API key; the usage and cost reports need an Admin API key \
+                    (sk-ant-admin01-...), which an organization admin creates in the Claude Console under \
+                    Settings > Admin keys",
+    }],
     adapter: Some(AdapterHooks {
         check: |account| AnthropicConfig::read(account).map(|_| ()),
         build: |account, context| {

@@ -26,7 +26,7 @@ use reqwest::StatusCode;
 use super::platform::paging::{Page, PageBucket, Pager, Spread};
 use super::platform::retry::{default_verdict, RetryClassifier, Verdict};
 use super::platform::{HttpSetup, MeasurePolicy, Redactor, StaticHeaders};
-use super::registry::{AdapterHooks, CredentialKeys, ProviderDescriptor, DAY, USAGE_INTERVAL};
+use super::registry::{AdapterHooks, CredentialKeys, KeyHint, ProviderDescriptor, DAY, USAGE_INTERVAL};
 use super::{
     EndpointFetch, EndpointSpec, FailureKind, HttpStats, Provider, ProviderAdapter, ProviderError, ProviderHttp,
     RetryPolicy, TimeWindow,
@@ -51,6 +51,19 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
         negative_quantities: false,
     },
     requests_per_second: 5,
+    key_hints: &[
+        KeyHint {
+            credential: "api_key",
+            prefix: "sk-proj-",
+            diagnosis: "this is a project key; the usage and costs APIs need an Admin key (sk-admin-...), \
+                        created under Organization settings > Admin keys (read-only is enough)",
+        },
+        KeyHint {
+            credential: "api_key",
+            prefix: "sk-svcacct-",
+            diagnosis: "this is a service-account key; the usage and costs APIs need an Admin key (sk-admin-...)",
+        },
+    ],
     adapter: Some(AdapterHooks {
         check: |account| OpenAiConfig::read(account).map(|_| ()),
         build: |account, context| {

@@ -47,7 +47,15 @@ impl SimulatedProvider for Anthropic {
     }
 
     fn authorize(&self, request: &SimRequest<'_>) -> Result<(), Reply> {
-        if !request.org_known || request.header("x-api-key") != Some(anthropic_api_key(request.org).as_str()) {
+        let key = anthropic_api_key(request.org);
+        if request.org_known && request.header("x-api-key") == Some(crate::simulator::expired_api_key(&key).as_str()) {
+            return Err(error(
+                401,
+                "authentication_error",
+                "This API key has expired or was revoked.",
+            ));
+        }
+        if !request.org_known || request.header("x-api-key") != Some(key.as_str()) {
             return Err(error(401, "authentication_error", "invalid x-api-key"));
         }
         match request.header("anthropic-version") {

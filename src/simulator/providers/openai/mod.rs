@@ -46,6 +46,17 @@ impl SimulatedProvider for OpenAi {
                 None,
                 None,
             )),
+            Some(header)
+                if request.org_known && header == format!("Bearer {}", crate::simulator::expired_api_key(&openai_api_key(request.org))) =>
+            {
+                Err(error(
+                    401,
+                    "Your API key has expired. Create a new key in your organization settings.",
+                    "invalid_request_error",
+                    None,
+                    Some("api_key_expired"),
+                ))
+            }
             Some(header) if !request.org_known || header != format!("Bearer {}", openai_api_key(request.org)) => {
                 Err(error(
                     401,
