@@ -788,13 +788,14 @@ async fn an_absurd_retry_after_fails_as_throttled_without_panicking() {
 }
 
 impl Harness {
-    /// `tokentra-sync sync` (the real binary) over every account, debug
-    /// logs captured: (exit code, stdout, stderr).
+    /// `tokentra-sync sync` (the real binary) over every account, logs at
+    /// trace level (every crate, HTTP included) captured: (exit code,
+    /// stdout, stderr).
     async fn sync_with_binary(&self) -> (Option<i32>, String, String) {
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokentra-sync"))
             .args(["sync", "-c"])
             .arg(self.config.write())
-            .env("TOKENTRA_LOG", "debug")
+            .env("TOKENTRA_LOG", "trace")
             .output()
             .await
             .unwrap();
@@ -863,6 +864,15 @@ async fn a_key_echoed_back_appears_in_no_error_row_or_log() {
     let (code, stdout, stderr) = h.sync_with_binary().await;
     assert_eq!(code, Some(1), "{stdout}\n{stderr}");
     let runs = h.tsv("SELECT connection_id, status, error FROM {db}.sync_runs").await;
+    // Every row of every table, every column: no String column holds a key.
+    let tables = h
+        .tsv("SELECT name FROM system.tables WHERE database = '{db}' AND engine NOT LIKE '%View%'")
+        .await;
+    let mut stored = String::new();
+    for table in tables.lines() {
+        stored.push_str(&h.tsv(&format!("SELECT * FROM {{db}}.{table}")).await);
+    }
+    assert!(stored.contains("echo-openai"), "the dump reads the tables");
     let forms = |key: &str| {
         let mut forms = vec![
             key.to_string(),
@@ -886,7 +896,12 @@ async fn a_key_echoed_back_appears_in_no_error_row_or_log() {
     };
     for key in [&openai_key, &anthropic_key] {
         for form in forms(key) {
-            for (place, text) in [("stdout", &stdout), ("stderr (logs)", &stderr), ("sync_runs", &runs)] {
+            for (place, text) in [
+                ("stdout", &stdout),
+                ("stderr (trace logs)", &stderr),
+                ("sync_runs", &runs),
+                ("a ClickHouse table", &stored),
+            ] {
                 assert!(!text.contains(&form), "'{form}' of a key leaked into {place}:\n{text}");
             }
         }
