@@ -1,6 +1,8 @@
 //! Fault switches: the next provider requests fail in a fixed order (rate
-//! limits, then server errors, then truncated bodies), so tests can drive the
-//! daemon's retry path deterministically. Counters are global across orgs.
+//! limits, then server errors, then truncated bodies, then slow answers,
+//! then hanging ones, then expired-credential answers), so tests can drive
+//! the daemon's retry path deterministically. Counters are global across
+//! orgs.
 
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +22,21 @@ pub struct FaultPlan {
     /// The `Retry-After` value in seconds (default 1).
     #[serde(default)]
     pub retry_after_secs: Option<u64>,
+    /// Requests answered correctly but only after `slow_ms` (default 2000).
+    #[serde(default)]
+    pub slow: u32,
+    #[serde(default)]
+    pub slow_ms: Option<u64>,
+    /// Requests never answered: the connection is held for `hang_secs`
+    /// (default 3600) without a byte.
+    #[serde(default)]
+    pub hang: u32,
+    #[serde(default)]
+    pub hang_secs: Option<u64>,
+    /// Requests answered 401 as if the credential had just expired (a
+    /// refreshable token gets a new one; a static key fails its account).
+    #[serde(default)]
+    pub expired: u32,
 }
 
 /// The fault to apply to one request.
@@ -28,6 +45,9 @@ pub(crate) enum Fault {
     RateLimit { retry_after: u64 },
     ServerError,
     Truncate,
+    Slow { ms: u64 },
+    Hang { secs: u64 },
+    Expired,
 }
 
 #[derive(Debug, Default)]
@@ -58,6 +78,19 @@ impl Faults {
         } else if p.truncate > 0 {
             p.truncate -= 1;
             Some(Fault::Truncate)
+        } else if p.slow > 0 {
+            p.slow -= 1;
+            Some(Fault::Slow {
+                ms: p.slow_ms.unwrap_or(2_000),
+            })
+        } else if p.hang > 0 {
+            p.hang -= 1;
+            Some(Fault::Hang {
+                secs: p.hang_secs.unwrap_or(3_600),
+            })
+        } else if p.expired > 0 {
+            p.expired -= 1;
+            Some(Fault::Expired)
         } else {
             None
         }
@@ -76,16 +109,25 @@ mod tests {
             server_error: 2,
             truncate: 1,
             retry_after_secs: Some(3),
+            slow: 1,
+            slow_ms: Some(5),
+            hang: 1,
+            hang_secs: None,
+            expired: 1,
         });
         assert_eq!(f.next(), Some(Fault::RateLimit { retry_after: 3 }));
         assert_eq!(f.next(), Some(Fault::ServerError));
         assert_eq!(f.next(), Some(Fault::ServerError));
         assert_eq!(f.next(), Some(Fault::Truncate));
+        assert_eq!(f.next(), Some(Fault::Slow { ms: 5 }));
+        assert_eq!(f.next(), Some(Fault::Hang { secs: 3_600 }));
+        assert_eq!(f.next(), Some(Fault::Expired));
         assert_eq!(f.next(), None);
         assert_eq!(
             f.pending(),
             FaultPlan {
                 retry_after_secs: Some(3),
+                slow_ms: Some(5),
                 ..FaultPlan::default()
             }
         );

@@ -133,6 +133,12 @@ impl SimHandle {
         self.state.restate(restatement);
     }
 
+    /// Provider requests that came before the `Retry-After` of an earlier
+    /// 429 had passed (a client that does not obey its throttling).
+    pub fn too_early(&self) -> u64 {
+        self.state.too_early.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Provider requests served so far, per path and status.
     pub fn stats(&self) -> Vec<StatEntry> {
         self.state.stats()

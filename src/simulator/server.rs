@@ -1,7 +1,7 @@
 //! The HTTP side: shared state, dispatch to the registered providers, fault
 //! injection, request counting and the `/_sim/*` control endpoints.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, RwLock};
 
 use actix_web::http::StatusCode;
@@ -50,6 +50,13 @@ pub(crate) struct SimState {
     pub faults: Mutex<Faults>,
     pub restatements: RwLock<Vec<Restatement>>,
     pub stats: Mutex<BTreeMap<(String, u16), u64>>,
+    /// Per request path (provider, org and endpoint): the next request to it
+    /// should not come before this, since a 429 asked the client to wait
+    /// (`Retry-After`). Per path, because requests to other endpoints that
+    /// were already in flight when the 429 was sent could not have known.
+    pub not_before: Mutex<HashMap<String, std::time::Instant>>,
+    /// Requests that came before the `Retry-After` they were given expired.
+    pub too_early: std::sync::atomic::AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -65,6 +72,21 @@ impl SimState {
             faults: Mutex::new(Faults::default()),
             restatements: RwLock::new(Vec::new()),
             stats: Mutex::new(BTreeMap::new()),
+            not_before: Mutex::new(HashMap::new()),
+            too_early: Default::default(),
+        }
+    }
+
+    /// Counts a request that ignored a `Retry-After`, and remembers a new one.
+    fn watch_retry_after(&self, path: &str, asked: Option<u64>) {
+        let key = path.to_string();
+        let mut map = lock(&self.not_before);
+        let now = std::time::Instant::now();
+        if map.get(&key).is_some_and(|until| now < *until) {
+            self.too_early.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        if let Some(secs) = asked {
+            map.insert(key, now + std::time::Duration::from_secs(secs));
         }
     }
 
@@ -151,10 +173,18 @@ async fn provider_route(req: HttpRequest, state: web::Data<SimState>) -> HttpRes
         headers: req.headers(),
     };
     let fault = lock(&state.faults).next();
+    match fault {
+        Some(Fault::Slow { ms }) => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
+        // Held without a byte until the client gives up (its timeout drops
+        // the connection, which ends this handler).
+        Some(Fault::Hang { secs }) => tokio::time::sleep(std::time::Duration::from_secs(secs)).await,
+        _ => {}
+    }
     let reply = match fault {
         Some(Fault::RateLimit { retry_after }) => provider.rate_limited(retry_after),
         Some(Fault::ServerError) => provider.server_error(),
-        None | Some(Fault::Truncate) => match provider.authorize(&request) {
+        Some(Fault::Expired) => provider.expired_credentials(),
+        None | Some(Fault::Truncate | Fault::Slow { .. } | Fault::Hang { .. }) => match provider.authorize(&request) {
             Err(refused) => refused,
             Ok(()) => {
                 let restatements = state.restatements();
@@ -172,6 +202,7 @@ async fn provider_route(req: HttpRequest, state: web::Data<SimState>) -> HttpRes
     if fault == Some(Fault::Truncate) {
         body.truncate(body.len() / 2);
     }
+    state.watch_retry_after(req.path(), reply.retry_after);
     state.count(req.path(), reply.status);
     tracing::debug!(path = req.path(), status = reply.status, fault = ?fault, "simulator request");
     respond(reply.status, reply.retry_after, body)
@@ -282,5 +313,6 @@ async fn restate(body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
 async fn stats(state: web::Data<SimState>) -> HttpResponse {
     let entries = state.stats();
     let total: u64 = entries.iter().map(|e| e.count).sum();
-    ok(json!({"requests": entries, "total": total}))
+    let too_early = state.too_early.load(std::sync::atomic::Ordering::Relaxed);
+    ok(json!({"requests": entries, "total": total, "too_early": too_early}))
 }

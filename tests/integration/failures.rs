@@ -7,6 +7,7 @@ use tokentra_sync::actors::writer::WriterActor;
 use tokentra_sync::app::App;
 use tokentra_sync::providers::RetryPolicy;
 use tokentra_sync::store::migrations;
+use tokentra_sync::store::sink::RowSink;
 use tokentra_sync::sync::window::SyncKind;
 use tokentra_sync::sync::AccountSync;
 
@@ -214,5 +215,83 @@ async fn a_rejected_key_fails_its_account_with_a_fix_and_the_others_sync() {
         .filter(|w| w.ends_with('Z') && w.contains(':'))
         .count();
     assert_eq!(times, 2, "last success and complete-until shown: {ok}");
+    sim.stop().await;
+}
+
+/// `usage_daily` cost and input tokens of one account over `[since, until)`,
+/// against the simulator's truth.
+async fn assert_matches_truth(
+    config: &TestConfig,
+    sim: &tokentra_sync::simulator::SimHandle,
+    provider: &str,
+    since: &str,
+    until: &str,
+) {
+    let got = support::query_tsv(
+        &config.client(),
+        &format!(
+            "SELECT toString(sum(cost)), sum(input_tokens) FROM {{db}}.usage_daily \
+             WHERE provider = '{provider}' AND day >= toDate('{since}') AND day < toDate('{until}')"
+        ),
+    )
+    .await;
+    let truth = support::truth_days(sim, provider, "org-1", since, until).await;
+    let cost: rust_decimal::Decimal = truth
+        .iter()
+        .map(|r| r.cost.parse::<rust_decimal::Decimal>().unwrap())
+        .sum();
+    let tokens: i64 = truth.iter().map(|r| r.input_tokens).sum();
+    let fields: Vec<&str> = got.trim().split('\t').collect();
+    assert_eq!(fields[0].parse::<rust_decimal::Decimal>().unwrap(), cost, "{provider}");
+    assert_eq!(fields[1].parse::<i64>().unwrap(), tokens, "{provider}");
+}
+
+#[actix_rt::test]
+async fn a_429_storm_is_obeyed_slow_and_hanging_answers_are_survived_and_nothing_changes() {
+    let sim = support::start_sim(24, 1).await;
+    let config = TestConfig::new(
+        "storm",
+        &support::sim_accounts(&sim, &["org-1"], &["openai", "anthropic"]),
+    );
+    let validated = config.validated();
+    let mut app = App::new(validated.clone()).unwrap();
+    app.retry = RetryPolicy {
+        max_attempts: 10,
+        // A hung request is cut at 1s and retried.
+        request_timeout: Duration::from_secs(1),
+        ..fast_retries()
+    };
+    migrations::migrate(&app.store).await.unwrap();
+    let writer = WriterActor::start_with_handle(app.store.clone(), validated.writer.clone());
+    let syncs: Vec<AccountSync> = validated
+        .accounts
+        .iter()
+        .map(|a| app.account_sync(a, writer.sink()).unwrap())
+        .collect();
+    let (since, until, kind) = last_days(2);
+    set_faults(
+        &sim,
+        serde_json::json!({
+            "rate_limit": 12, "retry_after_secs": 1,
+            "slow": 3, "slow_ms": 300,
+            "hang": 2, "hang_secs": 30
+        }),
+    )
+    .await;
+    let (openai, anthropic) = futures::join!(syncs[0].run(kind, "test"), syncs[1].run(kind, "test"));
+    for reports in [openai.unwrap(), anthropic.unwrap()] {
+        assert!(reports.iter().all(|r| r.succeeded), "{reports:?}");
+    }
+    assert_eq!(
+        sim.pending_faults().rate_limit + sim.pending_faults().hang,
+        0,
+        "every fault was served"
+    );
+    // Every request after a 429 waited its Retry-After (the credential is
+    // paused, not only the request that got the 429).
+    assert_eq!(sim.too_early(), 0, "requests came before the provider's Retry-After");
+    writer.flush().await.unwrap();
+    assert_matches_truth(&config, &sim, "openai", &since, &until).await;
+    assert_matches_truth(&config, &sim, "anthropic", &since, &until).await;
     sim.stop().await;
 }

@@ -129,6 +129,9 @@ struct Inner {
     setup: HttpSetup,
     limiter: DefaultDirectRateLimiter,
     stats: Arc<HttpStats>,
+    /// A provider's `Retry-After` throttles the credential, not one request:
+    /// every request of the account waits until then.
+    paused_until: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 impl ProviderHttp {
@@ -139,6 +142,7 @@ impl ProviderHttp {
                 limiter: RateLimiter::direct(Quota::per_second(rate)),
                 setup,
                 stats: Arc::new(HttpStats::default()),
+                paused_until: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -210,6 +214,7 @@ impl ProviderHttp {
         let mut refreshed = false;
         loop {
             attempt += 1;
+            self.wait_for_pause().await;
             self.inner.limiter.until_ready().await;
             self.inner.stats.requests.fetch_add(1, Ordering::Relaxed);
             let request = setup
@@ -266,6 +271,7 @@ impl ProviderHttp {
                 // Never earlier than the provider asked.
                 Some(asked) => {
                     if kind == FailureKind::Throttled {
+                        self.pause_for(asked);
                         self.inner.stats.rate_limit_waits.fetch_add(1, Ordering::Relaxed);
                         metrics::rate_limit_wait(&setup.account, setup.provider, asked);
                     }
@@ -290,6 +296,22 @@ impl ProviderHttp {
                 "provider request failed, retrying"
             );
             tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Holds every request of this credential for `wait`.
+    fn pause_for(&self, wait: Duration) {
+        let until = tokio::time::Instant::now() + wait;
+        let mut paused = self.inner.paused_until.lock().unwrap_or_else(|p| p.into_inner());
+        if paused.is_none_or(|current| current < until) {
+            *paused = Some(until);
+        }
+    }
+
+    async fn wait_for_pause(&self) {
+        let until = *self.inner.paused_until.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(until) = until {
+            tokio::time::sleep_until(until).await;
         }
     }
 

@@ -59,6 +59,14 @@ pub(crate) trait SimulatedProvider: Send + Sync + 'static {
     /// A 429 in the provider's error format, with `Retry-After`.
     fn rate_limited(&self, retry_after: u64) -> Reply;
 
+    /// A 401 as the provider answers an expired or revoked credential.
+    fn expired_credentials(&self) -> Reply {
+        Reply::json(
+            401,
+            serde_json::json!({"error": {"message": "the credential has expired", "type": "authentication_error"}}),
+        )
+    }
+
     /// A 5xx in the provider's error format.
     fn server_error(&self) -> Reply;
 
