@@ -77,7 +77,10 @@ impl App {
             writer,
             policy: self.window_policy(account),
             endpoint_deadline: self.retry.endpoint_deadline,
-            rollup_to_verify: Default::default(),
+            rollup_to_verify: Arc::new(crate::sync::pending_verify::PendingVerify::load(
+                &self.config.state_dir,
+                &account.id,
+            )),
         })
     }
 }

@@ -6,6 +6,7 @@
 //! converged stay written (they are idempotent), but the watermark moves only
 //! when every endpoint of the chunk converged (docs/DESIGN.md rule 6).
 
+pub mod pending_verify;
 pub mod status;
 pub mod window;
 
@@ -34,14 +35,6 @@ const MAX_ROUNDS: usize = 4;
 
 const DAY_SECS: u32 = 86_400;
 
-/// The smallest range holding both.
-fn widen(a: Option<(u32, u32)>, b: (u32, u32)) -> (u32, u32) {
-    match a {
-        Some((start, end)) => (start.min(b.0), end.max(b.1)),
-        None => b,
-    }
-}
-
 /// Endpoints of one account synced at once. Small, to stay well inside the
 /// providers' rate limits.
 const ENDPOINT_CONCURRENCY: usize = 3;
@@ -54,9 +47,6 @@ struct EndpointCounts {
     cancelled: u64,
     /// Start (UTC seconds) of every day this endpoint wrote rows for.
     days: BTreeSet<u32>,
-    /// A write's outcome was uncertain (retried, or failed mid-way): its
-    /// table part may have landed without its rollup part.
-    uncertain: bool,
 }
 
 /// The result of syncing one window of one account.
@@ -142,7 +132,7 @@ pub struct AccountSync {
     /// Days `[start, end)` (UTC seconds) whose rollup must be verified
     /// before a sync of this account may report success: set when a write's
     /// outcome was uncertain, cleared once verify succeeds.
-    pub rollup_to_verify: Arc<std::sync::Mutex<Option<(u32, u32)>>>,
+    pub rollup_to_verify: Arc<pending_verify::PendingVerify>,
 }
 
 impl AccountSync {
@@ -269,16 +259,6 @@ impl AccountSync {
                 .buffered(ENDPOINT_CONCURRENCY)
                 .collect()
                 .await;
-        let mut touched: Option<(u32, u32)> = None;
-        for (_, counts, _) in &outcomes {
-            if let (true, Some(first), Some(last)) = (counts.uncertain, counts.days.first(), counts.days.last()) {
-                touched = Some(widen(touched, (*first, last.saturating_add(DAY_SECS))));
-            }
-        }
-        if let Some(days) = touched {
-            let mut pending = self.rollup_to_verify.lock().unwrap_or_else(|p| p.into_inner());
-            *pending = Some(widen(*pending, days));
-        }
         for (endpoint, counts, result) in outcomes {
             report.rows_fetched += counts.fetched;
             report.rows_added += counts.added;
@@ -372,11 +352,16 @@ impl AccountSync {
         Ok(report)
     }
 
+    fn note_uncertain(&self, days: &BTreeSet<u32>) {
+        if let (Some(first), Some(last)) = (days.first(), days.last()) {
+            self.rollup_to_verify.widen((*first, last.saturating_add(DAY_SECS)));
+        }
+    }
+
     /// Verifies and repairs `usage_daily` for the days an uncertain write may
     /// have left short; returns the groups repaired. Nothing to do is free.
     async fn repair_rollup(&self) -> Result<usize, EndpointFailure> {
-        let pending = *self.rollup_to_verify.lock().unwrap_or_else(|p| p.into_inner());
-        let Some((start, end)) = pending else {
+        let Some((start, end)) = self.rollup_to_verify.get() else {
             return Ok(0);
         };
         let account = &self.account.id;
@@ -395,13 +380,7 @@ impl AccountSync {
                  verified yet ({e}); the next sync verifies it before it reports success"
             ),
         })?;
-        {
-            let mut slot = self.rollup_to_verify.lock().unwrap_or_else(|p| p.into_inner());
-            // Only what was verified: a range widened meanwhile stays.
-            if *slot == pending {
-                *slot = None;
-            }
-        }
+        self.rollup_to_verify.clear((start, end));
         if !report.repairs.is_empty() {
             tracing::warn!(
                 account = %account,
@@ -486,14 +465,17 @@ impl AccountSync {
             let ack = match self.writer.write_usage(delta.rows).await {
                 Ok(ack) => ack,
                 Err(e) => {
-                    counts.uncertain = true;
+                    self.note_uncertain(&counts.days);
                     return Err(store_failure("writing", &e));
                 }
             };
             if !ack.retried {
                 return Ok(());
             }
-            counts.uncertain = true;
+            // The outcome was uncertain (a failed attempt may have stored the
+            // table part without its rollup part). Written down at once: a process killed before the verify at the
+            // end of this sync still repairs these days on its next start.
+            self.note_uncertain(&counts.days);
             tracing::info!(account = %self.account.id, endpoint = endpoint.endpoint, "insert was retried; re-reading to confirm");
         }
         Err(EndpointFailure {
