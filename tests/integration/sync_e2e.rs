@@ -22,7 +22,7 @@ const ORGS: [&str; 2] = ["org-1", "org-2"];
 /// account, and what the truth says it must. Decimals in canonical form, so
 /// equal amounts compare equal ("1.50" == "1.5").
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Daily {
+pub(crate) struct Daily {
     day: String,
     model: String,
     unit: String,
@@ -61,15 +61,32 @@ fn settle(rows: impl IntoIterator<Item = Daily>) -> Vec<Daily> {
 }
 
 async fn stored(client: &ClickhouseClient, account: &str, since: &str, until: &str) -> Vec<Daily> {
+    stored_in(client, false, account, since, until).await
+}
+
+/// [`stored`] from `usage_daily`, or (`records`) from the net of the raw
+/// `usage_records` (every measure times `sign`).
+pub(crate) async fn stored_in(
+    client: &ClickhouseClient,
+    records: bool,
+    account: &str,
+    since: &str,
+    until: &str,
+) -> Vec<Daily> {
+    let (source, day, sign) = if records {
+        ("usage_records", "toDate(bucket_start, 'UTC')", " * sign")
+    } else {
+        ("usage_daily", "day", "")
+    };
     let tsv = support::query_tsv(
         client,
         &format!(
-            "SELECT toString(day), model, unit, sum(input_tokens), sum(output_tokens), sum(cached_input_tokens), \
-                    sum(cache_creation_tokens), sum(requests), toString(sum(quantity)), toString(sum(cost)), \
-                    toString(sum(credits)) \
-             FROM {{db}}.usage_daily \
-             WHERE connection_id = '{account}' AND day >= toDate('{since}') AND day < toDate('{until}') \
-             GROUP BY day, model, unit ORDER BY day, model, unit"
+            "SELECT toString({day}) AS d, model, unit, sum(input_tokens{sign}), sum(output_tokens{sign}), \
+                    sum(cached_input_tokens{sign}), sum(cache_creation_tokens{sign}), sum(requests{sign}), \
+                    toString(sum(quantity{sign})), toString(sum(cost{sign})), toString(sum(credits{sign})) \
+             FROM {{db}}.{source} \
+             WHERE connection_id = '{account}' AND {day} >= toDate('{since}') AND {day} < toDate('{until}') \
+             GROUP BY d, model, unit ORDER BY d, model, unit"
         ),
     )
     .await;
@@ -100,7 +117,14 @@ fn midnight(day: &str) -> DateTime<Utc> {
 
 /// The simulator's truth for an account over whole UTC days `[since, until)`;
 /// `api` as in the account's config.
-fn truth(sim: &SimHandle, provider: &str, org: &str, api: Option<&str>, since: &str, until: &str) -> Vec<Daily> {
+pub(crate) fn truth(
+    sim: &SimHandle,
+    provider: &str,
+    org: &str,
+    api: Option<&str>,
+    since: &str,
+    until: &str,
+) -> Vec<Daily> {
     let options = TruthOptions {
         api: api.map(str::to_string),
     };
