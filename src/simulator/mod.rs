@@ -17,6 +17,12 @@
 //!   `/anthropic/{org}/v1/organizations/analytics/{usage,cost}` (these also
 //!   need `anthropic-beta: analytics-usage-cost-2026-08-24`):
 //!   `x-api-key: <anthropic_api_key(org)>`, `anthropic-version: 2023-06-01`.
+//! - `/fal/{org}/v1/models/usage`: `Authorization: Key <fal_api_key(org)>`
+//!   (the org's API-scope key, [`fal_api_scope_key`], gets 403).
+//! - `POST /runway/{org}/v1/organization/usage`: `Authorization: Bearer
+//!   <runway_api_key(org)>`, `X-Runway-Version: 2024-11-06`.
+//! - `/piapi/{org}/account/info`: `x-api-key: <piapi_api_key(org)>`; the
+//!   balance moves with `POST /_sim/restate` (provider `piapi`, today).
 //! - `GET /_sim/truth?provider=&org=&start=&end=[&api=]`, `POST /_sim/faults`,
 //!   `POST /_sim/restate`, `GET /_sim/stats` (provider requests only).
 
