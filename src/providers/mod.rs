@@ -9,10 +9,13 @@
 //! redaction, JSON readers) lives once in [`platform`].
 
 pub mod anthropic;
+pub mod fal;
 pub mod openai;
+pub mod piapi;
 mod planned;
 pub mod platform;
 pub mod registry;
+pub mod runway;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -92,30 +92,3 @@ pub static OPENROUTER: ProviderDescriptor = planned(
 
 pub static LITELLM: ProviderDescriptor =
     planned(Provider::LiteLlm, None, USAGE_INTERVAL, 2, CredentialKeys::API_KEY, &[]);
-
-pub static FAL: ProviderDescriptor = planned(
-    Provider::Fal,
-    Some("https://api.fal.ai/v1"),
-    USAGE_INTERVAL,
-    2,
-    CredentialKeys::API_KEY,
-    &[],
-);
-
-pub static RUNWAY: ProviderDescriptor = planned(
-    Provider::Runway,
-    Some("https://api.dev.runwayml.com"),
-    BILLING_INTERVAL,
-    3,
-    CredentialKeys::API_KEY,
-    &["usd_per_credit"],
-);
-
-pub static PIAPI: ProviderDescriptor = planned(
-    Provider::PiApi,
-    Some("https://api.piapi.ai"),
-    BILLING_INTERVAL,
-    3,
-    CredentialKeys::API_KEY,
-    &["environment"],
-);

@@ -98,9 +98,9 @@ static REGISTRY: [&ProviderDescriptor; 10] = [
     &super::planned::GOOGLE_VERTEX,
     &super::planned::OPENROUTER,
     &super::planned::LITELLM,
-    &super::planned::FAL,
-    &super::planned::RUNWAY,
-    &super::planned::PIAPI,
+    &super::fal::DESCRIPTOR,
+    &super::runway::DESCRIPTOR,
+    &super::piapi::DESCRIPTOR,
 ];
 
 pub fn descriptor(provider: Provider) -> &'static ProviderDescriptor {

@@ -17,6 +17,12 @@
 //!   `/anthropic/{org}/v1/organizations/analytics/{usage,cost}` (these also
 //!   need `anthropic-beta: analytics-usage-cost-2026-08-24`):
 //!   `x-api-key: <anthropic_api_key(org)>`, `anthropic-version: 2023-06-01`.
+//! - `/fal/{org}/v1/models/usage`: `Authorization: Key <fal_api_key(org)>`
+//!   (the org's API-scope key, [`fal_api_scope_key`], gets 403).
+//! - `POST /runway/{org}/v1/organization/usage`: `Authorization: Bearer
+//!   <runway_api_key(org)>`, `X-Runway-Version: 2024-11-06`.
+//! - `/piapi/{org}/account/info`: `x-api-key: <piapi_api_key(org)>`; the
+//!   balance moves with `POST /_sim/restate` (provider `piapi`, today).
 //! - `GET /_sim/truth?provider=&org=&start=&end=[&api=]`, `POST /_sim/faults`,
 //!   `POST /_sim/restate`, `GET /_sim/stats` (provider requests only).
 
@@ -92,6 +98,21 @@ impl SimHandle {
     /// The `base_url` an Anthropic account of `org` should use.
     pub fn anthropic_base_url(&self, org: &str) -> String {
         format!("{}/anthropic/{org}", self.base_url())
+    }
+
+    /// The `base_url` a fal.ai account of `org` should use.
+    pub fn fal_base_url(&self, org: &str) -> String {
+        format!("{}/fal/{org}/v1", self.base_url())
+    }
+
+    /// The `base_url` a Runway account of `org` should use.
+    pub fn runway_base_url(&self, org: &str) -> String {
+        format!("{}/runway/{org}", self.base_url())
+    }
+
+    /// The `base_url` a PiAPI account of `org` should use.
+    pub fn piapi_base_url(&self, org: &str) -> String {
+        format!("{}/piapi/{org}", self.base_url())
     }
 
     /// Ground truth with this simulator's seed, history and restatements,
@@ -210,6 +231,26 @@ pub fn openai_api_key(org: &str) -> String {
 /// The Anthropic admin key the simulator accepts for `org` (obviously fake).
 pub fn anthropic_api_key(org: &str) -> String {
     format!("sk-ant-admin01-FAKE-sim-{org}")
+}
+
+/// The fal.ai ADMIN key the simulator accepts for `org` (obviously fake).
+pub fn fal_api_key(org: &str) -> String {
+    format!("FAKE-sim-{org}-admin:0123456789abcdef")
+}
+
+/// A fal.ai key of `org` with the API scope only: the simulator answers 403.
+pub fn fal_api_scope_key(org: &str) -> String {
+    format!("FAKE-sim-{org}-api:0123456789abcdef")
+}
+
+/// The Runway API secret the simulator accepts for `org` (obviously fake).
+pub fn runway_api_key(org: &str) -> String {
+    format!("key_FAKE_sim_{org}_0123456789")
+}
+
+/// The PiAPI key the simulator accepts for `org` (obviously fake).
+pub fn piapi_api_key(org: &str) -> String {
+    format!("FAKE-sim-piapi-{org}-0123456789")
 }
 
 /// Ground truth per UTC day, normalized model and unit for `[start, end)`,

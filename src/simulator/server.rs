@@ -154,7 +154,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
 /// Every provider request: the provider from the registry, then the next
 /// pending fault (before auth, like an overloaded gateway), then auth, then
 /// the provider's answer; counted once answered.
-async fn provider_route(req: HttpRequest, state: web::Data<SimState>) -> HttpResponse {
+async fn provider_route(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
     let name = req.match_info().get("provider").unwrap_or_default();
     let Some(provider) = providers::find(name) else {
         return control_error(
@@ -171,6 +171,7 @@ async fn provider_route(req: HttpRequest, state: web::Data<SimState>) -> HttpRes
         tail,
         query: req.query_string(),
         headers: req.headers(),
+        body: &body,
     };
     let fault = lock(&state.faults).next();
     match fault {

@@ -93,6 +93,9 @@ pub fn sim_accounts(sim: &tokentra_sync::simulator::SimHandle, orgs: &[&str], pr
                     sim.anthropic_base_url(org),
                     tokentra_sync::simulator::anthropic_api_key(org),
                 ),
+                "fal" => (sim.fal_base_url(org), tokentra_sync::simulator::fal_api_key(org)),
+                "runway" => (sim.runway_base_url(org), tokentra_sync::simulator::runway_api_key(org)),
+                "piapi" => (sim.piapi_base_url(org), tokentra_sync::simulator::piapi_api_key(org)),
                 other => panic!("no simulator for {other}"),
             };
             out.push_str(&format!(

@@ -4,7 +4,10 @@
 //! adding a provider is its folder plus one line in the registry.
 
 pub(crate) mod anthropic;
+pub(crate) mod fal;
 pub(crate) mod openai;
+pub(crate) mod piapi;
+pub(crate) mod runway;
 
 use actix_web::http::header::HeaderMap;
 
@@ -22,6 +25,8 @@ pub(crate) struct SimRequest<'a> {
     pub tail: &'a str,
     pub query: &'a str,
     pub headers: &'a HeaderMap,
+    /// The request body (POST APIs such as Runway's usage).
+    pub body: &'a [u8],
 }
 
 impl SimRequest<'_> {
@@ -85,7 +90,13 @@ pub(crate) trait SimulatedProvider: Send + Sync + 'static {
 }
 
 /// Every simulated provider: one line each.
-pub(crate) static REGISTRY: &[&dyn SimulatedProvider] = &[&openai::OpenAi, &anthropic::Anthropic];
+pub(crate) static REGISTRY: &[&dyn SimulatedProvider] = &[
+    &openai::OpenAi,
+    &anthropic::Anthropic,
+    &fal::Fal,
+    &runway::Runway,
+    &piapi::PiApi,
+];
 
 /// The provider registered under `name`.
 pub(crate) fn find(name: &str) -> Option<&'static dyn SimulatedProvider> {
