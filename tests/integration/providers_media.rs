@@ -208,6 +208,7 @@ async fn throttling_and_server_errors_are_retried_to_the_exact_totals() {
         server_error: 2,
         truncate: 0,
         retry_after_secs: Some(1),
+        ..Default::default()
     });
     let (ok, output) = run_sync(&config, &since, &until).await;
     assert!(ok, "{output}");

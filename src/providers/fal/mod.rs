@@ -59,6 +59,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
         negative_quantities: false,
     },
     requests_per_second: 5,
+    key_hints: &[],
     adapter: Some(AdapterHooks {
         check: |account| FalConfig::read(account).map(|_| ()),
         build: |account, context| {

@@ -77,6 +77,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
         negative_quantities: false,
     },
     requests_per_second: 1,
+    key_hints: &[],
     adapter: Some(AdapterHooks {
         check: |account| PiApiConfig::read(account).map(|_| ()),
         build: |account, context| {

@@ -67,6 +67,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
         negative_quantities: true,
     },
     requests_per_second: 2,
+    key_hints: &[],
     adapter: Some(AdapterHooks {
         check: |account| RunwayConfig::read(account).map(|_| ()),
         build: |account, context| {

@@ -56,7 +56,7 @@ fn lines(world: &World<'_>, org: &str, day: i64) -> Vec<Line> {
     for (e, (endpoint, unit, price, base)) in ENDPOINTS.iter().enumerate() {
         for (k, key) in KEYS.iter().enumerate() {
             // Some (endpoint, key) pairs are unused by some orgs.
-            if draw.at(&[-10, e as i64, k as i64]) % 4 == 0 {
+            if draw.at(&[-10, e as i64, k as i64]).is_multiple_of(4) {
                 continue;
             }
             let mut tenths = 0;

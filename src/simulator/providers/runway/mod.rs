@@ -32,10 +32,10 @@ pub(crate) const USD_PER_CREDIT: Decimal = Decimal::from_parts(1, 0, 0, false, 2
 /// Net credits of `model` on the UTC day starting at `day`.
 fn credits(world: &World<'_>, org: &str, day: i64, m: usize) -> i64 {
     let draw = OrgDraw::new(world.seed, NAME, org);
-    if draw.at(&[-20, m as i64]) % 5 == 0 {
+    if draw.at(&[-20, m as i64]).is_multiple_of(5) {
         return 0; // a model this org does not use
     }
-    let refund_day = draw.at(&[day, m as i64, -1]) % 6 == 0;
+    let refund_day = draw.at(&[day, m as i64, -1]).is_multiple_of(6);
     let mut net = 0;
     for hour in (day..day + DAY).step_by(HOUR as usize) {
         if !world.has_data(hour) {
