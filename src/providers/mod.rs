@@ -9,7 +9,9 @@
 //! redaction, JSON readers) lives once in [`platform`].
 
 pub mod anthropic;
+pub mod litellm;
 pub mod openai;
+pub mod openrouter;
 mod planned;
 pub mod platform;
 pub mod registry;

@@ -75,23 +75,6 @@ pub static GOOGLE_VERTEX: ProviderDescriptor = planned(
     &["monitoring_url", "billing_table"],
 );
 
-pub static OPENROUTER: ProviderDescriptor = planned(
-    Provider::OpenRouter,
-    Some("https://openrouter.ai/api/v1"),
-    USAGE_INTERVAL,
-    2,
-    CredentialKeys {
-        required: &["api_key"],
-        optional: &["management_key"],
-        one_of: &[],
-        identity: &["api_key"],
-    },
-    &[],
-);
-
-pub static LITELLM: ProviderDescriptor =
-    planned(Provider::LiteLlm, None, USAGE_INTERVAL, 2, CredentialKeys::API_KEY, &[]);
-
 pub static FAL: ProviderDescriptor = planned(
     Provider::Fal,
     Some("https://api.fal.ai/v1"),
