@@ -17,6 +17,10 @@
 //!   `/anthropic/{org}/v1/organizations/analytics/{usage,cost}` (these also
 //!   need `anthropic-beta: analytics-usage-cost-2026-08-24`):
 //!   `x-api-key: <anthropic_api_key(org)>`, `anthropic-version: 2023-06-01`.
+//! - `/openrouter/{org}/api/v1/activity`: `Authorization: Bearer
+//!   <openrouter_management_key(org)>` (the inference key gets 403).
+//! - `/litellm/{org}/user/daily/activity`: `Authorization: Bearer
+//!   <litellm_api_key(org)>`; row-paged, dates cut across pages.
 //! - `GET /_sim/truth?provider=&org=&start=&end=[&api=]`, `POST /_sim/faults`,
 //!   `POST /_sim/restate`, `GET /_sim/stats` (provider requests only).
 
@@ -92,6 +96,16 @@ impl SimHandle {
     /// The `base_url` an Anthropic account of `org` should use.
     pub fn anthropic_base_url(&self, org: &str) -> String {
         format!("{}/anthropic/{org}", self.base_url())
+    }
+
+    /// The `base_url` an OpenRouter account of `org` should use.
+    pub fn openrouter_base_url(&self, org: &str) -> String {
+        format!("{}/openrouter/{org}/api/v1", self.base_url())
+    }
+
+    /// The `base_url` of the simulated LiteLLM proxy of `org`.
+    pub fn litellm_base_url(&self, org: &str) -> String {
+        format!("{}/litellm/{org}", self.base_url())
     }
 
     /// Ground truth with this simulator's seed, history and restatements,
@@ -198,6 +212,22 @@ pub fn openai_api_key(org: &str) -> String {
 /// The Anthropic admin key the simulator accepts for `org` (obviously fake).
 pub fn anthropic_api_key(org: &str) -> String {
     format!("sk-ant-admin01-FAKE-sim-{org}")
+}
+
+/// The OpenRouter inference key the simulator knows for `org`: `/activity`
+/// refuses it (403), as OpenRouter refuses non-management keys.
+pub fn openrouter_api_key(org: &str) -> String {
+    format!("sk-or-v1-FAKE-sim-{org}")
+}
+
+/// The OpenRouter management key the simulator accepts for `org`.
+pub fn openrouter_management_key(org: &str) -> String {
+    format!("sk-or-v1-FAKE-sim-mgmt-{org}")
+}
+
+/// The LiteLLM master key the simulated proxy of `org` accepts.
+pub fn litellm_api_key(org: &str) -> String {
+    format!("sk-FAKE-sim-litellm-{org}")
 }
 
 /// Ground truth per UTC day, normalized model and unit for `[start, end)`,

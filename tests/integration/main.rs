@@ -13,6 +13,7 @@ mod logs;
 mod migrations;
 mod normalize;
 mod prometheus;
+mod providers_gateway;
 mod proxy;
 mod sync_e2e;
 mod verify;

@@ -87,16 +87,29 @@ pub fn sim_accounts(sim: &tokentra_sync::simulator::SimHandle, orgs: &[&str], pr
     let mut out = String::new();
     for org in orgs {
         for provider in providers {
+            let mut more = String::new();
             let (base, key) = match *provider {
                 "openai" => (sim.openai_base_url(org), tokentra_sync::simulator::openai_api_key(org)),
                 "anthropic" => (
                     sim.anthropic_base_url(org),
                     tokentra_sync::simulator::anthropic_api_key(org),
                 ),
+                "openrouter" => {
+                    let management = tokentra_sync::simulator::openrouter_management_key(org);
+                    more = format!("management_key = \"{management}\"\n");
+                    (
+                        sim.openrouter_base_url(org),
+                        tokentra_sync::simulator::openrouter_api_key(org),
+                    )
+                }
+                "litellm" => (
+                    sim.litellm_base_url(org),
+                    tokentra_sync::simulator::litellm_api_key(org),
+                ),
                 other => panic!("no simulator for {other}"),
             };
             out.push_str(&format!(
-                "[[accounts]]\nid = \"{provider}-{org}\"\nprovider = \"{provider}\"\nbase_url = \"{base}\"\nbackfill_days = 7\n[accounts.credentials]\napi_key = \"{key}\"\n\n"
+                "[[accounts]]\nid = \"{provider}-{org}\"\nprovider = \"{provider}\"\nbase_url = \"{base}\"\nbackfill_days = 7\n[accounts.credentials]\napi_key = \"{key}\"\n{more}\n"
             ));
         }
     }

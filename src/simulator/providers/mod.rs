@@ -4,7 +4,9 @@
 //! adding a provider is its folder plus one line in the registry.
 
 pub(crate) mod anthropic;
+pub(crate) mod litellm;
 pub(crate) mod openai;
+pub(crate) mod openrouter;
 
 use actix_web::http::header::HeaderMap;
 
@@ -77,7 +79,12 @@ pub(crate) trait SimulatedProvider: Send + Sync + 'static {
 }
 
 /// Every simulated provider: one line each.
-pub(crate) static REGISTRY: &[&dyn SimulatedProvider] = &[&openai::OpenAi, &anthropic::Anthropic];
+pub(crate) static REGISTRY: &[&dyn SimulatedProvider] = &[
+    &openai::OpenAi,
+    &anthropic::Anthropic,
+    &openrouter::OpenRouter,
+    &litellm::LiteLlm,
+];
 
 /// The provider registered under `name`.
 pub(crate) fn find(name: &str) -> Option<&'static dyn SimulatedProvider> {
