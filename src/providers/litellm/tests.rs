@@ -162,3 +162,30 @@ async fn litellm_a_server_error_is_retried_and_a_day_outside_the_window_is_refus
         .unwrap_err();
     assert!(err.to_string().contains("outside the asked window"), "{err}");
 }
+
+/// Page `n` of `of`: one row of 2025-03-26 for key `k{n}`.
+fn one_row_page(n: u32, of: u32) -> String {
+    format!(
+        r#"{{"results": [{{"date": "2025-03-26", "metrics": {{}}, "breakdown": {{"models": {{"gpt-4o-mini": {{"metrics": {{}},
+           "api_key_breakdown": {{"k{n}": {{"metrics": {{"spend": 0.5, "prompt_tokens": 10, "api_requests": 1}}, "metadata": {{}}}}}}}}}}}}}}],
+           "metadata": {{"page": {n}, "total_pages": {of}, "has_more": {}}}}}"#,
+        n < of
+    )
+}
+
+#[tokio::test]
+async fn litellm_one_day_over_many_pages_is_progress_not_endless_paging() {
+    let (server, adapter) = setup().await;
+    for n in 1..=6 {
+        Mock::given(method("GET"))
+            .and(query_param("page", n.to_string().as_str()))
+            .respond_with(json(&one_row_page(n, 6)))
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    let fetch = adapter.fetch(&SPEC, TimeWindow::new(day(26), day(27))).await.unwrap();
+    assert_eq!(fetch.records.len(), 6);
+    let estimate: Decimal = fetch.records.iter().filter_map(|r| r.measures.provider_estimate).sum();
+    assert_eq!(estimate, Decimal::from(3));
+}
