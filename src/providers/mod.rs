@@ -10,7 +10,9 @@
 
 pub mod anthropic;
 pub mod fal;
+pub mod litellm;
 pub mod openai;
+pub mod openrouter;
 pub mod piapi;
 mod planned;
 pub mod platform;

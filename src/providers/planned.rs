@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::platform::MeasurePolicy;
-use super::registry::{CredentialKeys, ProviderDescriptor, BILLING_INTERVAL, DAY, USAGE_INTERVAL};
+use super::registry::{CredentialKeys, ProviderDescriptor, BILLING_INTERVAL, DAY};
 use crate::provider::Provider;
 
 const fn planned(
@@ -75,20 +75,3 @@ pub static GOOGLE_VERTEX: ProviderDescriptor = planned(
     },
     &["monitoring_url", "billing_table"],
 );
-
-pub static OPENROUTER: ProviderDescriptor = planned(
-    Provider::OpenRouter,
-    Some("https://openrouter.ai/api/v1"),
-    USAGE_INTERVAL,
-    2,
-    CredentialKeys {
-        required: &["api_key"],
-        optional: &["management_key"],
-        one_of: &[],
-        identity: &["api_key"],
-    },
-    &[],
-);
-
-pub static LITELLM: ProviderDescriptor =
-    planned(Provider::LiteLlm, None, USAGE_INTERVAL, 2, CredentialKeys::API_KEY, &[]);

@@ -63,6 +63,10 @@ pub struct TruthRow {
     pub cost: Decimal,
     #[serde(with = "rust_decimal::serde::str", default)]
     pub credits: Decimal,
+    /// Money that is not the provider's bill (a proxy's own estimate,
+    /// OpenRouter BYOK spend), as `estimated_cost` stores it.
+    #[serde(with = "rust_decimal::serde::str", default)]
+    pub estimated_cost: Decimal,
 }
 
 impl TruthRow {
@@ -79,6 +83,7 @@ impl TruthRow {
             quantity: Decimal::ZERO,
             cost: Decimal::ZERO,
             credits: Decimal::ZERO,
+            estimated_cost: Decimal::ZERO,
         }
     }
 
@@ -91,6 +96,7 @@ impl TruthRow {
             && self.quantity.is_zero()
             && self.cost.is_zero()
             && self.credits.is_zero()
+            && self.estimated_cost.is_zero()
     }
 }
 
@@ -119,6 +125,7 @@ impl TruthBook {
                 t.cost.rescale(9);
                 t.quantity.rescale(9);
                 t.credits.rescale(9);
+                t.estimated_cost.rescale(9);
                 t
             })
             .collect()

@@ -23,6 +23,10 @@
 //!   <runway_api_key(org)>`, `X-Runway-Version: 2024-11-06`.
 //! - `/piapi/{org}/account/info`: `x-api-key: <piapi_api_key(org)>`; the
 //!   balance moves with `POST /_sim/restate` (provider `piapi`, today).
+//! - `/openrouter/{org}/api/v1/activity`: `Authorization: Bearer
+//!   <openrouter_management_key(org)>` (the inference key gets 403).
+//! - `/litellm/{org}/user/daily/activity`: `Authorization: Bearer
+//!   <litellm_api_key(org)>`; row-paged, dates cut across pages.
 //! - `GET /_sim/truth?provider=&org=&start=&end=[&api=]`, `POST /_sim/faults`,
 //!   `POST /_sim/restate`, `GET /_sim/stats` (provider requests only).
 
@@ -113,6 +117,16 @@ impl SimHandle {
     /// The `base_url` a PiAPI account of `org` should use.
     pub fn piapi_base_url(&self, org: &str) -> String {
         format!("{}/piapi/{org}", self.base_url())
+    }
+
+    /// The `base_url` an OpenRouter account of `org` should use.
+    pub fn openrouter_base_url(&self, org: &str) -> String {
+        format!("{}/openrouter/{org}/api/v1", self.base_url())
+    }
+
+    /// The `base_url` of the simulated LiteLLM proxy of `org`.
+    pub fn litellm_base_url(&self, org: &str) -> String {
+        format!("{}/litellm/{org}", self.base_url())
     }
 
     /// Ground truth with this simulator's seed, history and restatements,
@@ -251,6 +265,22 @@ pub fn runway_api_key(org: &str) -> String {
 /// The PiAPI key the simulator accepts for `org` (obviously fake).
 pub fn piapi_api_key(org: &str) -> String {
     format!("FAKE-sim-piapi-{org}-0123456789")
+}
+
+/// The OpenRouter inference key the simulator knows for `org`: `/activity`
+/// refuses it (403), as OpenRouter refuses non-management keys.
+pub fn openrouter_api_key(org: &str) -> String {
+    format!("sk-or-v1-FAKE-sim-{org}")
+}
+
+/// The OpenRouter management key the simulator accepts for `org`.
+pub fn openrouter_management_key(org: &str) -> String {
+    format!("sk-or-v1-FAKE-sim-mgmt-{org}")
+}
+
+/// The LiteLLM master key the simulated proxy of `org` accepts.
+pub fn litellm_api_key(org: &str) -> String {
+    format!("sk-FAKE-sim-litellm-{org}")
 }
 
 /// Ground truth per UTC day, normalized model and unit for `[start, end)`,

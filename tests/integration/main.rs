@@ -15,6 +15,7 @@ mod logs;
 mod migrations;
 mod normalize;
 mod prometheus;
+mod providers_gateway;
 mod providers_media;
 mod proxy;
 mod sync_e2e;

@@ -87,6 +87,7 @@ pub fn sim_accounts(sim: &tokentra_sync::simulator::SimHandle, orgs: &[&str], pr
     let mut out = String::new();
     for org in orgs {
         for provider in providers {
+            let mut more = String::new();
             let (base, key) = match *provider {
                 "openai" => (sim.openai_base_url(org), tokentra_sync::simulator::openai_api_key(org)),
                 "anthropic" => (
@@ -96,10 +97,22 @@ pub fn sim_accounts(sim: &tokentra_sync::simulator::SimHandle, orgs: &[&str], pr
                 "fal" => (sim.fal_base_url(org), tokentra_sync::simulator::fal_api_key(org)),
                 "runway" => (sim.runway_base_url(org), tokentra_sync::simulator::runway_api_key(org)),
                 "piapi" => (sim.piapi_base_url(org), tokentra_sync::simulator::piapi_api_key(org)),
+                "openrouter" => {
+                    let management = tokentra_sync::simulator::openrouter_management_key(org);
+                    more = format!("management_key = \"{management}\"\n");
+                    (
+                        sim.openrouter_base_url(org),
+                        tokentra_sync::simulator::openrouter_api_key(org),
+                    )
+                }
+                "litellm" => (
+                    sim.litellm_base_url(org),
+                    tokentra_sync::simulator::litellm_api_key(org),
+                ),
                 other => panic!("no simulator for {other}"),
             };
             out.push_str(&format!(
-                "[[accounts]]\nid = \"{provider}-{org}\"\nprovider = \"{provider}\"\nbase_url = \"{base}\"\nbackfill_days = 7\n[accounts.credentials]\napi_key = \"{key}\"\n\n"
+                "[[accounts]]\nid = \"{provider}-{org}\"\nprovider = \"{provider}\"\nbase_url = \"{base}\"\nbackfill_days = 7\n[accounts.credentials]\napi_key = \"{key}\"\n{more}\n"
             ));
         }
     }

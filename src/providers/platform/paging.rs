@@ -118,6 +118,9 @@ impl Pager<'_> {
                 Err(PageError::Provider(e)) => return Err(e),
                 Err(PageError::Parse(detail)) => return Err(self.bad(number, &detail)),
             };
+            // Progress: a new bucket, or (rows across pages) a new record:
+            // a day with more rows than three pages continues on pages that
+            // bring no new bucket.
             let mut new_buckets = 0;
             for bucket in page.buckets {
                 self.check_bucket(number, &bucket, width)?;
@@ -153,6 +156,9 @@ impl Pager<'_> {
                                 ),
                             ));
                         }
+                    }
+                    if let Spread::RowsAcrossPages { .. } = self.spread {
+                        new_buckets += 1;
                     }
                     fetch.records.push(record);
                 }

@@ -5,7 +5,9 @@
 
 pub(crate) mod anthropic;
 pub(crate) mod fal;
+pub(crate) mod litellm;
 pub(crate) mod openai;
+pub(crate) mod openrouter;
 pub(crate) mod piapi;
 pub(crate) mod runway;
 
@@ -96,6 +98,8 @@ pub(crate) static REGISTRY: &[&dyn SimulatedProvider] = &[
     &fal::Fal,
     &runway::Runway,
     &piapi::PiApi,
+    &openrouter::OpenRouter,
+    &litellm::LiteLlm,
 ];
 
 /// The provider registered under `name`.
