@@ -19,12 +19,19 @@ find_server() {
   return 1
 }
 
+# A killed server whose parent is gone may linger as a zombie until it is
+# reaped (containers often have no init that reaps): that is not running.
+alive() {
+  kill -0 "$1" 2>/dev/null || return 1
+  ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
+}
+
 case "$cmd" in
   stop)
     if [ -f "$dir/server.pid" ]; then
       pid=$(cat "$dir/server.pid")
       kill "$pid" 2>/dev/null || true
-      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || exit 0; sleep 0.1; done
+      for _ in $(seq 1 100); do alive "$pid" || exit 0; sleep 0.1; done
       kill -9 "$pid" 2>/dev/null || true
     fi
     ;;
@@ -82,7 +89,7 @@ XML
     <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
 </yandex>
 XML
-    if [ -f "$dir/server.pid" ] && kill -0 "$(cat "$dir/server.pid")" 2>/dev/null; then
+    if [ -f "$dir/server.pid" ] && alive "$(cat "$dir/server.pid")"; then
       echo "clickhouse already running in $dir (pid $(cat "$dir/server.pid"))"
     else
       # exec: the recorded pid is the server itself, so `stop` can reach it.
@@ -94,7 +101,7 @@ XML
         echo "clickhouse ready on http://127.0.0.1:$port (data in $dir)"
         exit 0
       fi
-      if ! kill -0 "$(cat "$dir/server.pid")" 2>/dev/null; then
+      if ! alive "$(cat "$dir/server.pid")"; then
         echo "clickhouse-server exited; last log lines:" >&2
         tail -n 30 "$dir/log/stdout.log" "$dir/log/server.err.log" >&2 2>/dev/null || true
         exit 1

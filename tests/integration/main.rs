@@ -7,6 +7,7 @@ mod actors;
 mod admin;
 mod client;
 mod connection_test;
+mod crash;
 mod daemon;
 mod dashboards;
 mod failures;

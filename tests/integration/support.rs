@@ -155,6 +155,23 @@ pub async fn count(client: &ClickhouseClient, sql: &str) -> u64 {
     query_tsv(client, sql).await.trim().parse().expect("a count")
 }
 
+/// A count, or `None` while the server is down or the table not there yet.
+pub async fn try_count(client: &ClickhouseClient, sql: &str) -> Option<u64> {
+    let sql = sql.replace("{db}", client.database());
+    let response = reqwest::Client::new()
+        .post(client.url())
+        .query(&[("database", client.database())])
+        .body(format!("{sql} FORMAT TabSeparated"))
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    response.text().await.ok()?.trim().parse().ok()
+}
+
 /// One row of the simulator's ground truth.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct TruthRow {
