@@ -103,4 +103,21 @@ mod tests {
         drop(first);
         assert!(AccountLock::acquire(dir.path(), "acme").is_ok());
     }
+
+    #[test]
+    fn lock_files_and_their_directory_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        // A lock file an older release left readable by everyone is tightened.
+        let locks = dir.path().join("locks");
+        std::fs::create_dir_all(&locks).unwrap();
+        std::fs::set_permissions(&locks, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(locks.join("old.lock"), b"").unwrap();
+        std::fs::set_permissions(locks.join("old.lock"), std::fs::Permissions::from_mode(0o666)).unwrap();
+        let _new = AccountLock::acquire(dir.path(), "new").unwrap();
+        let _old = AccountLock::acquire(dir.path(), "old").unwrap();
+        assert_eq!(mode(&locks), 0o700);
+        assert_eq!(mode(&locks.join("new.lock")), 0o600);
+        assert_eq!(mode(&locks.join("old.lock")), 0o600);
+    }
 }

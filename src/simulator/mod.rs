@@ -235,8 +235,11 @@ pub fn org_ids(orgs: u32) -> Vec<String> {
 /// The expired form of a simulated key: the simulator answers it with the
 /// provider's "expired" 401 (for connection tests).
 pub fn expired_api_key(key: &str) -> String {
-    format!("{key}-EXPIRED")
+    format!("{key}{EXPIRED_SUFFIX}")
 }
+
+/// What [`expired_api_key`] appends.
+pub(crate) const EXPIRED_SUFFIX: &str = "-EXPIRED";
 
 pub fn openai_api_key(org: &str) -> String {
     format!("sk-admin-FAKE-sim-{org}")

@@ -173,7 +173,16 @@ async fn provider_route(req: HttpRequest, body: web::Bytes, state: web::Data<Sim
         headers: req.headers(),
         body: &body,
     };
-    let fault = lock(&state.faults).next();
+    // A credential in its expired form (`expired_api_key`) is answered as
+    // the provider answers an expired or revoked key.
+    let expired = ["authorization", "x-api-key"]
+        .iter()
+        .any(|name| request.header(name).is_some_and(|v| v.ends_with(super::EXPIRED_SUFFIX)));
+    let fault = if expired {
+        Some(Fault::Expired)
+    } else {
+        lock(&state.faults).next()
+    };
     match fault {
         Some(Fault::Slow { ms }) => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
         // Held without a byte until the client gives up (its timeout drops

@@ -121,3 +121,103 @@ async fn a_project_key_is_refused_before_any_request() {
     assert!(text.contains("project keys") && text.contains("Admin key"), "{text}");
     assert!(!text.contains("sk-proj-FAKE-TEST-0123456789abcdefghij"), "{text}");
 }
+
+/// Every implemented provider: its right key passes, a key of the wrong
+/// kind is bad credentials with the fix named, and its expired key is bad
+/// credentials saying so.
+#[actix_rt::test]
+async fn every_provider_tells_the_right_key_from_a_wrong_or_expired_one() {
+    use tokentra_sync::simulator as s;
+    let sim = support::start_sim(43, 1).await;
+    let org = "org-1";
+    // (provider, base_url, good key, extra keys, wrong key, what the fix names)
+    let cases: Vec<(&str, String, String, String, String, &str)> = vec![
+        (
+            "openrouter",
+            sim.openrouter_base_url(org),
+            s::openrouter_api_key(org),
+            format!("management_key = \"{}\"\n", s::openrouter_management_key(org)),
+            // An inference key where the management key is needed.
+            s::openrouter_api_key(org),
+            "management key",
+        ),
+        (
+            "litellm",
+            sim.litellm_base_url(org),
+            s::litellm_api_key(org),
+            String::new(),
+            "sk-FAKE-TEST-an-openai-key-not-the-proxy".to_string(),
+            "master key",
+        ),
+        (
+            "fal",
+            sim.fal_base_url(org),
+            s::fal_api_key(org),
+            String::new(),
+            s::fal_api_scope_key(org),
+            "ADMIN",
+        ),
+        (
+            "runway",
+            sim.runway_base_url(org),
+            s::runway_api_key(org),
+            String::new(),
+            "key_FAKE_TEST_of_another_org_0123".to_string(),
+            "developer portal",
+        ),
+        (
+            "piapi",
+            sim.piapi_base_url(org),
+            s::piapi_api_key(org),
+            String::new(),
+            "FAKE-TEST-piapi-other-account-0000".to_string(),
+            "x-api-key",
+        ),
+    ];
+    for (provider, base, good, extra, wrong, fix) in cases {
+        let expired_extra = if extra.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "management_key = \"{}\"\n",
+                s::expired_api_key(&s::openrouter_management_key(org))
+            )
+        };
+        let expired_key = if extra.is_empty() {
+            s::expired_api_key(&good)
+        } else {
+            good.clone()
+        };
+        let wrong_extra = if provider == "openrouter" {
+            String::new()
+        } else {
+            extra.clone()
+        };
+        // One config per account: one organization's key in two accounts
+        // of one config is refused (it would count one bill twice).
+        let check = |id: &'static str, key: String, more: String| {
+            let base = base.clone();
+            async move {
+                let account = format!(
+                    "[[accounts]]\nid = \"{provider}-{id}\"\nprovider = \"{provider}\"\nbase_url = \"{base}\"\n\
+                     [accounts.credentials]\napi_key = \"{key}\"\n{more}"
+                );
+                let config = TestConfig::new(&format!("connection_{provider}_{id}"), &account);
+                run(&config, &format!("{provider}-{id}")).await
+            }
+        };
+        let (code, text) = check("good", good.clone(), extra.clone()).await;
+        assert_eq!(code, 0, "{provider}: {text}");
+        let (code, text) = check("wrong", wrong.clone(), wrong_extra).await;
+        assert_eq!(code, 2, "{provider}: {text}");
+        assert!(
+            text.contains("bad credentials") && text.contains(fix),
+            "{provider}: {text}"
+        );
+        assert!(!text.contains(&wrong), "{provider}: the key leaked: {text}");
+        let (code, text) = check("expired", expired_key, expired_extra).await;
+        assert_eq!(code, 2, "{provider}: {text}");
+        assert!(text.contains("expired"), "{provider}: {text}");
+    }
+    sim.stop().await;
+}

@@ -86,6 +86,10 @@ impl SimulatedProvider for Anthropic {
         error(500, "api_error", "Internal server error")
     }
 
+    fn expired_credentials(&self) -> Reply {
+        error(401, "authentication_error", "This API key has expired or was revoked.")
+    }
+
     /// `api`: `legacy` (default) or `analytics`, as in the account's config;
     /// only analytics accounts get request counts.
     fn truth(

@@ -46,17 +46,6 @@ impl SimulatedProvider for OpenAi {
                 None,
                 None,
             )),
-            Some(header)
-                if request.org_known && header == format!("Bearer {}", crate::simulator::expired_api_key(&openai_api_key(request.org))) =>
-            {
-                Err(error(
-                    401,
-                    "Your API key has expired. Create a new key in your organization settings.",
-                    "invalid_request_error",
-                    None,
-                    Some("api_key_expired"),
-                ))
-            }
             Some(header) if !request.org_known || header != format!("Bearer {}", openai_api_key(request.org)) => {
                 Err(error(
                     401,
@@ -72,6 +61,16 @@ impl SimulatedProvider for OpenAi {
 
     fn route(&self, world: &World<'_>, request: &SimRequest<'_>) -> Reply {
         handle(world, request)
+    }
+
+    fn expired_credentials(&self) -> Reply {
+        error(
+            401,
+            "Your API key has expired. Create a new key in your organization settings.",
+            "invalid_request_error",
+            None,
+            Some("api_key_expired"),
+        )
     }
 
     fn rate_limited(&self, retry_after: u64) -> Reply {
