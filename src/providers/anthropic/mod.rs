@@ -124,9 +124,7 @@ impl AnthropicAdapter {
             account: account_id.to_string(),
             detail,
         };
-        let base_url = base_url.trim_end_matches('/').to_string();
-        url::Url::parse(&base_url)
-            .map_err(|e| config_error(format!("anthropic base_url '{base_url}' is not a valid URL: {e}")))?;
+        let base_url = crate::providers::platform::http::api_root(account_id, base_url, "https://api.anthropic.com")?;
         if api_key.trim().is_empty() {
             return Err(config_error(
                 "credentials.api_key is empty: set it to an Anthropic Admin API key (sk-ant-admin01-...)".to_string(),

@@ -40,6 +40,7 @@ use super::{
     TimeWindow,
 };
 use crate::normalize::schema::{Granularity, RecordType};
+use crate::providers::platform::http::api_root;
 
 pub use config::FalConfig;
 
@@ -116,15 +117,7 @@ impl FalAdapter {
             account: account_id.to_string(),
             detail,
         };
-        let base_url = base_url.trim().trim_end_matches('/').to_string();
-        match url::Url::parse(&base_url) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
-            _ => {
-                return Err(config_error(format!(
-                    "base_url '{base_url}' is not an http(s) URL; use the API root, e.g. https://api.fal.ai/v1"
-                )))
-            }
-        }
+        let base_url = api_root(account_id, base_url, "https://api.fal.ai/v1")?;
         if api_key.trim().is_empty() {
             return Err(config_error(format!(
                 "credentials.api_key is empty; {}",

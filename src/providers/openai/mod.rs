@@ -32,6 +32,7 @@ use super::{
     RetryPolicy, TimeWindow,
 };
 use crate::normalize::schema::{Granularity, RecordType};
+use crate::providers::platform::http::api_root;
 
 pub use config::OpenAiConfig;
 
@@ -283,15 +284,7 @@ impl OpenAiAdapter {
             account: account_id.to_string(),
             detail,
         };
-        let base_url = base_url.trim().trim_end_matches('/').to_string();
-        match url::Url::parse(&base_url) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
-            _ => {
-                return Err(config_error(format!(
-                    "base_url '{base_url}' is not an http(s) URL; use the API root, e.g. https://api.openai.com/v1"
-                )))
-            }
-        }
+        let base_url = api_root(account_id, base_url, "https://api.openai.com/v1")?;
         if api_key.trim().is_empty() {
             return Err(config_error(
                 "credentials.api_key is empty; set it to an OpenAI Admin key (sk-admin-...)".to_string(),

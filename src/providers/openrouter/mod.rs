@@ -30,6 +30,7 @@ use super::{
     TimeWindow,
 };
 use crate::normalize::schema::{Granularity, RecordType};
+use crate::providers::platform::http::api_root;
 
 pub use config::{OpenRouterConfig, MANAGEMENT_KEYS_URL};
 
@@ -127,15 +128,7 @@ impl OpenRouterAdapter {
             account: account_id.to_string(),
             detail,
         };
-        let base_url = base_url.trim().trim_end_matches('/').to_string();
-        match url::Url::parse(&base_url) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
-            _ => {
-                return Err(config_error(format!(
-                    "base_url '{base_url}' is not an http(s) URL; use https://openrouter.ai/api/v1"
-                )))
-            }
-        }
+        let base_url = api_root(account_id, base_url, "https://openrouter.ai/api/v1")?;
         let field = if config.management_key.is_some() {
             "credentials.management_key"
         } else {

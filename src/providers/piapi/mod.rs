@@ -57,6 +57,7 @@ use super::{
 use crate::normalize::schema::{
     CostSource, Dimensions, FetchedRecord, Granularity, Measures, RawField, RecordIdentity, RecordType,
 };
+use crate::providers::platform::http::api_root;
 
 pub use config::PiApiConfig;
 use parse::Session;
@@ -142,15 +143,7 @@ impl PiApiAdapter {
             account: account_id.to_string(),
             detail,
         };
-        let base_url = base_url.trim().trim_end_matches('/').to_string();
-        match url::Url::parse(&base_url) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
-            _ => {
-                return Err(config_error(format!(
-                    "base_url '{base_url}' is not an http(s) URL; use the API root, e.g. https://api.piapi.ai"
-                )))
-            }
-        }
+        let base_url = api_root(account_id, base_url, "https://api.piapi.ai")?;
         if api_key.trim().is_empty() {
             return Err(config_error(format!(
                 "credentials.api_key is empty; {}",

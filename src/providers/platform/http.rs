@@ -70,6 +70,21 @@ impl HttpStats {
     }
 }
 
+/// An adapter's API root from its account's `base_url`: trimmed, without a
+/// trailing slash, and an http(s) URL (the config layer checked it too; an
+/// adapter built directly, as tests do, gets the same guard). `example` is
+/// the provider's real root, named in the error.
+pub fn api_root(account: &str, base_url: &str, example: &str) -> Result<String, ProviderError> {
+    let root = base_url.trim().trim_end_matches('/').to_string();
+    match url::Url::parse(&root) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(root),
+        _ => Err(ProviderError::Config {
+            account: account.to_string(),
+            detail: format!("base_url '{root}' is not an http(s) URL; use the API root, e.g. {example}"),
+        }),
+    }
+}
+
 /// The process's one HTTP client: one connection pool shared by every
 /// account (connections to a provider host are reused across accounts), and
 /// a redirect policy that follows only same-origin redirects. reqwest strips
