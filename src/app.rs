@@ -26,6 +26,10 @@ pub struct App {
     pub pricing: Arc<PricingRegistry>,
     /// How provider requests are retried (tests shorten the delays).
     pub retry: RetryPolicy,
+    /// Syncs in flight across all accounts (`[sync] max_concurrent_syncs`):
+    /// a thousand accounts starting at once would open more connections to
+    /// ClickHouse and the providers than either accepts.
+    pub sync_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl App {
@@ -43,6 +47,7 @@ impl App {
                 max_response_bytes: config.sync.max_response_bytes,
                 ..RetryPolicy::default()
             },
+            sync_slots: Arc::new(tokio::sync::Semaphore::new(config.sync.max_concurrent_syncs)),
             config,
         })
     }
@@ -77,6 +82,7 @@ impl App {
             writer,
             policy: self.window_policy(account),
             endpoint_deadline: self.retry.endpoint_deadline,
+            slots: self.sync_slots.clone(),
             rollup_to_verify: Arc::new(crate::sync::pending_verify::PendingVerify::load(
                 &self.config.state_dir,
                 &account.id,

@@ -110,6 +110,8 @@ pub struct SyncConfig {
     pub endpoint_deadline: Duration,
     /// The largest provider response accepted, in bytes.
     pub max_response_bytes: usize,
+    /// Syncs in flight across all accounts.
+    pub max_concurrent_syncs: usize,
 }
 
 /// One provider account, checked: its provider is known, every required
@@ -314,7 +316,8 @@ fn apply_env_overrides(value: &mut toml::Value, env: &BTreeMap<String, String>, 
 
 /// Keys whose values are whole numbers; every other override stays text, so a
 /// numeric password is still a string.
-const INTEGER_KEYS: [&str; 5] = [
+const INTEGER_KEYS: [&str; 6] = [
+    "max_concurrent_syncs",
     "max_batch_rows",
     "max_buffer_rows",
     "deep_resync_days",

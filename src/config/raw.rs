@@ -138,6 +138,8 @@ pub struct RawSync {
     pub endpoint_deadline: String,
     /// The largest provider response accepted, in MiB.
     pub max_response_mb: u64,
+    /// Syncs in flight across all accounts.
+    pub max_concurrent_syncs: u64,
 }
 
 impl Default for RawSync {
@@ -151,6 +153,7 @@ impl Default for RawSync {
             request_timeout: "60s".into(),
             endpoint_deadline: "10m".into(),
             max_response_mb: 32,
+            max_concurrent_syncs: 16,
         }
     }
 }

@@ -152,6 +152,12 @@ pub(super) fn validate(value: toml::Value) -> Result<ValidatedConfig, ConfigErro
             ) as usize
                 * 1024
                 * 1024,
+            max_concurrent_syncs: bounded(
+                "sync.max_concurrent_syncs",
+                raw.sync.max_concurrent_syncs,
+                (1, 1_024),
+                &mut problems,
+            ) as usize,
         },
         vault_key_file: raw.vault.key_file.map(PathBuf::from),
         price_overrides: raw.pricing.overrides,

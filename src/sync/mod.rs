@@ -133,6 +133,8 @@ pub struct AccountSync {
     /// before a sync of this account may report success: set when a write's
     /// outcome was uncertain, cleared once verify succeeds.
     pub rollup_to_verify: Arc<pending_verify::PendingVerify>,
+    /// Shared by every account: a sync runs only while it holds a slot.
+    pub slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl AccountSync {
@@ -151,6 +153,8 @@ impl AccountSync {
         trigger: &'static str,
         run_id: Option<String>,
     ) -> Result<Vec<SyncReport>, SyncError> {
+        // Waits for a slot; the semaphore is never closed.
+        let _slot = self.slots.acquire().await.expect("sync slots are never closed");
         let stored = read_watermark(&self.store, &self.account.id)
             .await
             .map_err(|source| SyncError::State {

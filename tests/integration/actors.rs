@@ -106,6 +106,7 @@ async fn harness(test: &str) -> Harness {
         policy: app.window_policy(&account),
         endpoint_deadline: app.retry.endpoint_deadline,
         rollup_to_verify: Default::default(),
+        slots: app.sync_slots.clone(),
         account,
     };
     let schedule = Schedule {
@@ -244,4 +245,49 @@ async fn a_failed_deep_sync_is_retried_as_a_deep_sync() {
         covered.num_days() >= 34,
         "the retry is deep (an incremental one reads 2 days): {windows:?}"
     );
+}
+
+/// With one sync slot, a second account's sync waits until the first one
+/// ends: `[sync] max_concurrent_syncs` bounds syncs in flight across accounts.
+#[actix_rt::test]
+async fn syncs_in_flight_are_bounded_across_accounts() {
+    use futures::FutureExt;
+    let accounts = "[sync]\nmax_concurrent_syncs = 1\n\
+        [[accounts]]\nid = \"a\"\nprovider = \"openai\"\nbackfill_days = 1\n[accounts.credentials]\napi_key = \"sk-admin-FAKE-a\"\n\
+        [[accounts]]\nid = \"b\"\nprovider = \"openai\"\nbackfill_days = 1\n[accounts.credentials]\napi_key = \"sk-admin-FAKE-b\"\n";
+    let config = TestConfig::new("slots", accounts).validated();
+    let app = App::new(config.clone()).unwrap();
+    migrations::migrate(&app.store).await.unwrap();
+    let writer = WriterActor::start_with_handle(app.store.clone(), config.writer.clone());
+    let gate = Arc::new(Semaphore::new(0));
+    let sync_of = |index: usize, fetches: Arc<AtomicU32>| {
+        let mut sync = app.account_sync(&config.accounts[index], writer.sink()).unwrap();
+        sync.adapter = Arc::new(GatedAdapter {
+            gate: gate.clone(),
+            fetches,
+            panic_next: Arc::new(AtomicBool::new(false)),
+            fail_next: Arc::new(AtomicBool::new(false)),
+            windows: Arc::new(std::sync::Mutex::new(Vec::new())),
+            stats: Arc::new(HttpStats::default()),
+        });
+        sync
+    };
+    let (first_fetches, second_fetches) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let (first, second) = (sync_of(0, first_fetches.clone()), sync_of(1, second_fetches.clone()));
+    let first_run = actix_rt::spawn(async move { first.run(SyncKind::Incremental, "test").await });
+    eventually("the first sync at its gate", || {
+        first_fetches.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let mut second_run = Box::pin(second.run(SyncKind::Incremental, "test"));
+    assert!(
+        (&mut second_run).now_or_never().is_none(),
+        "the second sync must wait for a slot"
+    );
+    assert_eq!(second_fetches.load(Ordering::SeqCst), 0);
+    assert_eq!(app.sync_slots.available_permits(), 0);
+    gate.add_permits(1000);
+    assert!(first_run.await.unwrap().unwrap().iter().all(|r| r.succeeded));
+    assert!(second_run.await.unwrap().iter().all(|r| r.succeeded));
+    assert!(second_fetches.load(Ordering::SeqCst) >= 1);
 }
