@@ -208,8 +208,24 @@ async fn readyz(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse 
         return HttpResponse::ServiceUnavailable().body(format!("not ready: {err}\n"));
     }
     let status = state.supervisor.send(GetStatus).await.unwrap_or_default();
+    // Accounts that run but whose last sync failed: the daemon is ready, the
+    // account is not well; say which (details: `tokentra-sync status`).
+    let statuses = crate::metrics::account_statuses();
+    let unwell: Vec<String> = status
+        .running
+        .iter()
+        .filter_map(|id| {
+            let s = statuses.get(id)?;
+            matches!(s.as_str(), "error" | "disconnected").then(|| format!("  account '{id}': {s}\n"))
+        })
+        .collect();
     if status.start_failures.is_empty() {
-        return HttpResponse::Ok().body(format!("ready: {} accounts running\n", status.running.len()));
+        return HttpResponse::Ok().body(format!(
+            "ready: {} accounts running, {} with a failed last sync\n{}",
+            status.running.len(),
+            unwell.len(),
+            unwell.concat()
+        ));
     }
     // An account that cannot start is not being synced: say which and why.
     let mut body = format!(

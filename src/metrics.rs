@@ -256,7 +256,21 @@ pub fn sync_failure(account: &str, provider: Provider, kind: &str) {
         .inc();
 }
 
+/// Each account's current status, for `/readyz` detail (the gauges hold the
+/// same, one-hot, for Prometheus).
+static CURRENT_STATUS: LazyLock<std::sync::Mutex<std::collections::BTreeMap<String, String>>> =
+    LazyLock::new(Default::default);
+
+/// Accounts by current status.
+pub fn account_statuses() -> std::collections::BTreeMap<String, String> {
+    CURRENT_STATUS.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
 pub fn account_status(account: &str, provider: Provider, status: &str) {
+    CURRENT_STATUS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(account.to_string(), status.to_string());
     let m = &*METRICS;
     for candidate in ACCOUNT_STATUSES {
         m.account_status

@@ -169,3 +169,31 @@ async fn a_non_loopback_admin_api_without_a_token_does_not_start() {
         "{stderr}"
     );
 }
+
+#[actix_rt::test]
+async fn readyz_names_accounts_whose_last_sync_failed() {
+    let sim = support::start_sim(33, 1).await;
+    let mut accounts = support::sim_accounts(&sim, &["org-1"], &["anthropic"]);
+    accounts.push_str(&format!(
+        "[[accounts]]\nid = \"anthropic-wrong\"\nprovider = \"anthropic\"\nbase_url = \"{}\"\nbackfill_days = 1\n\
+         [accounts.credentials]\napi_key = \"sk-ant-admin01-FAKE-TEST-revoked-key\"\n",
+        sim.anthropic_base_url("org-1")
+    ));
+    let (_config, port, child) = start_daemon_with("readyz_detail", &accounts, "");
+    let http = reqwest::Client::new();
+    let body = eventually(
+        "/readyz to name the failing account",
+        Duration::from_secs(120),
+        || async {
+            let r = http.get(format!("http://127.0.0.1:{port}/readyz")).send().await.ok()?;
+            let ok = r.status().is_success();
+            let body = r.text().await.ok()?;
+            (ok && body.contains("account 'anthropic-wrong': disconnected")).then_some(body)
+        },
+    )
+    .await;
+    assert!(body.contains("2 accounts running, 1 with a failed last sync"), "{body}");
+    assert!(!body.contains("FAKE-TEST-revoked-key"), "{body}");
+    stop_with_sigterm(child).await;
+    sim.stop().await;
+}
