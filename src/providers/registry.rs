@@ -124,6 +124,18 @@ pub fn wrong_key_type(
     })
 }
 
+/// A provider's typed config for `build`: the same reading `check` did at
+/// load, its problems as one config error of the account.
+pub fn read_config<T>(
+    account: AccountView<'_>,
+    read: fn(AccountView<'_>) -> Result<T, Vec<String>>,
+) -> Result<T, ProviderError> {
+    read(account).map_err(|problems| ProviderError::Config {
+        account: account.id.to_string(),
+        detail: problems.join("; "),
+    })
+}
+
 pub fn is_implemented(provider: Provider) -> bool {
     descriptor(provider).adapter.is_some()
 }

@@ -56,10 +56,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     adapter: Some(AdapterHooks {
         check: |account| AnthropicConfig::read(account).map(|_| ()),
         build: |account, context| {
-            let config = AnthropicConfig::read(account).map_err(|problems| ProviderError::Config {
-                account: account.id.to_string(),
-                detail: problems.join("; "),
-            })?;
+            let config = crate::providers::registry::read_config(account, AnthropicConfig::read)?;
             Ok(Arc::new(
                 AnthropicAdapter::new(
                     account.id,

@@ -64,10 +64,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     adapter: Some(AdapterHooks {
         check: |account| FalConfig::read(account).map(|_| ()),
         build: |account, context| {
-            let config = FalConfig::read(account).map_err(|problems| ProviderError::Config {
-                account: account.id.to_string(),
-                detail: problems.join("; "),
-            })?;
+            let config = crate::providers::registry::read_config(account, FalConfig::read)?;
             Ok(Arc::new(FalAdapter::new(
                 account.id,
                 account.base_url,

@@ -61,10 +61,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     adapter: Some(AdapterHooks {
         check: |account| LiteLlmConfig::read(account).map(|_| ()),
         build: |account, context| {
-            let config = LiteLlmConfig::read(account).map_err(|problems| ProviderError::Config {
-                account: account.id.to_string(),
-                detail: problems.join("; "),
-            })?;
+            let config = crate::providers::registry::read_config(account, LiteLlmConfig::read)?;
             Ok(Arc::new(LiteLlmAdapter::new(
                 account.id,
                 &config,

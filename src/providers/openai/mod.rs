@@ -68,10 +68,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     adapter: Some(AdapterHooks {
         check: |account| OpenAiConfig::read(account).map(|_| ()),
         build: |account, context| {
-            let config = OpenAiConfig::read(account).map_err(|problems| ProviderError::Config {
-                account: account.id.to_string(),
-                detail: problems.join("; "),
-            })?;
+            let config = crate::providers::registry::read_config(account, OpenAiConfig::read)?;
             Ok(Arc::new(OpenAiAdapter::new(
                 account.id,
                 account.base_url,

@@ -66,10 +66,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     adapter: Some(AdapterHooks {
         check: |account| OpenRouterConfig::read(account).map(|_| ()),
         build: |account, context| {
-            let config = OpenRouterConfig::read(account).map_err(|problems| ProviderError::Config {
-                account: account.id.to_string(),
-                detail: problems.join("; "),
-            })?;
+            let config = crate::providers::registry::read_config(account, OpenRouterConfig::read)?;
             Ok(Arc::new(OpenRouterAdapter::new(
                 account.id,
                 account.base_url,

@@ -82,10 +82,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     adapter: Some(AdapterHooks {
         check: |account| PiApiConfig::read(account).map(|_| ()),
         build: |account, context| {
-            let config = PiApiConfig::read(account).map_err(|problems| ProviderError::Config {
-                account: account.id.to_string(),
-                detail: problems.join("; "),
-            })?;
+            let config = crate::providers::registry::read_config(account, PiApiConfig::read)?;
             Ok(Arc::new(PiApiAdapter::new(
                 account.id,
                 account.base_url,

@@ -72,10 +72,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     adapter: Some(AdapterHooks {
         check: |account| RunwayConfig::read(account).map(|_| ()),
         build: |account, context| {
-            let config = RunwayConfig::read(account).map_err(|problems| ProviderError::Config {
-                account: account.id.to_string(),
-                detail: problems.join("; "),
-            })?;
+            let config = crate::providers::registry::read_config(account, RunwayConfig::read)?;
             Ok(Arc::new(RunwayAdapter::new(
                 account.id,
                 account.base_url,
