@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::daemon::{eventually, start_daemon_with, stop_with_sigterm};
+use crate::daemon::{start_daemon_with, stop_with_sigterm};
 use crate::support;
+use crate::support::eventually;
 
 const TOKEN: &str = "admin-token-FAKE-TEST-0123456789";
 

@@ -1,17 +1,9 @@
 //! The daemon as users run it: the real binary, its admin API, SIGTERM.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::{self, TestConfig};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::{self, eventually, free_port, TestConfig};
 
 /// Starts `tokentra-sync run` on a fresh test config for `accounts`, with
 /// its admin API on a free port.
@@ -55,22 +47,6 @@ pub(crate) async fn stop_with_sigterm(mut child: tokio::process::Child) {
         .expect("daemon stops within its grace periods")
         .unwrap();
     assert!(exit.success(), "daemon exit status {exit:?}");
-}
-
-/// Polls `probe` until it returns `Some`, failing after `limit`.
-pub(crate) async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[actix_rt::test]

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use rust_decimal::Decimal;
@@ -23,7 +23,7 @@ use tokentra_sync::store::sink::RowSink;
 use tokentra_sync::sync::window::SyncKind;
 use tokentra_sync::sync::{AccountSync, SyncReport};
 
-use crate::support::{self, TestConfig};
+use crate::support::{self, eventually, TestConfig};
 use mock::{Api, Behavior, Mock};
 
 const SIM_ACCOUNT: &str = "anthropic-org-1";
@@ -951,22 +951,6 @@ async fn a_key_echoed_back_appears_in_no_error_row_or_log() {
     );
     h.assert_sim_matches_truth().await;
     h.stop().await;
-}
-
-/// Polls `probe` until it returns `Some`, failing after `limit`.
-async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[actix_rt::test]

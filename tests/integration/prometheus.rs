@@ -11,15 +11,7 @@ use serde_json::Value;
 use tokio::io::AsyncWriteExt as _;
 
 use crate::dashboards::{self, TimeRange, Vars};
-use crate::support::{self, TestConfig};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::{self, eventually, free_port};
 
 fn tool(name: &str) -> String {
     for candidate in [format!("/usr/bin/{name}"), format!("/usr/local/bin/{name}")] {
@@ -28,22 +20,6 @@ fn tool(name: &str) -> String {
         }
     }
     panic!("{name} is not installed: apt-get install prometheus (scripts/test.sh does)");
-}
-
-/// Polls `probe` until it returns `Some`, failing after `limit`.
-async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// An instant query through Prometheus' HTTP API: (status, result vector);
@@ -74,22 +50,7 @@ async fn prometheus_scrapes_the_daemon_and_the_rules_and_panels_evaluate() {
     let promtool = tool("promtool");
     let sim = support::start_sim(5, 1).await;
     let accounts = support::sim_accounts(&sim, &["org-1"], &["openai", "anthropic"]);
-    let admin_port = free_port();
-    let config = TestConfig::with_url(
-        "prometheus",
-        &accounts,
-        &support::clickhouse_url(),
-        &format!("[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n"),
-    );
-    let daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokentra-sync"))
-        .args(["run", "-c"])
-        .arg(config.write())
-        .env("TOKENTRA_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (_config, admin_port, daemon) = crate::daemon::start_daemon_with("prometheus", &accounts, "");
     let http = reqwest::Client::new();
     let metrics_url = format!("http://127.0.0.1:{admin_port}/metrics");
     let metrics = eventually("both accounts' first sync", Duration::from_secs(120), || async {
