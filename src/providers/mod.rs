@@ -175,6 +175,17 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
+    /// A stream the adapter does not serve: a caller bug, named precisely.
+    pub fn unknown_endpoint(account: impl Into<String>, provider: Provider, spec: &EndpointSpec) -> Self {
+        ProviderError::Config {
+            account: account.into(),
+            detail: format!(
+                "{provider} has no {} endpoint '{}' at {}",
+                spec.record_type, spec.endpoint, spec.granularity
+            ),
+        }
+    }
+
     pub fn kind(&self) -> FailureKind {
         match self {
             ProviderError::Auth { .. } => FailureKind::Auth,

@@ -221,13 +221,7 @@ impl ProviderAdapter for AnthropicAdapter {
             .endpoints()
             .into_iter()
             .find(|s| s == endpoint)
-            .ok_or_else(|| ProviderError::Config {
-                account: self.http.account().to_string(),
-                detail: format!(
-                    "anthropic has no endpoint '{}' at {}",
-                    endpoint.endpoint, endpoint.granularity
-                ),
-            })?;
+            .ok_or_else(|| ProviderError::unknown_endpoint(self.http.account(), Provider::Anthropic, endpoint))?;
         if self.mode == ApiMode::Analytics {
             return self.fetch_analytics(&spec, window).await;
         }

@@ -157,10 +157,11 @@ impl ProviderAdapter for FalAdapter {
 
     async fn fetch(&self, endpoint: &EndpointSpec, window: TimeWindow) -> Result<EndpointFetch, ProviderError> {
         if *endpoint != USAGE {
-            return Err(ProviderError::Config {
-                account: self.account.clone(),
-                detail: format!("fal has no {} endpoint '{}'", endpoint.record_type, endpoint.endpoint),
-            });
+            return Err(ProviderError::unknown_endpoint(
+                self.account.as_str(),
+                Provider::Fal,
+                endpoint,
+            ));
         }
         let window = window.snapped_out(Granularity::Day);
         // No future days: today is the last bucket fal can answer for.

@@ -139,13 +139,11 @@ impl ProviderAdapter for LiteLlmAdapter {
 
     async fn fetch(&self, endpoint: &EndpointSpec, window: TimeWindow) -> Result<EndpointFetch, ProviderError> {
         if *endpoint != SPEC {
-            return Err(ProviderError::Config {
-                account: self.account.clone(),
-                detail: format!(
-                    "litellm has no {} endpoint '{}' at {}",
-                    endpoint.record_type, endpoint.endpoint, endpoint.granularity
-                ),
-            });
+            return Err(ProviderError::unknown_endpoint(
+                self.account.as_str(),
+                Provider::LiteLlm,
+                endpoint,
+            ));
         }
         let window = window.snapped_out(Granularity::Day);
         // No future days: today (partial) is the last one asked for.

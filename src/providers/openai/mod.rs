@@ -318,13 +318,7 @@ impl OpenAiAdapter {
         ENDPOINTS
             .iter()
             .find(|def| def.spec == *spec)
-            .ok_or_else(|| ProviderError::Config {
-                account: self.account.clone(),
-                detail: format!(
-                    "openai has no {} endpoint '{}' at {}",
-                    spec.record_type, spec.endpoint, spec.granularity
-                ),
-            })
+            .ok_or_else(|| ProviderError::unknown_endpoint(self.account.as_str(), Provider::OpenAi, spec))
     }
 }
 

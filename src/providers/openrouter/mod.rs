@@ -175,13 +175,11 @@ impl ProviderAdapter for OpenRouterAdapter {
 
     async fn fetch(&self, endpoint: &EndpointSpec, window: TimeWindow) -> Result<EndpointFetch, ProviderError> {
         if !SPECS.contains(endpoint) {
-            return Err(ProviderError::Config {
-                account: self.account.clone(),
-                detail: format!(
-                    "openrouter has no {} endpoint '{}' at {}",
-                    endpoint.record_type, endpoint.endpoint, endpoint.granularity
-                ),
-            });
+            return Err(ProviderError::unknown_endpoint(
+                self.account.as_str(),
+                Provider::OpenRouter,
+                endpoint,
+            ));
         }
         let window = window.snapped_out(Granularity::Day);
         let held = self.held();

@@ -260,10 +260,11 @@ impl ProviderAdapter for PiApiAdapter {
 
     async fn fetch(&self, endpoint: &EndpointSpec, window: TimeWindow) -> Result<EndpointFetch, ProviderError> {
         if *endpoint != BALANCE {
-            return Err(ProviderError::Config {
-                account: self.account.clone(),
-                detail: format!("piapi has no {} endpoint '{}'", endpoint.record_type, endpoint.endpoint),
-            });
+            return Err(ProviderError::unknown_endpoint(
+                self.account.as_str(),
+                Provider::PiApi,
+                endpoint,
+            ));
         }
         self.fetch_at(window.snapped_out(Granularity::Minute), Utc::now()).await
     }

@@ -217,13 +217,11 @@ impl ProviderAdapter for RunwayAdapter {
 
     async fn fetch(&self, endpoint: &EndpointSpec, window: TimeWindow) -> Result<EndpointFetch, ProviderError> {
         if *endpoint != USAGE {
-            return Err(ProviderError::Config {
-                account: self.account.clone(),
-                detail: format!(
-                    "runway has no {} endpoint '{}'",
-                    endpoint.record_type, endpoint.endpoint
-                ),
-            });
+            return Err(ProviderError::unknown_endpoint(
+                self.account.as_str(),
+                Provider::Runway,
+                endpoint,
+            ));
         }
         let window = window.snapped_out(Granularity::Day);
         let end = window.end.min(Granularity::Day.ceil(Utc::now()));
