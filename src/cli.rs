@@ -1,6 +1,5 @@
 //! The command line (the binary's edge: errors here are `anyhow`).
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -139,7 +138,7 @@ pub enum Command {
         #[arg(long)]
         account: String,
     },
-    /// Serve simulated OpenAI and Anthropic admin APIs (demo and tests).
+    /// Serve the simulated provider APIs (demo, tests and benchmarks).
     Simulate {
         #[arg(long, default_value = "127.0.0.1:8787")]
         listen: SocketAddr,
@@ -149,12 +148,36 @@ pub enum Command {
         orgs: u32,
         #[arg(long, default_value_t = 40)]
         history_days: u32,
+        /// Server worker threads; 0 = one per core.
+        #[arg(long, default_value_t = 0)]
+        workers: usize,
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
     /// Encrypted credentials: make a key, encrypt a secret, rotate keys.
     Vault {
         #[command(subcommand)]
         command: crate::vault::VaultCommand,
     },
+}
+
+/// `simulate --accounts-out`: write a config fragment with one account per
+/// org (providers round-robin) and break a share of them (benchmarks).
+#[derive(Debug, clap::Args)]
+pub struct FleetArgs {
+    /// Write `[[accounts]]` blocks for `org-1 ..= org-{orgs}` to this file.
+    #[arg(long)]
+    accounts_out: Option<PathBuf>,
+    /// Providers of the written accounts, round-robin (default: all).
+    #[arg(long, value_delimiter = ',')]
+    providers: Vec<String>,
+    /// Percent of the written accounts to break, rotating through a bad key,
+    /// 500s, hanging responses and malformed pages.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
+    broken_percent: u32,
+    /// More lines for every written account (e.g. `interval = "5m"`).
+    #[arg(long, default_value = "")]
+    account_extra: String,
 }
 
 /// Runs a command; the process exit code is the returned value.
@@ -194,7 +217,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             seed,
             orgs,
             history_days,
-        } => simulate(listen, seed, orgs, history_days).await,
+            workers,
+            fleet,
+        } => {
+            let config = crate::simulator::SimConfig {
+                listen,
+                seed,
+                orgs,
+                history_days,
+                workers: if workers == 0 {
+                    std::thread::available_parallelism().map_or(1, |n| n.get())
+                } else {
+                    workers
+                },
+            };
+            simulate(config, fleet).await
+        }
         Command::Vault { command } => vault(command),
     }
 }
@@ -508,26 +546,39 @@ async fn test_connection(config: ValidatedConfig, id: &str) -> anyhow::Result<i3
     Ok(report.verdict.exit_code())
 }
 
-async fn simulate(listen: SocketAddr, seed: u64, orgs: u32, history_days: u32) -> anyhow::Result<i32> {
-    let handle = crate::simulator::start(crate::simulator::SimConfig {
-        listen,
-        seed,
-        orgs,
-        history_days,
-    })
-    .await
-    .with_context(|| format!("cannot listen on {listen}"))?;
-    let mut keys = BTreeMap::new();
-    for org in crate::simulator::org_ids(orgs) {
-        keys.insert(
-            org.clone(),
-            (handle.openai_base_url(&org), handle.anthropic_base_url(&org)),
-        );
+async fn simulate(config: crate::simulator::SimConfig, fleet: FleetArgs) -> anyhow::Result<i32> {
+    use crate::simulator::fleet;
+    let (listen, orgs) = (config.listen, config.orgs);
+    let handle = crate::simulator::start(config)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    if let Some(path) = &fleet.accounts_out {
+        let known = crate::simulator::provider_names();
+        let providers: Vec<&'static str> = if fleet.providers.is_empty() {
+            known.clone()
+        } else {
+            fleet
+                .providers
+                .iter()
+                .map(|p| {
+                    known.iter().copied().find(|k| k == p).with_context(|| {
+                        format!("--providers: no simulated provider '{p}' (known: {})", known.join(", "))
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?
+        };
+        let accounts = fleet::fleet(orgs, &providers, fleet.broken_percent);
+        let toml =
+            fleet::fleet_toml(&accounts, &handle.base_url(), &fleet.account_extra).map_err(anyhow::Error::msg)?;
+        std::fs::write(path, toml).with_context(|| format!("cannot write {}", path.display()))?;
+        handle.set_org_faults(fleet::fleet_org_faults(&accounts));
+        for account in accounts.iter().filter(|a| a.breakage.is_some()) {
+            let breakage = account.breakage.map_or("", |b| b.name());
+            tracing::info!(account = %account.id, breakage, "broken simulated account");
+        }
+        tracing::info!(accounts = accounts.len(), path = %path.display(), "wrote simulated accounts");
     }
-    tracing::info!(addr = %handle.addr, orgs, seed, "simulator listening");
-    for (org, (openai, anthropic)) in &keys {
-        tracing::info!(org, openai_base_url = %openai, anthropic_base_url = %anthropic, "simulated organization");
-    }
+    tracing::info!(addr = %handle.addr, orgs, "simulator listening");
     crate::shutdown::signal().await;
     handle.stop().await;
     Ok(0)

@@ -39,6 +39,42 @@ pub struct FaultPlan {
     pub expired: u32,
 }
 
+/// A fault one org has on every request, for as long as it is set: the
+/// fault-mix benchmark breaks a share of accounts in different ways while the
+/// rest must sync as usual (`POST /_sim/org-faults`, `simulate --broken`).
+/// A bad key needs no fault: the account is configured with a wrong key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrgFault {
+    /// Every request answered 500 in the provider's error format.
+    ServerError,
+    /// Every request held without a byte (until the client gives up).
+    Hang,
+    /// Every authorized request answered 200 with JSON that is not the
+    /// provider's documented page shape.
+    Malformed,
+}
+
+impl OrgFault {
+    /// The fault one request of the org gets.
+    pub(crate) fn fault(self) -> Fault {
+        match self {
+            OrgFault::ServerError => Fault::ServerError,
+            OrgFault::Hang => Fault::Hang { secs: 3_600 },
+            OrgFault::Malformed => Fault::Malformed,
+        }
+    }
+}
+
+impl std::str::FromStr for OrgFault {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        serde_json::from_value(serde_json::Value::String(text.to_string()))
+            .map_err(|_| format!("unknown org fault '{text}' (known: server_error, hang, malformed)"))
+    }
+}
+
 /// The fault to apply to one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Fault {
@@ -48,6 +84,7 @@ pub(crate) enum Fault {
     Slow { ms: u64 },
     Hang { secs: u64 },
     Expired,
+    Malformed,
 }
 
 #[derive(Debug, Default)]
@@ -100,6 +137,16 @@ impl Faults {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn org_faults_parse_from_their_names() {
+        assert_eq!("hang".parse::<OrgFault>(), Ok(OrgFault::Hang));
+        assert_eq!("server_error".parse::<OrgFault>(), Ok(OrgFault::ServerError));
+        assert!("bad_key"
+            .parse::<OrgFault>()
+            .unwrap_err()
+            .contains("known: server_error"));
+    }
 
     #[test]
     fn faults_fire_in_order_then_stop() {

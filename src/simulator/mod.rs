@@ -28,10 +28,12 @@
 //! - `/litellm/{org}/user/daily/activity`: `Authorization: Bearer
 //!   <litellm_api_key(org)>`; row-paged, dates cut across pages.
 //! - `GET /_sim/truth?provider=&org=&start=&end=[&api=]`, `POST /_sim/faults`,
-//!   `POST /_sim/restate`, `GET /_sim/stats` (provider requests only).
+//!   `POST /_sim/restate`, `GET /_sim/stats` (provider requests only),
+//!   `POST /_sim/org-faults` (orgs broken on every request, see [`fleet`]).
 
 mod data;
 mod faults;
+pub mod fleet;
 mod providers;
 mod query;
 mod server;
@@ -46,7 +48,7 @@ use actix_web::{web, App, HttpServer};
 use chrono::{DateTime, Utc};
 
 pub use data::{normalize_model, Restatement, TruthRow};
-pub use faults::FaultPlan;
+pub use faults::{FaultPlan, OrgFault};
 pub use providers::TruthOptions;
 pub use server::StatEntry;
 
@@ -63,6 +65,9 @@ pub struct SimConfig {
     pub orgs: u32,
     /// Days of history before the current UTC day.
     pub history_days: u32,
+    /// Server worker threads (tests: 1; a benchmark: one per core, so the
+    /// simulator is not what limits it).
+    pub workers: usize,
 }
 
 /// A running simulator. Dropping it without [`SimHandle::stop`] still asks the
@@ -158,6 +163,12 @@ impl SimHandle {
         self.state.set_faults(plan);
     }
 
+    /// Breaks the given orgs on every request from now on (replacing any
+    /// earlier set; see [`OrgFault`]).
+    pub fn set_org_faults(&self, faults: std::collections::HashMap<String, OrgFault>) {
+        self.state.set_org_faults(faults);
+    }
+
     /// Fault counters not yet consumed.
     pub fn pending_faults(&self) -> FaultPlan {
         self.state.faults.lock().map(|f| f.pending()).unwrap_or_default()
@@ -205,7 +216,7 @@ pub async fn start(config: SimConfig) -> std::io::Result<SimHandle> {
     let state = Arc::new(SimState::new(config.seed, config.orgs, config.history_days));
     let data = web::Data::from(state.clone());
     let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(server::routes))
-        .workers(1)
+        .workers(config.workers.max(1))
         .disable_signals()
         .shutdown_timeout(5)
         .bind(config.listen)?;
@@ -224,6 +235,53 @@ pub async fn start(config: SimConfig) -> std::io::Result<SimHandle> {
         task: Some(task),
         state,
     })
+}
+
+/// How [`account_toml`] writes one account.
+#[derive(Clone, Debug, Default)]
+pub struct AccountOptions<'a> {
+    /// More top-level lines of the account (`backfill_days = 7`, ...).
+    pub extra: &'a str,
+    /// Credentials the simulator refuses (a bad key: 401).
+    pub wrong_credentials: bool,
+}
+
+/// An `[[accounts]]` block named `id` for `provider`'s simulated `org` on the
+/// simulator at `root` (`http://127.0.0.1:8787`); an unknown provider is an
+/// error naming the known ones.
+pub fn account_toml(
+    root: &str,
+    provider: &str,
+    org: &str,
+    id: &str,
+    options: &AccountOptions<'_>,
+) -> Result<String, String> {
+    let p = providers::find(provider)
+        .ok_or_else(|| format!("no simulated provider '{provider}' (known: {})", providers::names()))?;
+    let mut out = format!(
+        "[[accounts]]\nid = \"{id}\"\nprovider = \"{provider}\"\nbase_url = \"{root}{}\"\n",
+        p.base_path(org)
+    );
+    if !options.extra.is_empty() {
+        out.push_str(options.extra.trim_end());
+        out.push('\n');
+    }
+    out.push_str("[accounts.credentials]\n");
+    for (key, value) in p.account_credentials(org) {
+        let value = if options.wrong_credentials {
+            format!("{value}-WRONG")
+        } else {
+            value
+        };
+        out.push_str(&format!("{key} = \"{value}\"\n"));
+    }
+    out.push('\n');
+    Ok(out)
+}
+
+/// Names of the simulated providers, in registry order.
+pub fn provider_names() -> Vec<&'static str> {
+    providers::REGISTRY.iter().map(|p| p.name()).collect()
 }
 
 /// The simulated org ids: `org-1`, `org-2`, ...

@@ -12,8 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::data::{Restatement, TruthRow, World};
-use super::faults::{Fault, FaultPlan, Faults};
-use super::org_ids;
+use super::faults::{Fault, FaultPlan, Faults, OrgFault};
 use super::providers::{self, SimRequest, SimulatedProvider, TruthOptions};
 
 /// A provider answer before it becomes an HTTP response.
@@ -48,6 +47,8 @@ pub(crate) struct SimState {
     pub orgs: u32,
     pub history_days: u32,
     pub faults: Mutex<Faults>,
+    /// Orgs broken on every request (see [`OrgFault`]).
+    pub org_faults: RwLock<HashMap<String, OrgFault>>,
     pub restatements: RwLock<Vec<Restatement>>,
     pub stats: Mutex<BTreeMap<(String, u16), u64>>,
     /// Per request path (provider, org and endpoint): the next request to it
@@ -70,6 +71,7 @@ impl SimState {
             orgs,
             history_days,
             faults: Mutex::new(Faults::default()),
+            org_faults: RwLock::new(HashMap::new()),
             restatements: RwLock::new(Vec::new()),
             stats: Mutex::new(BTreeMap::new()),
             not_before: Mutex::new(HashMap::new()),
@@ -90,8 +92,26 @@ impl SimState {
         }
     }
 
+    /// Whether `org` is one of `org-1 ..= org-{orgs}` (parsed, not listed:
+    /// a benchmark serves 10,000 orgs).
     pub fn org_known(&self, org: &str) -> bool {
-        org_ids(self.orgs).iter().any(|o| o == org)
+        org.strip_prefix("org-")
+            .filter(|n| !n.starts_with('0'))
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_some_and(|n| (1..=self.orgs).contains(&n))
+    }
+
+    /// Replaces the set of broken orgs.
+    pub fn set_org_faults(&self, faults: HashMap<String, OrgFault>) {
+        *self.org_faults.write().unwrap_or_else(|p| p.into_inner()) = faults;
+    }
+
+    fn org_fault(&self, org: &str) -> Option<OrgFault> {
+        self.org_faults
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(org)
+            .copied()
     }
 
     fn restatements(&self) -> Vec<Restatement> {
@@ -146,6 +166,7 @@ impl SimState {
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/_sim/truth", web::get().to(truth))
         .route("/_sim/faults", web::post().to(faults))
+        .route("/_sim/org-faults", web::post().to(org_faults))
         .route("/_sim/restate", web::post().to(restate))
         .route("/_sim/stats", web::get().to(stats))
         .service(web::resource("/{provider}/{org}/{tail:.*}").to(provider_route));
@@ -181,7 +202,9 @@ async fn provider_route(req: HttpRequest, body: web::Bytes, state: web::Data<Sim
     let fault = if expired {
         Some(Fault::Expired)
     } else {
-        lock(&state.faults).next()
+        lock(&state.faults)
+            .next()
+            .or_else(|| state.org_fault(org).map(OrgFault::fault))
     };
     match fault {
         Some(Fault::Slow { ms }) => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
@@ -194,19 +217,26 @@ async fn provider_route(req: HttpRequest, body: web::Bytes, state: web::Data<Sim
         Some(Fault::RateLimit { retry_after }) => provider.rate_limited(retry_after),
         Some(Fault::ServerError) => provider.server_error(),
         Some(Fault::Expired) => provider.expired_credentials(),
-        None | Some(Fault::Truncate | Fault::Slow { .. } | Fault::Hang { .. }) => match provider.authorize(&request) {
-            Err(refused) => refused,
-            Ok(()) => {
-                let restatements = state.restatements();
-                let world = World {
-                    seed: state.seed,
-                    history_days: state.history_days,
-                    now: Utc::now().timestamp(),
-                    restatements: &restatements,
-                };
-                provider.route(&world, &request)
+        None | Some(Fault::Truncate | Fault::Slow { .. } | Fault::Hang { .. } | Fault::Malformed) => {
+            match provider.authorize(&request) {
+                Err(refused) => refused,
+                // Valid JSON, 200, and not any provider's documented page.
+                Ok(()) if fault == Some(Fault::Malformed) => Reply::json(
+                    200,
+                    json!({"object": "page", "data": "malformed", "results": {"oops": true}, "has_more": "maybe"}),
+                ),
+                Ok(()) => {
+                    let restatements = state.restatements();
+                    let world = World {
+                        seed: state.seed,
+                        history_days: state.history_days,
+                        now: Utc::now().timestamp(),
+                        restatements: &restatements,
+                    };
+                    provider.route(&world, &request)
+                }
             }
-        },
+        }
     };
     let mut body = serde_json::to_vec(&reply.body).unwrap_or_default();
     if fault == Some(Fault::Truncate) {
@@ -270,6 +300,18 @@ async fn truth(req: HttpRequest, state: web::Data<SimState>) -> HttpResponse {
     match state.truth(provider, org, start, end, &options) {
         Ok(rows) => ok(json!({"rows": rows})),
         Err(e) => control_error(400, e),
+    }
+}
+
+/// `{"org-7": "hang", "org-9": "server_error"}` replaces the broken orgs.
+async fn org_faults(body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
+    match serde_json::from_slice::<HashMap<String, OrgFault>>(&body) {
+        Ok(faults) => {
+            let broken = faults.len();
+            state.set_org_faults(faults);
+            ok(json!({"broken_orgs": broken}))
+        }
+        Err(e) => control_error(400, format!("org faults: {e}")),
     }
 }
 

@@ -44,6 +44,7 @@ impl Sim {
             seed,
             orgs: 2,
             history_days: 10,
+            workers: 1,
         };
         Sim {
             handle: start(config).await.unwrap(),
@@ -989,6 +990,7 @@ async fn starts_and_stops_inside_an_actix_runtime() {
         seed: 1,
         orgs: 1,
         history_days: 3,
+        workers: 1,
     };
     let handle = start(config).await.unwrap();
     assert!(handle.addr.port() > 0);

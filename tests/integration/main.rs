@@ -11,6 +11,7 @@ mod crash;
 mod daemon;
 mod dashboards;
 mod failures;
+mod fault_mix;
 mod hostile;
 mod logs;
 mod migrations;

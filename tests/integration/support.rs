@@ -82,38 +82,20 @@ retry_max_delay = "1s"
     }
 }
 
-/// `[[accounts]]` blocks for simulated orgs.
+/// `[[accounts]]` blocks for simulated orgs, with a 7-day backfill.
 pub fn sim_accounts(sim: &tokentra_sync::simulator::SimHandle, orgs: &[&str], providers: &[&str]) -> String {
+    let options = tokentra_sync::simulator::AccountOptions {
+        extra: "backfill_days = 7",
+        ..Default::default()
+    };
     let mut out = String::new();
     for org in orgs {
         for provider in providers {
-            let mut more = String::new();
-            let (base, key) = match *provider {
-                "openai" => (sim.openai_base_url(org), tokentra_sync::simulator::openai_api_key(org)),
-                "anthropic" => (
-                    sim.anthropic_base_url(org),
-                    tokentra_sync::simulator::anthropic_api_key(org),
-                ),
-                "fal" => (sim.fal_base_url(org), tokentra_sync::simulator::fal_api_key(org)),
-                "runway" => (sim.runway_base_url(org), tokentra_sync::simulator::runway_api_key(org)),
-                "piapi" => (sim.piapi_base_url(org), tokentra_sync::simulator::piapi_api_key(org)),
-                "openrouter" => {
-                    let management = tokentra_sync::simulator::openrouter_management_key(org);
-                    more = format!("management_key = \"{management}\"\n");
-                    (
-                        sim.openrouter_base_url(org),
-                        tokentra_sync::simulator::openrouter_api_key(org),
-                    )
-                }
-                "litellm" => (
-                    sim.litellm_base_url(org),
-                    tokentra_sync::simulator::litellm_api_key(org),
-                ),
-                other => panic!("no simulator for {other}"),
-            };
-            out.push_str(&format!(
-                "[[accounts]]\nid = \"{provider}-{org}\"\nprovider = \"{provider}\"\nbase_url = \"{base}\"\nbackfill_days = 7\n[accounts.credentials]\napi_key = \"{key}\"\n{more}\n"
-            ));
+            let id = format!("{provider}-{org}");
+            out.push_str(
+                &tokentra_sync::simulator::account_toml(&sim.base_url(), provider, org, &id, &options)
+                    .unwrap_or_else(|e| panic!("{e}")),
+            );
         }
     }
     out
@@ -125,6 +107,7 @@ pub async fn start_sim(seed: u64, orgs: u32) -> tokentra_sync::simulator::SimHan
         seed,
         orgs,
         history_days: 40,
+        workers: 1,
     })
     .await
     .expect("simulator starts")

@@ -56,6 +56,11 @@ pub(crate) trait SimulatedProvider: Send + Sync + 'static {
     /// (e.g. `/openai/org-1/v1`).
     fn base_path(&self, org: &str) -> String;
 
+    /// The `[accounts.credentials]` an account of `org` needs against the
+    /// simulator, so demo, test and benchmark configs are generated, not
+    /// hand-written per provider.
+    fn account_credentials(&self, org: &str) -> Vec<(&'static str, String)>;
+
     /// Checks the request's credentials and required headers; the error is
     /// the provider's own reply (401, 400, ...).
     fn authorize(&self, request: &SimRequest<'_>) -> Result<(), Reply>;

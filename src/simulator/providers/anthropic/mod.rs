@@ -46,6 +46,10 @@ impl SimulatedProvider for Anthropic {
         format!("/{NAME}/{org}")
     }
 
+    fn account_credentials(&self, org: &str) -> Vec<(&'static str, String)> {
+        vec![("api_key", super::super::anthropic_api_key(org))]
+    }
+
     fn authorize(&self, request: &SimRequest<'_>) -> Result<(), Reply> {
         let key = anthropic_api_key(request.org);
         if request.org_known && request.header("x-api-key") == Some(crate::simulator::expired_api_key(&key).as_str()) {

@@ -195,6 +195,10 @@ impl SimulatedProvider for Fal {
         format!("/{NAME}/{org}/v1")
     }
 
+    fn account_credentials(&self, org: &str) -> Vec<(&'static str, String)> {
+        vec![("api_key", super::super::fal_api_key(org))]
+    }
+
     fn authorize(&self, request: &SimRequest<'_>) -> Result<(), Reply> {
         let header = request.header("authorization").unwrap_or_default();
         if request.org_known && header == format!("Key {}", fal_api_key(request.org)) {

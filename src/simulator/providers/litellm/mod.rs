@@ -276,6 +276,10 @@ impl SimulatedProvider for LiteLlm {
         format!("/{NAME}/{org}")
     }
 
+    fn account_credentials(&self, org: &str) -> Vec<(&'static str, String)> {
+        vec![("api_key", super::super::litellm_api_key(org))]
+    }
+
     fn authorize(&self, request: &SimRequest<'_>) -> Result<(), Reply> {
         match request.header("authorization") {
             Some(h) if request.org_known && h == format!("Bearer {}", litellm_api_key(request.org)) => Ok(()),

@@ -37,6 +37,10 @@ impl SimulatedProvider for OpenAi {
         format!("/{NAME}/{org}/v1")
     }
 
+    fn account_credentials(&self, org: &str) -> Vec<(&'static str, String)> {
+        vec![("api_key", super::super::openai_api_key(org))]
+    }
+
     fn authorize(&self, request: &SimRequest<'_>) -> Result<(), Reply> {
         match request.header("authorization") {
             None => Err(error(

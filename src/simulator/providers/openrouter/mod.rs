@@ -163,6 +163,13 @@ impl SimulatedProvider for OpenRouter {
         format!("/{NAME}/{org}/api/v1")
     }
 
+    fn account_credentials(&self, org: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("api_key", super::super::openrouter_api_key(org)),
+            ("management_key", super::super::openrouter_management_key(org)),
+        ]
+    }
+
     fn authorize(&self, request: &SimRequest<'_>) -> Result<(), Reply> {
         let bearer = request.header("authorization").and_then(|h| h.strip_prefix("Bearer "));
         match bearer {

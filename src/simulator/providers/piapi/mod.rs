@@ -52,6 +52,10 @@ impl SimulatedProvider for PiApi {
         format!("/{NAME}/{org}")
     }
 
+    fn account_credentials(&self, org: &str) -> Vec<(&'static str, String)> {
+        vec![("api_key", super::super::piapi_api_key(org))]
+    }
+
     fn authorize(&self, request: &SimRequest<'_>) -> Result<(), Reply> {
         match request.header("x-api-key") {
             Some(key) if request.org_known && key == piapi_api_key(request.org) => Ok(()),

@@ -102,6 +102,10 @@ impl SimulatedProvider for Runway {
         format!("/{NAME}/{org}")
     }
 
+    fn account_credentials(&self, org: &str) -> Vec<(&'static str, String)> {
+        vec![("api_key", super::super::runway_api_key(org))]
+    }
+
     fn authorize(&self, request: &SimRequest<'_>) -> Result<(), Reply> {
         let auth = request.header("authorization").unwrap_or_default();
         if !request.org_known || auth != format!("Bearer {}", runway_api_key(request.org)) {
