@@ -4,6 +4,9 @@
 #   scripts/clickhouse-server.sh start DIR HTTP_PORT [TIMEZONE]
 #   scripts/clickhouse-server.sh stop DIR
 #
+# With TOKENTRA_CH_QUERY_LOG=1 the server logs every query to
+# system.query_log (the scale benchmark counts queries and their cost).
+#
 # The server keeps everything under DIR (data, logs, pid) and listens only on
 # 127.0.0.1. The test suite starts it with a non-UTC server time zone on purpose:
 # every query of ours must name 'UTC' itself (docs/DESIGN.md rule 8).
@@ -42,6 +45,11 @@ case "$cmd" in
     mkdir -p "$dir"/{data,tmp,user_files,log,format_schemas}
     dir=$(cd "$dir" && pwd)
     tcp_port=$((port + 1))
+    query_log='' log_queries=''
+    if [ "${TOKENTRA_CH_QUERY_LOG:-0}" = 1 ]; then
+      query_log='<query_log><database>system</database><table>query_log</table><flush_interval_milliseconds>1000</flush_interval_milliseconds></query_log>'
+      log_queries='<log_queries>1</log_queries>'
+    fi
     cat > "$dir/config.xml" <<XML
 <?xml version="1.0"?>
 <yandex>
@@ -72,12 +80,13 @@ case "$cmd" in
     <builtin_dictionaries_reload_interval>3600</builtin_dictionaries_reload_interval>
     <max_session_timeout>3600</max_session_timeout>
     <default_session_timeout>60</default_session_timeout>
+    $query_log
 </yandex>
 XML
     cat > "$dir/users.xml" <<XML
 <?xml version="1.0"?>
 <yandex>
-    <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
+    <profiles><default><max_memory_usage>4000000000</max_memory_usage>$log_queries</default></profiles>
     <users>
         <default>
             <password></password>

@@ -1,0 +1,391 @@
+#!/usr/bin/env python3
+"""The scale benchmark behind scripts/scale-bench.sh (see BENCHMARKS.md).
+
+Runs, as separate processes on this machine: a private ClickHouse (query log
+on), the provider simulator serving ACCOUNTS orgs (one account each, providers
+round-robin, BROKEN% of them broken four ways), and `tokentra-sync run` over
+all of them. Then measures the first sync (backfill) and one incremental cycle
+and prints what BENCHMARKS.md tabulates. Nothing here asserts a timing: the
+numbers are printed, and compared by a reader.
+
+A cycle is timed from the moment every account is due (the daemon is asked to
+sync all of them at once through its admin API, the worst case of aligned
+ticks) until the last account finished.
+"""
+
+import argparse
+import concurrent.futures
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_port_pair():
+    """ClickHouse takes HTTP on p and native TCP on p + 1."""
+    for _ in range(200):
+        p = free_port()
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", p + 1))
+            return p
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair")
+
+
+def http(method, url, body=None, headers=None, timeout=60):
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return resp.read().decode()
+
+
+class ClickHouse:
+    def __init__(self, repo, work):
+        self.repo = repo
+        self.dir = os.path.join(work, "clickhouse")
+        self.port = free_port_pair()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, TOKENTRA_CH_QUERY_LOG="1")
+        subprocess.run(
+            [os.path.join(repo, "scripts/clickhouse-server.sh"), "start", self.dir, str(self.port), "UTC"],
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        with open(os.path.join(self.dir, "server.pid")) as f:
+            self.pid = int(f.read().strip())
+
+    def query(self, sql):
+        return http("POST", self.url + "/", sql.encode()).strip()
+
+    def stop(self):
+        subprocess.run([os.path.join(self.repo, "scripts/clickhouse-server.sh"), "stop", self.dir], check=False)
+
+
+def cpu_seconds(pid):
+    """User + system CPU of a process and its reaped children, in seconds."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return sum(int(x) for x in fields[11:15]) / CLK_TCK
+    except FileNotFoundError:
+        return float("nan")
+
+
+def rss_mb(pid):
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * PAGE / 1e6
+    except FileNotFoundError:
+        return float("nan")
+
+
+class RssWatch(threading.Thread):
+    """Samples a process's RSS every 100 ms; `peak` is the largest seen."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.running = pid, 0.0, True
+
+    def run(self):
+        while self.running:
+            value = rss_mb(self.pid)
+            if value == value:
+                self.peak = max(self.peak, value)
+            time.sleep(0.1)
+
+    def take_peak(self):
+        peak, self.peak = self.peak, rss_mb(self.pid)
+        return peak
+
+
+def wait_for(what, probe, limit, every=0.5):
+    deadline = time.time() + limit
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.time() > deadline:
+            raise SystemExit(f"timed out after {limit}s waiting for {what}")
+        time.sleep(every)
+
+
+def runs_since(ch, db, since, status=None):
+    """(account -> (status, error_kind, connection_status, duration_ms, finished)) of runs started at or after `since`."""
+    where = f"started_at >= toDateTime({int(since)}, 'UTC')"
+    if status:
+        where += f" AND status = '{status}'"
+    tsv = ch.query(
+        f"SELECT connection_id, argMax(status, finished_at), argMax(error_kind, finished_at), "
+        f"argMax(connection_status, finished_at), argMax(duration_ms, finished_at), "
+        f"toUnixTimestamp(max(finished_at)), toUnixTimestamp(min(started_at)) "
+        f"FROM {db}.sync_runs WHERE {where} AND status IN ('success', 'failed') GROUP BY connection_id"
+    )
+    out = {}
+    for line in tsv.splitlines():
+        f = line.split("\t")
+        out[f[0]] = (f[1], f[2], f[3], int(f[4]), int(f[5]), int(f[6]))
+    return out
+
+
+def query_log(ch, since, until):
+    """Queries the daemon sent in [since, until): count, CPU seconds by ProfileEvents."""
+    ch.query("SYSTEM FLUSH LOGS")
+    tsv = ch.query(
+        "SELECT count(), sum(arraySum(arrayMap(v -> toUInt64(v), arrayFilter((v, n) -> n IN "
+        "('UserTimeMicroseconds', 'SystemTimeMicroseconds'), ProfileEvents.Values, ProfileEvents.Names)))), "
+        "countIf(query LIKE 'INSERT%'), sum(read_rows) "
+        f"FROM system.query_log WHERE type = 2 AND event_time >= toDateTime({int(since)}, 'UTC') "
+        f"AND event_time < toDateTime({int(until) + 1}, 'UTC') AND http_user_agent NOT LIKE 'Python%'"
+    )
+    count, micros, inserts, read_rows = tsv.split("\t")
+    return int(count), int(micros) / 1e6, int(inserts), int(read_rows)
+
+
+def sim_requests(sim_url):
+    return json.loads(http("GET", sim_url + "/_sim/stats"))["total"]
+
+
+def scenario(args, repo, binary, accounts, broken):
+    work = tempfile.mkdtemp(prefix="tokentra-scale.")
+    procs = []
+    ch = ClickHouse(repo, work)
+    try:
+        db = "bench"
+        sim_port, admin_port = free_port(), free_port()
+        accounts_file = os.path.join(work, "accounts.toml")
+        extra = f'backfill_days = {args.backfill_days}\ninterval = "{args.interval}"'
+        sim = subprocess.Popen(
+            [binary, "simulate", "--listen", f"127.0.0.1:{sim_port}", "--orgs", str(accounts),
+             "--history-days", str(args.backfill_days + 3), "--accounts-out", accounts_file,
+             "--broken-percent", str(broken), "--account-extra", extra]
+            + (["--providers", args.providers] if args.providers else []),
+            stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "sim.log"), "w"),
+        )
+        procs.append(sim)
+        sim_url = f"http://127.0.0.1:{sim_port}"
+        wait_for("the simulator", lambda: os.path.exists(accounts_file) and sim_requests(sim_url) == 0, 30)
+        token = "bench-admin-token-0123456789abcdef"
+        config = os.path.join(work, "config.toml")
+        with open(config, "w") as f:
+            f.write(
+                f'state_dir = "{work}/state"\n[clickhouse]\nurl = "{ch.url}"\ndatabase = "{db}"\n'
+                f'[admin]\nlisten = "127.0.0.1:{admin_port}"\ntoken = "{token}"\n'
+                f'[sync]\njitter = "0s"\n{args.sync_extra}\n\n'
+            )
+            with open(accounts_file) as a:
+                f.write(a.read())
+        with open(accounts_file) as a:
+            ids = [line.split('"')[1] for line in a if line.startswith("id = ")]
+        daemon_log = open(os.path.join(work, "daemon.log"), "w")
+        t0 = time.time()
+        cpu0 = {"ch": cpu_seconds(ch.pid), "sim": cpu_seconds(sim.pid)}
+        daemon = subprocess.Popen([binary, "run", "-c", config], stdout=subprocess.DEVNULL, stderr=daemon_log,
+                                  env=dict(os.environ, TOKENTRA_LOG="warn"))
+        procs.append(daemon)
+        rss = RssWatch(daemon.pid)
+        rss.start()
+
+        def first_runs():
+            try:
+                runs = runs_since(ch, db, 0)
+            except (urllib.error.URLError, OSError):
+                return None
+            return runs if len(runs) == len(ids) else None
+
+        first = wait_for("a finished first sync of every account", first_runs, args.timeout)
+        t1 = time.time()
+        cpu1 = {"daemon": cpu_seconds(daemon.pid), "ch": cpu_seconds(ch.pid), "sim": cpu_seconds(sim.pid)}
+        req1 = sim_requests(sim_url)
+        peak_first = rss.take_peak()
+        broken_ids = {a for a, r in first.items() if r[0] != "success"}
+        healthy = [a for a in ids if a not in broken_ids]
+        rows = int(ch.query(f"SELECT count() FROM {db}.usage_records"))
+
+        # Idle: the daemon with nothing due.
+        time.sleep(args.idle_secs)
+        idle_cpu = (cpu_seconds(daemon.pid) - cpu1["daemon"]) / args.idle_secs
+        idle_rss = rss_mb(daemon.pid)
+        rss.take_peak()
+
+        # One incremental cycle: every account due at once.
+        c0 = time.time()
+        cpu2 = {"daemon": cpu_seconds(daemon.pid), "ch": cpu_seconds(ch.pid), "sim": cpu_seconds(sim.pid)}
+        req2 = sim_requests(sim_url)
+        written0 = int(ch.query(f"SELECT count() FROM {db}.usage_records"))
+        time.sleep(1.05)  # sync_runs times are whole seconds: runs of this cycle start after c0
+        since = int(time.time())
+        trigger = lambda account: http(
+            "POST", f"http://127.0.0.1:{admin_port}/v1/accounts/{account}/sync",
+            b"{}", {"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            list(pool.map(trigger, ids))
+
+        def cycle_runs():
+            runs = runs_since(ch, db, since)
+            return runs if len(runs) == len(ids) else None
+
+        cycle = wait_for("an incremental sync of every account", cycle_runs, args.timeout)
+        c1 = time.time()
+        cpu3 = {"daemon": cpu_seconds(daemon.pid), "ch": cpu_seconds(ch.pid), "sim": cpu_seconds(sim.pid)}
+        req3 = sim_requests(sim_url)
+        peak_cycle = rss.take_peak()
+        written = int(ch.query(f"SELECT count() FROM {db}.usage_records")) - written0
+        last_finish = max(r[4] for r in cycle.values())
+        q_count, q_cpu, q_inserts, q_read = query_log(ch, since, last_finish)
+
+        ok_first = sum(1 for a in healthy if first[a][0] == "success")
+        ok_cycle = sum(1 for a in healthy if cycle[a][0] == "success")
+        result = {
+            "accounts": len(ids),
+            "broken": len(broken_ids),
+            "broken_status": {a: first[a][:3] for a in sorted(broken_ids)},
+            "first_sync": {
+                "healthy_synced": ok_first,
+                "wall_s": round(t1 - t0, 1),
+                "rows": rows,
+                "daemon_cpu_s": round(cpu1["daemon"], 1),
+                "ch_cpu_s": round(cpu1["ch"] - cpu0["ch"], 1),
+                "sim_cpu_s": round(cpu1["sim"] - cpu0["sim"], 1),
+                "requests_per_account": round(req1 / len(ids), 2),
+                "peak_rss_mb": round(peak_first, 1),
+            },
+            "idle": {"rss_mb": round(idle_rss, 1), "cpu_pct": round(100 * idle_cpu, 2)},
+            "cycle": {
+                "healthy_synced": ok_cycle,
+                "failed_healthy": sorted(a for a in healthy if cycle[a][0] != "success")[:10],
+                "wall_s": round(c1 - c0 - 1.05, 1),
+                "last_finish_after_s": last_finish - since,
+                "rows_written": written,
+                "daemon_cpu_s": round(cpu3["daemon"] - cpu2["daemon"], 2),
+                "ch_cpu_s": round(cpu3["ch"] - cpu2["ch"], 2),
+                "sim_cpu_s": round(cpu3["sim"] - cpu2["sim"], 2),
+                "ch_queries_per_account": round(q_count / len(ids), 2),
+                "ch_inserts": q_inserts,
+                "ch_query_cpu_ms_per_account": round(1000 * q_cpu / len(ids), 2),
+                "ch_process_cpu_ms_per_account": round(1000 * (cpu3["ch"] - cpu2["ch"]) / len(ids), 2),
+                "ch_rows_read_per_account": round(q_read / len(ids), 1),
+                "requests_per_account": round((req3 - req2) / len(ids), 2),
+                "peak_rss_mb": round(peak_cycle, 1),
+                "sync_ms_healthy": percentiles([cycle[a][3] for a in healthy]),
+            },
+            "per_account_ms": {a: cycle[a][3] for a in healthy},
+            "first_per_account_ms": {a: first[a][3] for a in healthy},
+        }
+        rss.running = False
+        return result
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in reversed(procs):
+            try:
+                p.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        ch.stop()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"kept {work}", file=sys.stderr)
+
+
+def percentiles(values):
+    if not values:
+        return {}
+    values = sorted(values)
+    pick = lambda q: values[min(len(values) - 1, int(q * len(values)))]
+    return {"p50": pick(0.5), "p95": pick(0.95), "max": values[-1]}
+
+
+def report(name, r):
+    print(f"\n== {name}: {r['accounts']} accounts, {r['broken']} broken")
+    f, c, i = r["first_sync"], r["cycle"], r["idle"]
+    healthy = r["accounts"] - r["broken"]
+    print(f"first sync     : {f['healthy_synced']}/{healthy} healthy synced in {f['wall_s']} s, {f['rows']} rows, "
+          f"{f['requests_per_account']} requests/account, peak RSS {f['peak_rss_mb']} MB")
+    print(f"                 CPU s: daemon {f['daemon_cpu_s']}, simulator {f['sim_cpu_s']}, ClickHouse {f['ch_cpu_s']}")
+    print(f"idle           : RSS {i['rss_mb']} MB, CPU {i['cpu_pct']}% of a core")
+    print(f"incremental    : {c['healthy_synced']}/{healthy} healthy synced, cycle {c['wall_s']} s, "
+          f"{c['rows_written']} rows written, peak RSS {c['peak_rss_mb']} MB")
+    print(f"                 CPU s: daemon {c['daemon_cpu_s']}, simulator {c['sim_cpu_s']}, ClickHouse {c['ch_cpu_s']}")
+    print(f"                 ClickHouse per account: {c['ch_queries_per_account']} queries, "
+          f"{c['ch_query_cpu_ms_per_account']} ms query CPU, {c['ch_process_cpu_ms_per_account']} ms process CPU, "
+          f"{c['ch_rows_read_per_account']} rows read; {c['ch_inserts']} INSERTs in all")
+    print(f"                 provider requests per account: {c['requests_per_account']}; "
+          f"healthy sync ms {c['sync_ms_healthy']}")
+    if c["failed_healthy"]:
+        print(f"                 healthy accounts that failed: {c['failed_healthy']}")
+    kinds = {}
+    for status in r["broken_status"].values():
+        kinds[tuple(status)] = kinds.get(tuple(status), 0) + 1
+    for (status, kind, conn), n in sorted(kinds.items()):
+        print(f"broken         : {n} x {status}/{kind or '-'} -> {conn}")
+
+
+def compare(base, mixed):
+    """Per healthy account: sync time with the broken share vs without."""
+    for phase in ("first_per_account_ms", "per_account_ms"):
+        ratios = []
+        for account, ms in mixed[phase].items():
+            if account in base[phase] and base[phase][account] > 0:
+                ratios.append(ms / base[phase][account])
+        ratios.sort()
+        if ratios:
+            pick = lambda q: ratios[min(len(ratios) - 1, int(q * len(ratios)))]
+            print(f"{'first sync' if phase.startswith('first') else 'incremental'}: healthy sync time with / without broken "
+                  f"accounts: median {pick(0.5):.2f}x, p95 {pick(0.95):.2f}x, max {ratios[-1]:.2f}x "
+                  f"({len(ratios)} accounts)")
+    for key in ("first_sync", "cycle"):
+        print(f"{key} wall: {base[key]['wall_s']} s without, {mixed[key]['wall_s']} s with broken accounts")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("accounts", type=int, nargs="+")
+    parser.add_argument("--binary", required=True)
+    parser.add_argument("--broken-percent", type=int, default=0,
+                        help="also run each size with this share broken and compare healthy accounts' sync times")
+    parser.add_argument("--backfill-days", type=int, default=2)
+    parser.add_argument("--interval", default="1h", help="account interval (the benchmark triggers its cycle itself)")
+    parser.add_argument("--providers", default="")
+    parser.add_argument("--sync-extra", default="", help="more [sync] lines")
+    parser.add_argument("--idle-secs", type=float, default=10)
+    parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--json", help="write all results here")
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    results = {}
+    for n in args.accounts:
+        base = scenario(args, repo, args.binary, n, 0)
+        report(f"{n} accounts", base)
+        results[f"{n}"] = base
+        if args.broken_percent:
+            mixed = scenario(args, repo, args.binary, n, args.broken_percent)
+            report(f"{n} accounts, {args.broken_percent}% broken", mixed)
+            results[f"{n}-broken"] = mixed
+            compare(base, mixed)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
