@@ -36,6 +36,7 @@ pub enum DaemonError {
 /// The daemon: migrate, start the writer, the connections and the admin API,
 /// run until SIGTERM/SIGINT, then stop cleanly. Returns the exit code.
 pub async fn run_daemon(app: App) -> Result<i32, DaemonError> {
+    raise_open_file_limit(app.config.accounts.len());
     if let Err(err) = app.config.check_state_dir() {
         // Not fatal: the accounts show `start_failed` and are retried, so a
         // directory fixed while the daemon runs is picked up.
@@ -139,5 +140,38 @@ async fn housekeeping(app: &App) {
             _ => {}
         }
         tokio::time::sleep(Duration::from_secs(86_400)).await;
+    }
+}
+
+/// Raises the soft open-file limit to the hard one: every account holds its
+/// lock file open for the process's life, and connections come on top. A
+/// shell's soft limit is often 1,024; the systemd unit sets `LimitNOFILE`.
+/// Warns when even the hard limit leaves too little room.
+fn raise_open_file_limit(accounts: usize) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    let needed = accounts as u64 + 1_024;
+    if (limit.rlim_cur as u64) < needed {
+        tracing::warn!(
+            open_file_limit = limit.rlim_cur as u64,
+            needed,
+            "the open-file limit is low for this many accounts (one lock file each plus connections); raise LimitNOFILE"
+        );
     }
 }

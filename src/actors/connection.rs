@@ -19,7 +19,6 @@ use rand::Rng;
 use tokio::sync::oneshot;
 
 use crate::metrics;
-use crate::store::state::read_watermark;
 use crate::sync::window::SyncKind;
 use crate::sync::AccountSync;
 
@@ -66,11 +65,16 @@ pub struct ConnectionActor {
     stopping: bool,
     stop_waiters: Vec<oneshot::Sender<()>>,
     next_tick: Option<SpawnHandle>,
-    last_verify: Option<std::time::Instant>,
+    /// When the periodic `verify` is next due. The first one comes at a
+    /// random point of the first interval, not with the first sync: with
+    /// thousands of accounts, a restart would otherwise verify them all at
+    /// once (uncertain inserts are verified by the sync itself).
+    next_verify: std::time::Instant,
 }
 
 impl ConnectionActor {
     pub fn new(sync: AccountSync, schedule: Schedule, life: Arc<ConnectionLife>) -> Self {
+        let schedule_verify_interval = schedule.verify_interval;
         Self {
             sync,
             schedule,
@@ -82,7 +86,7 @@ impl ConnectionActor {
             stopping: false,
             stop_waiters: Vec::new(),
             next_tick: None,
-            last_verify: None,
+            next_verify: std::time::Instant::now() + spread(schedule_verify_interval),
         }
     }
 
@@ -149,11 +153,9 @@ impl ConnectionActor {
         self.life.syncs_started.fetch_add(1, Ordering::Relaxed);
         let sync = self.sync.clone();
         let deep_interval = self.schedule.deep_interval;
-        let verify_due = self
-            .last_verify
-            .is_none_or(|t| t.elapsed() >= self.schedule.verify_interval);
+        let verify_due = std::time::Instant::now() >= self.next_verify;
         if verify_due {
-            self.last_verify = Some(std::time::Instant::now());
+            self.next_verify = std::time::Instant::now() + self.schedule.verify_interval;
         }
         let verify_days = self.schedule.verify_days;
         let work = async move {
@@ -225,6 +227,8 @@ impl ConnectionActor {
 /// Daily consistency check of the account's recent days; repairs are logged
 /// and counted, failures only logged (the next day tries again).
 async fn verify(sync: &AccountSync, days: u32) {
+    // Shares the bound on concurrent syncs: it reads as much as one.
+    let _slot = sync.slots.acquire().await.expect("sync slots are never closed");
     let until = crate::normalize::schema::Granularity::Day.floor(Utc::now()) + chrono::Duration::days(1);
     let since = until - chrono::Duration::days(i64::from(days) + 1);
     match crate::store::verify::verify_connection(&sync.store, sync.writer.as_ref(), &sync.account.id, since, until)
@@ -240,9 +244,17 @@ async fn verify(sync: &AccountSync, days: u32) {
     }
 }
 
+/// A random point of `[0, interval)`.
+fn spread(interval: Duration) -> Duration {
+    if interval.is_zero() {
+        return Duration::ZERO;
+    }
+    interval.mul_f64(rand::thread_rng().gen_range(0.0..1.0))
+}
+
 /// A scheduled sync becomes the deep re-sync once that is due.
 async fn upgrade_to_deep(sync: &AccountSync, deep_interval: Duration) -> SyncKind {
-    match read_watermark(&sync.store, &sync.account.id).await {
+    match sync.sync_state().await {
         Ok(Some(state)) => {
             let since = Utc::now() - state.last_deep_sync_at;
             if since.to_std().unwrap_or(Duration::MAX) >= deep_interval {

@@ -108,6 +108,8 @@ impl Normalizer {
             sign: 1,
             version: 0,
             synced_at: 0,
+            // Set by the diff when the row is written.
+            content_hash: 0,
         }
     }
 }

@@ -11,6 +11,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use serde::{Deserialize, Serialize};
+
 use crate::normalize::schema::UsageRow;
 
 /// The rows to insert for one scope, and what they mean.
@@ -48,13 +50,25 @@ pub fn diff(
     now_micros: u64,
     synced_at: u32,
 ) -> Delta {
+    let stored: Vec<&UsageRow> = stored.iter().collect();
+    let fetched: Vec<&UsageRow> = fetched.iter().collect();
+    diff_rows(&stored, &fetched, scope_buckets, now_micros, synced_at)
+}
+
+fn diff_rows(
+    stored: &[&UsageRow],
+    fetched: &[&UsageRow],
+    scope_buckets: &BTreeSet<u32>,
+    now_micros: u64,
+    synced_at: u32,
+) -> Delta {
     let fetched_buckets: BTreeSet<u32> = fetched.iter().map(|r| r.bucket_start).collect();
     let in_scope = |bucket: &u32| scope_buckets.contains(bucket) || fetched_buckets.contains(bucket);
 
     // key -> content groups with their net sign.
     let mut groups: HashMap<u64, Vec<Group<'_>>> = HashMap::with_capacity(fetched.len());
     let mut max_version = 0u64;
-    for row in stored.iter().filter(|r| in_scope(&r.bucket_start)) {
+    for row in stored.iter().copied().filter(|r| in_scope(&r.bucket_start)) {
         max_version = max_version.max(row.version);
         let entry = groups.entry(row.record_key).or_default();
         match entry
@@ -72,7 +86,7 @@ pub fn diff(
 
     let mut delta = Delta::default();
     let fetched_keys: BTreeSet<u64> = fetched.iter().map(|r| r.record_key).collect();
-    for wanted in fetched {
+    for wanted in fetched.iter().copied() {
         let groups = groups.remove(&wanted.record_key).unwrap_or_default();
         let keeper = groups.iter().position(|g| g.net >= 1 && g.row.same_content(wanted));
         for (index, group) in groups.iter().enumerate() {
@@ -81,11 +95,7 @@ pub fn diff(
             push_corrections(&mut delta, group.row, group.net - target);
         }
         if keeper.is_none() {
-            let mut row = wanted.clone();
-            row.sign = 1;
-            row.version = version;
-            row.synced_at = synced_at;
-            delta.rows.push(row);
+            delta.rows.push(new_row(wanted, version, synced_at));
             delta.added += 1;
         }
     }
@@ -97,6 +107,142 @@ pub fn diff(
         for group in groups {
             push_corrections(&mut delta, group.row, group.net);
         }
+    }
+    delta
+}
+
+/// A fetched row as written: a new version, stamped, with its digest.
+fn new_row(wanted: &UsageRow, version: u64, synced_at: u32) -> UsageRow {
+    let mut row = wanted.clone();
+    row.sign = 1;
+    row.version = version;
+    row.synced_at = synced_at;
+    row.content_hash = wanted.fingerprint();
+    row
+}
+
+/// One stored row as the narrow read returns it: enough to net rows and
+/// compare contents by digest, five small columns instead of every column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clickhouse::Row)]
+pub struct StoredKey {
+    pub bucket_start: u32,
+    pub record_key: u64,
+    pub version: u64,
+    pub sign: i8,
+    pub content_hash: u64,
+}
+
+impl StoredKey {
+    pub const COLUMNS: &'static [&'static str] = &["bucket_start", "record_key", "version", "sign", "content_hash"];
+
+    pub fn of(row: &UsageRow) -> Self {
+        StoredKey {
+            bucket_start: row.bucket_start,
+            record_key: row.record_key,
+            version: row.version,
+            sign: row.sign,
+            content_hash: row.content_hash,
+        }
+    }
+}
+
+/// The diff's first half, from the narrow read: the version for new rows,
+/// the record keys whose stored rows must be read whole (a correction copies
+/// them verbatim, or they predate `content_hash`), and the keys that only
+/// need a new row. Every key outside both sets is unchanged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub version: u64,
+    pub needs_full: BTreeSet<u64>,
+    pub new_keys: BTreeSet<u64>,
+}
+
+impl Plan {
+    /// Nothing to read whole: [`finish`] needs no full rows.
+    pub fn is_settled(&self) -> bool {
+        self.needs_full.is_empty()
+    }
+}
+
+/// Plans the diff of one scope from its narrow rows; the arguments mean what
+/// they mean for [`diff`].
+pub fn plan(stored: &[StoredKey], fetched: &[UsageRow], scope_buckets: &BTreeSet<u32>, now_micros: u64) -> Plan {
+    let fetched_buckets: BTreeSet<u32> = fetched.iter().map(|r| r.bucket_start).collect();
+    let in_scope = |bucket: &u32| scope_buckets.contains(bucket) || fetched_buckets.contains(bucket);
+    // key -> (version, digest) -> net sign.
+    let mut groups: HashMap<u64, HashMap<(u64, u64), i64>> = HashMap::with_capacity(fetched.len());
+    let mut max_version = 0u64;
+    for row in stored.iter().filter(|r| in_scope(&r.bucket_start)) {
+        max_version = max_version.max(row.version);
+        *groups
+            .entry(row.record_key)
+            .or_default()
+            .entry((row.version, row.content_hash))
+            .or_default() += i64::from(row.sign);
+    }
+    let mut plan = Plan {
+        version: now_micros.max(max_version.saturating_add(1)),
+        ..Plan::default()
+    };
+    // A live row without a digest (written before the column) cannot be
+    // compared here; net-zero groups need nothing whatever their content.
+    let unknown = |groups: &HashMap<(u64, u64), i64>| groups.iter().any(|((_, hash), net)| *hash == 0 && *net != 0);
+    for wanted in fetched {
+        let key = wanted.record_key;
+        let Some(groups) = groups.remove(&key) else {
+            plan.new_keys.insert(key);
+            continue;
+        };
+        if unknown(&groups) {
+            plan.needs_full.insert(key);
+            continue;
+        }
+        let digest = wanted.fingerprint();
+        let keeper = groups
+            .iter()
+            .filter(|((_, hash), net)| *hash == digest && **net >= 1)
+            .map(|(group, _)| *group)
+            .min();
+        // Exactly one live copy of the wanted content, nothing else live.
+        let settled = groups
+            .iter()
+            .all(|(group, net)| *net == i64::from(Some(*group) == keeper));
+        if !settled {
+            plan.needs_full.insert(key);
+        } else if keeper.is_none() {
+            plan.new_keys.insert(key);
+        }
+    }
+    // Stored and no longer reported: settled only when already net zero.
+    for (key, groups) in groups {
+        if groups.values().any(|net| *net != 0) {
+            plan.needs_full.insert(key);
+        }
+    }
+    plan
+}
+
+/// The diff's second half: the same delta [`diff`] computes, from the plan
+/// and the full stored rows of `plan.needs_full` (rows of other keys may be
+/// passed and are ignored; none are needed when the plan is settled).
+pub fn finish(
+    plan: &Plan,
+    full: &[UsageRow],
+    fetched: &[UsageRow],
+    scope_buckets: &BTreeSet<u32>,
+    synced_at: u32,
+) -> Delta {
+    let needs = |row: &&UsageRow| plan.needs_full.contains(&row.record_key);
+    let stored: Vec<&UsageRow> = full.iter().filter(needs).collect();
+    let wanted: Vec<&UsageRow> = fetched.iter().filter(needs).collect();
+    // In scope as the plan saw it: every fetched row's bucket counts, not
+    // only those of the keys read whole.
+    let mut scope = scope_buckets.clone();
+    scope.extend(fetched.iter().map(|r| r.bucket_start));
+    let mut delta = diff_rows(&stored, &wanted, &scope, plan.version, synced_at);
+    for wanted in fetched.iter().filter(|r| plan.new_keys.contains(&r.record_key)) {
+        delta.rows.push(new_row(wanted, plan.version, synced_at));
+        delta.added += 1;
     }
     delta
 }

@@ -7,36 +7,96 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::client::{ClickhouseClient, StoreError};
+use super::diff::StoredKey;
 use crate::normalize::schema::{from_ch_seconds, to_ch_seconds, RecordType, UsageRow};
 
-/// Every raw row (both signs, all versions) of one (connection, record type,
-/// endpoint) between two bucket starts; no `FINAL`, because the diff nets rows
-/// itself and must see duplicates to repair them.
-pub async fn read_scope_rows(
+/// One scope of `usage_records`: a (connection, record type, endpoint) and the
+/// bucket starts a sync covers.
+#[derive(Clone, Copy, Debug)]
+pub struct Scope<'a> {
+    pub connection_id: &'a str,
+    pub record_type: RecordType,
+    pub endpoint: &'a str,
+    pub buckets: &'a BTreeSet<u32>,
+}
+
+/// A key filter longer than this reads the whole scope instead (ClickHouse's
+/// default `max_query_size` is 256 KiB; a scope is small either way).
+const MAX_KEYS_IN_FILTER: usize = 2_000;
+
+/// Every raw row (both signs, all versions) of a scope, no `FINAL` (the diff
+/// nets rows itself and must see duplicates to repair them), as the narrow
+/// [`StoredKey`] (what the diff's plan needs) or whole [`UsageRow`]s,
+/// optionally only those of `keys`.
+async fn read_scope<T>(
     client: &ClickhouseClient,
-    connection_id: &str,
-    record_type: RecordType,
-    endpoint: &str,
-    buckets: &BTreeSet<u32>,
-) -> Result<Vec<UsageRow>, StoreError> {
-    let (Some(first), Some(last)) = (buckets.first(), buckets.last()) else {
+    scope: &Scope<'_>,
+    columns: &[&str],
+    keys: Option<&BTreeSet<u64>>,
+    what: &'static str,
+    bucket: impl Fn(&T) -> u32,
+) -> Result<Vec<T>, StoreError>
+where
+    T: clickhouse::RowOwned + clickhouse::RowRead,
+{
+    let (Some(first), Some(last)) = (scope.buckets.first(), scope.buckets.last()) else {
         return Ok(Vec::new());
+    };
+    let key_filter = match keys {
+        Some(keys) if keys.len() <= MAX_KEYS_IN_FILTER => {
+            let list: Vec<String> = keys.iter().map(u64::to_string).collect();
+            format!(" AND record_key IN ({})", list.join(", "))
+        }
+        _ => String::new(),
     };
     let sql = format!(
         "SELECT {} FROM usage_records \
          WHERE connection_id = ? AND record_type = ? AND endpoint = ? \
-           AND bucket_start >= toDateTime(?) AND bucket_start <= toDateTime(?)",
-        UsageRow::COLUMNS.join(", ")
+           AND bucket_start >= toDateTime(?) AND bucket_start <= toDateTime(?){key_filter}",
+        columns.join(", ")
     );
     let query = client
         .query(&sql)
-        .bind(connection_id)
-        .bind(record_type.as_str())
-        .bind(endpoint)
+        .bind(scope.connection_id)
+        .bind(scope.record_type.as_str())
+        .bind(scope.endpoint)
         .bind(*first)
         .bind(*last);
-    let rows: Vec<UsageRow> = client.fetch_all("read of stored rows", query).await?;
-    Ok(rows.into_iter().filter(|r| buckets.contains(&r.bucket_start)).collect())
+    let rows: Vec<T> = client.fetch_all(what, query).await?;
+    Ok(rows
+        .into_iter()
+        .filter(|r| scope.buckets.contains(&bucket(r)))
+        .collect())
+}
+
+/// The narrow rows of a scope: five small columns per stored row.
+pub async fn read_scope_keys(client: &ClickhouseClient, scope: &Scope<'_>) -> Result<Vec<StoredKey>, StoreError> {
+    read_scope(
+        client,
+        scope,
+        StoredKey::COLUMNS,
+        None,
+        "read of stored row keys",
+        |r: &StoredKey| r.bucket_start,
+    )
+    .await
+}
+
+/// Whole stored rows of a scope: all of them, or only those of `keys`.
+pub async fn read_scope_rows(
+    client: &ClickhouseClient,
+    scope: &Scope<'_>,
+    keys: Option<&BTreeSet<u64>>,
+) -> Result<Vec<UsageRow>, StoreError> {
+    read_scope(
+        client,
+        scope,
+        UsageRow::COLUMNS,
+        keys,
+        "read of stored rows",
+        |r: &UsageRow| r.bucket_start,
+    )
+    .await
 }
 
 /// The sync progress of one account.

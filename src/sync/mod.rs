@@ -22,9 +22,11 @@ use crate::metrics;
 use crate::normalize::schema::to_ch_seconds;
 use crate::normalize::Normalizer;
 use crate::providers::{EndpointSpec, FailureKind, Provider, ProviderAdapter, ProviderError, TimeWindow};
-use crate::store::diff::diff;
+use crate::store::diff::{finish, plan};
 use crate::store::sink::RowSink;
-use crate::store::state::{read_scope_rows, read_watermark, SyncRunRow, SyncStateRow, Watermark};
+use crate::store::state::{
+    read_scope_keys, read_scope_rows, read_watermark, Scope, SyncRunRow, SyncStateRow, Watermark,
+};
 use crate::store::ClickhouseClient;
 use status::ConnectionStatus;
 use window::{SyncKind, WindowPolicy};
@@ -135,6 +137,10 @@ pub struct AccountSync {
     pub rollup_to_verify: Arc<pending_verify::PendingVerify>,
     /// Shared by every account: a sync runs only while it holds a slot.
     pub slots: Arc<tokio::sync::Semaphore>,
+    /// The account's `sync_state` as last read or stored by this process
+    /// (the account lock makes it the only writer), so a sync reads it from
+    /// ClickHouse once, not on every run.
+    pub known_state: Arc<std::sync::Mutex<Option<Watermark>>>,
 }
 
 impl AccountSync {
@@ -155,12 +161,7 @@ impl AccountSync {
     ) -> Result<Vec<SyncReport>, SyncError> {
         // Waits for a slot; the semaphore is never closed.
         let _slot = self.slots.acquire().await.expect("sync slots are never closed");
-        let stored = read_watermark(&self.store, &self.account.id)
-            .await
-            .map_err(|source| SyncError::State {
-                account: self.account.id.clone(),
-                source,
-            })?;
+        let stored = self.sync_state().await?;
         let now = Utc::now();
         let mut watermark = stored.as_ref().map(|s| s.watermark);
         let plan = window::plan(kind, watermark, now, &self.policy);
@@ -193,6 +194,21 @@ impl AccountSync {
         Ok(reports)
     }
 
+    /// The account's sync progress: from memory once known, else read.
+    pub async fn sync_state(&self) -> Result<Option<Watermark>, SyncError> {
+        if let Some(known) = self.known_state.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Ok(Some(known));
+        }
+        let stored = read_watermark(&self.store, &self.account.id)
+            .await
+            .map_err(|source| SyncError::State {
+                account: self.account.id.clone(),
+                source,
+            })?;
+        *self.known_state.lock().unwrap_or_else(|p| p.into_inner()) = stored.clone();
+        Ok(stored)
+    }
+
     async fn store_watermark(
         &self,
         previous: Option<&Watermark>,
@@ -211,10 +227,14 @@ impl AccountSync {
             },
         };
         let row = SyncStateRow::new(&self.account.id, self.account.provider.as_str(), &state);
+        // Unknown until the write is acknowledged (a failed one may or may
+        // not have landed: the next run reads it back).
+        *self.known_state.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.writer.write_state(row).await.map_err(|source| SyncError::Writer {
             account: self.account.id.clone(),
             source,
         })?;
+        *self.known_state.lock().unwrap_or_else(|p| p.into_inner()) = Some(state);
         Ok(())
     }
 
@@ -435,26 +455,40 @@ impl AccountSync {
         scope.extend(rows.iter().map(|r| r.bucket_start));
         let rows = Arc::new(rows);
         let scope = Arc::new(scope);
+        let stored_scope = Scope {
+            connection_id: &self.account.id,
+            record_type: endpoint.record_type,
+            endpoint: endpoint.endpoint,
+            buckets: &scope,
+        };
         for _round in 0..MAX_ROUNDS {
-            let stored = read_scope_rows(
-                &self.store,
-                &self.account.id,
-                endpoint.record_type,
-                endpoint.endpoint,
-                &scope,
-            )
-            .await
-            .map_err(|e| store_failure("reading stored rows", &e))?;
-            let (rows_for_diff, scope_for_diff) = (rows.clone(), scope.clone());
+            // Narrow first: an unchanged scope is settled from five small
+            // columns; whole rows are read only for the records that changed.
+            let stored = read_scope_keys(&self.store, &stored_scope)
+                .await
+                .map_err(|e| store_failure("reading stored rows", &e))?;
             let now = Utc::now();
-            let delta = tokio::task::spawn_blocking(move || {
-                diff(
+            let (rows_for_plan, scope_for_plan) = (rows.clone(), scope.clone());
+            let plan = tokio::task::spawn_blocking(move || {
+                plan(
                     &stored,
-                    &rows_for_diff,
-                    &scope_for_diff,
+                    &rows_for_plan,
+                    &scope_for_plan,
                     now.timestamp_micros().max(0) as u64,
-                    to_ch_seconds(now),
                 )
+            })
+            .await
+            .map_err(|e| store_failure("diff failed", &e))?;
+            let full = if plan.is_settled() {
+                Vec::new()
+            } else {
+                read_scope_rows(&self.store, &stored_scope, Some(&plan.needs_full))
+                    .await
+                    .map_err(|e| store_failure("reading stored rows", &e))?
+            };
+            let (rows_for_diff, scope_for_diff) = (rows.clone(), scope.clone());
+            let delta = tokio::task::spawn_blocking(move || {
+                finish(&plan, &full, &rows_for_diff, &scope_for_diff, to_ch_seconds(now))
             })
             .await
             .map_err(|e| store_failure("diff failed", &e))?;

@@ -52,6 +52,7 @@ fn row(key: u64) -> UsageRow {
         sign: 1,
         version: 1,
         synced_at: 0,
+        content_hash: 0,
     }
 }
 
