@@ -167,9 +167,9 @@ fn raise_open_file_limit(accounts: usize) {
         }
     }
     let needed = accounts as u64 + 1_024;
-    if (limit.rlim_cur as u64) < needed {
+    if limit.rlim_cur < needed {
         tracing::warn!(
-            open_file_limit = limit.rlim_cur as u64,
+            open_file_limit = limit.rlim_cur,
             needed,
             "the open-file limit is low for this many accounts (one lock file each plus connections); raise LimitNOFILE"
         );
