@@ -422,6 +422,8 @@ async fn reload(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse 
         Err(err @ (crate::reload::ReloadError::Invalid(_) | crate::reload::ReloadError::RestartRequired(_))) => {
             HttpResponse::UnprocessableEntity().json(json!({ "error": err.to_string(), "result": err.result() }))
         }
-        Err(err) => HttpResponse::ServiceUnavailable().json(json!({ "error": err.to_string(), "result": err.result() })),
+        Err(err) => {
+            HttpResponse::ServiceUnavailable().json(json!({ "error": err.to_string(), "result": err.result() }))
+        }
     }
 }

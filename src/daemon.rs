@@ -109,8 +109,7 @@ pub async fn run_daemon(app: App, config_path: std::path::PathBuf) -> Result<i32
         reloader.stop().await;
         supervisor.send(StopAll).await
     };
-    if tokio::time::timeout(STOP_GRACE, stop_all).await.is_err()
-    {
+    if tokio::time::timeout(STOP_GRACE, stop_all).await.is_err() {
         tracing::warn!("running syncs did not finish in time; abandoned (their windows will be synced again)");
     }
     match tokio::time::timeout(FLUSH_GRACE, writer.flush()).await {

@@ -205,7 +205,10 @@ pub fn restart_required(old: &ValidatedConfig, new: &ValidatedConfig) -> Vec<&'s
     let checks = [
         ("state_dir", old.state_dir != new.state_dir),
         ("clickhouse.url", old.clickhouse.url != new.clickhouse.url),
-        ("clickhouse.database", old.clickhouse.database != new.clickhouse.database),
+        (
+            "clickhouse.database",
+            old.clickhouse.database != new.clickhouse.database,
+        ),
         (
             "clickhouse.user/password",
             old.clickhouse.user != new.clickhouse.user || old.clickhouse.password != new.clickhouse.password,
@@ -226,7 +229,11 @@ pub fn restart_required(old: &ValidatedConfig, new: &ValidatedConfig) -> Vec<&'s
         ("[sync]", old.sync != new.sync),
         ("[pricing] overrides", old.price_overrides != new.price_overrides),
     ];
-    checks.into_iter().filter(|(_, differs)| *differs).map(|(name, _)| name).collect()
+    checks
+        .into_iter()
+        .filter(|(_, differs)| *differs)
+        .map(|(name, _)| name)
+        .collect()
 }
 
 #[cfg(test)]
@@ -264,7 +271,10 @@ mod tests {
             ]
         );
         let message = ReloadError::RestartRequired(restart_required(&old, &fixed)).to_string();
-        assert!(message.contains("restart the daemon") && message.contains("state_dir"), "{message}");
+        assert!(
+            message.contains("restart the daemon") && message.contains("state_dir"),
+            "{message}"
+        );
         assert!(!message.contains("pw"));
     }
 }

@@ -201,7 +201,11 @@ impl ConnectionActor {
                     act.emit(|account| match &outcome {
                         Ok((_, Ok(reports))) => reports.iter().map(|r| SyncEvent::from_report(account, r)).collect(),
                         Ok((_, Err(err))) => vec![SyncEvent::not_run(account, "store", &err.to_string())],
-                        Err(_) => vec![SyncEvent::not_run(account, "crash", "the sync panicked; the connection restarts")],
+                        Err(_) => vec![SyncEvent::not_run(
+                            account,
+                            "crash",
+                            "the sync panicked; the connection restarts",
+                        )],
                     });
                     match outcome {
                         Ok((_, Ok(reports))) if reports.iter().all(|r| r.succeeded) => {

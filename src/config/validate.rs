@@ -507,7 +507,12 @@ const DAY_SECS: u64 = 86_400;
 
 /// A duration within `[min, max]` seconds; every duration in the config has
 /// bounds, so no value can overflow a later computation.
-pub(super) fn bounded_duration(field: &str, text: &str, (min, max): (u64, u64), problems: &mut Vec<String>) -> Duration {
+pub(super) fn bounded_duration(
+    field: &str,
+    text: &str,
+    (min, max): (u64, u64),
+    problems: &mut Vec<String>,
+) -> Duration {
     let fallback = Duration::from_secs(min);
     match humantime::parse_duration(text) {
         Ok(d) if d.as_secs() < min => {

@@ -18,7 +18,10 @@ pub(super) fn validate_webhooks(items: Vec<toml::Value>, problems: &mut Vec<Stri
             Ok(raw) => {
                 if let Some(webhook) = validate_webhook(&label, raw, problems) {
                     if out.iter().any(|w| w.id == webhook.id) {
-                        problems.push(format!("{label}: id '{}' is used twice; ids must be unique", webhook.id));
+                        problems.push(format!(
+                            "{label}: id '{}' is used twice; ids must be unique",
+                            webhook.id
+                        ));
                     }
                     out.push(webhook);
                 }
@@ -128,8 +131,9 @@ mod tests {
 
     #[test]
     fn a_webhook_takes_its_secret_from_the_environment_and_defaults_to_both_events() {
-        let config = load("[[webhooks]]\nid = \"h1\"\nurl = \"https://hooks.example.com/t\"\nsecret = \"${HOOK_SECRET}\"\n")
-            .unwrap();
+        let config =
+            load("[[webhooks]]\nid = \"h1\"\nurl = \"https://hooks.example.com/t\"\nsecret = \"${HOOK_SECRET}\"\n")
+                .unwrap();
         let hook = &config.webhooks[0];
         assert_eq!(hook.secret.expose(), "s3cret-value-123");
         assert_eq!(hook.events, WebhookEvent::ALL.to_vec());

@@ -121,7 +121,11 @@ fn find_encrypted(value: &toml::Value) -> Vec<Found> {
     let mut found = Vec::new();
     let webhooks = value.get("webhooks").and_then(toml::Value::as_array);
     for (index, hook) in webhooks.into_iter().flatten().enumerate() {
-        if hook.get("secret").and_then(toml::Value::as_str).is_some_and(is_encrypted) {
+        if hook
+            .get("secret")
+            .and_then(toml::Value::as_str)
+            .is_some_and(is_encrypted)
+        {
             found.push(Found {
                 section: "webhooks",
                 index,

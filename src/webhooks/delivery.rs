@@ -37,7 +37,8 @@ pub(super) fn classify(status: u16, retry_after: Option<Duration>) -> Verdict {
 
 /// Wait before retry number `attempt` (1 = after the first failure).
 pub(super) fn backoff(base: Duration, attempt: u32) -> Duration {
-    base.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(RETRY_CAP)
+    base.saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(RETRY_CAP)
 }
 
 pub(super) async fn worker(config: WebhookConfig, mut queue: mpsc::Receiver<Arc<Encoded>>, retry_base: Duration) {

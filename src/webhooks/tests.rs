@@ -60,7 +60,10 @@ fn the_payload_names_the_sync_and_never_carries_a_secret() {
     assert_eq!(body["data"]["provider"], "openai");
     assert_eq!(body["data"]["error"]["kind"], "store");
     let message = body["data"]["error"]["message"].as_str().unwrap();
-    assert!(message.contains("<redacted>") && !message.contains("THISISASECRET"), "{message}");
+    assert!(
+        message.contains("<redacted>") && !message.contains("THISISASECRET"),
+        "{message}"
+    );
     assert!(!message.contains('\n'), "control characters are escaped: {message}");
     assert!(body["created_at"].as_str().unwrap().ends_with('Z'), "UTC");
     // Each event gets its own id.
@@ -120,7 +123,7 @@ async fn a_full_queue_drops_without_waiting_and_counts_it() {
 #[tokio::test(flavor = "current_thread")]
 async fn replacing_keeps_unchanged_webhooks_and_their_queues() {
     let a = hook("a", WebhookEvent::ALL.to_vec());
-    let notifier = Notifier::with_settings(&[a.clone()], 1, Duration::from_secs(1));
+    let notifier = Notifier::with_settings(std::slice::from_ref(&a), 1, Duration::from_secs(1));
     assert_eq!(notifier.emit(&event(WebhookEvent::SyncCompleted)).queued, 1);
     let b = hook("b", WebhookEvent::ALL.to_vec());
     notifier.replace(&[a, b]);

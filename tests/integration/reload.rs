@@ -117,18 +117,29 @@ async fn reload_adds_changes_and_removes_accounts_without_touching_the_others() 
     assert_eq!(sorted(&body["unchanged"]), ["openai-org-1"]);
 
     let after = metrics(&http, port).await;
-    assert_eq!(starts(&after, "openai-org-1"), 1.0, "the untouched account's actor was not restarted");
-    assert_eq!(starts(&after, "anthropic-org-1"), 2.0, "the changed account restarted once");
+    assert_eq!(
+        starts(&after, "openai-org-1"),
+        1.0,
+        "the untouched account's actor was not restarted"
+    );
+    assert_eq!(
+        starts(&after, "anthropic-org-1"),
+        2.0,
+        "the changed account restarted once"
+    );
     assert_eq!(starts(&after, "anthropic-org-2"), 1.0, "the added account started");
-    assert_eq!(starts(&after, "openai-org-2"), 1.0, "the removed account was not started again");
+    assert_eq!(
+        starts(&after, "openai-org-2"),
+        1.0,
+        "the removed account was not started again"
+    );
     assert_eq!(metric_value(&after, "tokentra_sync_config_generation"), Some(2.0));
     assert_eq!(
         metric_value(&after, "tokentra_sync_config_reloads_total{result=\"success\"}"),
         Some(1.0)
     );
-    assert!(after.contains(
-        "tokentra_sync_account_status{account=\"openai-org-2\",provider=\"openai\",status=\"stopped\"} 1"
-    ));
+    assert!(after
+        .contains("tokentra_sync_account_status{account=\"openai-org-2\",provider=\"openai\",status=\"stopped\"} 1"));
 
     // The added account syncs; the changed one uses its new credential.
     eventually("the added account's first sync", Duration::from_secs(120), || async {
@@ -186,10 +197,14 @@ async fn reload_adds_changes_and_removes_accounts_without_touching_the_others() 
     );
     // SIGHUP with the same invalid file: logged, counted, the daemon runs on.
     sighup(&child).await;
-    eventually("the SIGHUP reload counted as invalid", Duration::from_secs(30), || async {
-        let text = metrics(&http, port).await;
-        (metric_value(&text, "tokentra_sync_config_reloads_total{result=\"invalid\"}") == Some(2.0)).then_some(())
-    })
+    eventually(
+        "the SIGHUP reload counted as invalid",
+        Duration::from_secs(30),
+        || async {
+            let text = metrics(&http, port).await;
+            (metric_value(&text, "tokentra_sync_config_reloads_total{result=\"invalid\"}") == Some(2.0)).then_some(())
+        },
+    )
     .await;
     assert!(child.try_wait().unwrap().is_none(), "SIGHUP must not end the daemon");
     let text = metrics(&http, port).await;
@@ -208,14 +223,18 @@ async fn reload_adds_changes_and_removes_accounts_without_touching_the_others() 
         .unwrap()
         .to_string();
     let client = config.client();
-    eventually("the manual sync after the rejected reload", Duration::from_secs(60), || async {
-        let n = support::count(
-            &client,
-            &format!("SELECT count() FROM {{db}}.sync_runs WHERE run_id = '{run_id}' AND status = 'success'"),
-        )
-        .await;
-        (n == 1).then_some(())
-    })
+    eventually(
+        "the manual sync after the rejected reload",
+        Duration::from_secs(60),
+        || async {
+            let n = support::count(
+                &client,
+                &format!("SELECT count() FROM {{db}}.sync_runs WHERE run_id = '{run_id}' AND status = 'success'"),
+            )
+            .await;
+            (n == 1).then_some(())
+        },
+    )
     .await;
 
     // A change that needs a restart is rejected as a whole, naming it.
@@ -225,10 +244,15 @@ async fn reload_adds_changes_and_removes_accounts_without_touching_the_others() 
     let (status, body) = post_reload(&http, port).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["result"], "restart_required");
-    assert!(body["error"].as_str().unwrap().contains("clickhouse timeouts"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("clickhouse timeouts"),
+        "{body}"
+    );
     let text = metrics(&http, port).await;
     assert!(
-        text.contains("tokentra_sync_account_status{account=\"openai-org-1\",provider=\"openai\",status=\"stopped\"} 0"),
+        text.contains(
+            "tokentra_sync_account_status{account=\"openai-org-1\",provider=\"openai\",status=\"stopped\"} 0"
+        ),
         "nothing of a rejected reload is applied (openai-org-1 was left out of it)"
     );
     assert_eq!(starts(&text, "openai-org-1"), 1.0);

@@ -29,12 +29,7 @@ struct Seen {
 fn signature_ok(body: &[u8], header: Option<&str>) -> bool {
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(body);
-    let expected: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let expected: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
     header == Some(format!("sha256={expected}").as_str())
 }
 
@@ -69,11 +64,15 @@ async fn receive(req: HttpRequest, body: web::Bytes, seen: web::Data<Arc<Mutex<V
 async fn signed_events_are_retried_after_a_500_and_failed_syncs_send_sync_failed() {
     let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let data = web::Data::new(seen.clone());
-    let server = HttpServer::new(move || App::new().app_data(data.clone()).route("/hook", web::post().to(receive)))
-        .workers(1)
-        .disable_signals()
-        .bind("127.0.0.1:0")
-        .unwrap();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/hook", web::post().to(receive))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind("127.0.0.1:0")
+    .unwrap();
     let receiver_port = server.addrs()[0].port();
     let server = server.run();
     let server_handle = server.handle();
@@ -103,7 +102,10 @@ async fn signed_events_are_retried_after_a_500_and_failed_syncs_send_sync_failed
         },
     )
     .await;
-    assert!(events.iter().all(|s| s.signature_ok), "every signature verifies: {events:?}");
+    assert!(
+        events.iter().all(|s| s.signature_ok),
+        "every signature verifies: {events:?}"
+    );
 
     // The first delivery was answered 500 and sent again, unchanged.
     let first = &events[0];
@@ -145,7 +147,11 @@ async fn signed_events_are_retried_after_a_500_and_failed_syncs_send_sync_failed
     assert_eq!(data["account"], "anthropic-org-2");
     assert_eq!(data["error"]["kind"], "auth");
     assert!(data["run_id"].as_str().is_some());
-    assert!(!failed.body.to_string().contains(bad_key), "the key leaked: {}", failed.body);
+    assert!(
+        !failed.body.to_string().contains(bad_key),
+        "the key leaked: {}",
+        failed.body
+    );
 
     let text = metrics(&http, port).await;
     let series = |event: &str, outcome: &str| {
