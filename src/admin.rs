@@ -1,5 +1,6 @@
 //! The admin HTTP API (loopback by default): `/metrics`, `/healthz`,
-//! `/readyz`, and `POST /v1/accounts/{id}/sync`.
+//! `/readyz`, `POST /v1/accounts/{id}/sync`, `POST /v1/accounts/{id}/test`
+//! and `POST /v1/reload` (re-read the config file, see [`crate::reload`]).
 //!
 //! Locked down because it can make the daemon spend provider requests (and
 //! Cost Explorer money) and shows account errors:
@@ -18,7 +19,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use actix::Addr;
@@ -41,19 +42,21 @@ pub struct AdminState {
     /// Set once the schema is migrated; cleared while shutting down.
     pub ready: Arc<AtomicBool>,
     pub access: Arc<AdminAccess>,
+    /// `POST /v1/reload`; `None` where the daemon has no config file.
+    pub reloader: Option<Arc<crate::reload::Reloader>>,
 }
 
 /// Who may do what through the admin API.
 pub struct AdminAccess {
     /// Required as `Authorization: Bearer <token>` when set.
     pub token: Option<Secret>,
-    /// Largest manual window per account, in days.
-    pub max_window_days: HashMap<String, u32>,
+    /// Largest manual window per account, in days (replaced on reload).
+    max_window_days: RwLock<HashMap<String, u32>>,
     pub min_interval: Duration,
     /// When each account's last manual sync (or test) was accepted.
     pub last_manual: Mutex<HashMap<String, Instant>>,
-    /// For `POST /v1/accounts/{id}/test`.
-    pub accounts: HashMap<String, crate::config::AccountConfig>,
+    /// For `POST /v1/accounts/{id}/test` (replaced on reload).
+    accounts: RwLock<HashMap<String, crate::config::AccountConfig>>,
     pub retry: crate::providers::RetryPolicy,
 }
 
@@ -65,7 +68,18 @@ impl AdminAccess {
         retry: &crate::providers::RetryPolicy,
         token: Option<Secret>,
     ) -> Self {
-        let max_window_days = config
+        Self {
+            token,
+            max_window_days: RwLock::new(Self::window_days(config)),
+            min_interval: config.admin.manual_sync_min_interval,
+            last_manual: Mutex::new(HashMap::new()),
+            accounts: RwLock::new(config.accounts.iter().map(|a| (a.id.clone(), a.clone())).collect()),
+            retry: retry.clone(),
+        }
+    }
+
+    fn window_days(config: &crate::config::ValidatedConfig) -> HashMap<String, u32> {
+        config
             .accounts
             .iter()
             .map(|a| {
@@ -74,15 +88,27 @@ impl AdminAccess {
                     config.admin.max_manual_window_days.unwrap_or(a.backfill_days),
                 )
             })
-            .collect();
-        Self {
-            token,
-            max_window_days,
-            min_interval: config.admin.manual_sync_min_interval,
-            last_manual: Mutex::new(HashMap::new()),
-            accounts: config.accounts.iter().map(|a| (a.id.clone(), a.clone())).collect(),
-            retry: retry.clone(),
-        }
+            .collect()
+    }
+
+    /// The accounts of a reloaded config (added ones become reachable,
+    /// removed ones 404).
+    pub fn update_accounts(&self, config: &crate::config::ValidatedConfig) {
+        *self.max_window_days.write().unwrap_or_else(|p| p.into_inner()) = Self::window_days(config);
+        *self.accounts.write().unwrap_or_else(|p| p.into_inner()) =
+            config.accounts.iter().map(|a| (a.id.clone(), a.clone())).collect();
+    }
+
+    fn max_days(&self, account: &str) -> Option<u32> {
+        self.max_window_days
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(account)
+            .copied()
+    }
+
+    fn account(&self, id: &str) -> Option<crate::config::AccountConfig> {
+        self.accounts.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
     }
 
     /// `None` when the request may proceed; the refusal otherwise.
@@ -173,6 +199,7 @@ pub fn serve(listen: SocketAddr, state: AdminState) -> std::io::Result<ServerHan
             .route("/readyz", web::get().to(readyz))
             .route("/v1/accounts/{id}/sync", web::post().to(trigger_sync))
             .route("/v1/accounts/{id}/test", web::post().to(test_account))
+            .route("/v1/reload", web::post().to(reload))
     })
     .workers(1)
     .disable_signals()
@@ -300,7 +327,7 @@ async fn trigger_sync(
         return refusal;
     }
     let account = path.into_inner();
-    let Some(&max_days) = state.access.max_window_days.get(&account) else {
+    let Some(max_days) = state.access.max_days(&account) else {
         return HttpResponse::NotFound().json(json!({ "error": format!("no account '{account}'") }));
     };
     let params = if body.iter().all(u8::is_ascii_whitespace) {
@@ -362,7 +389,7 @@ async fn test_account(req: HttpRequest, state: web::Data<AdminState>, path: web:
         return refusal;
     }
     let id = path.into_inner();
-    let Some(account) = state.access.accounts.get(&id) else {
+    let Some(account) = state.access.account(&id) else {
         return HttpResponse::NotFound().json(json!({ "error": format!("no account '{id}'") }));
     };
     let limiter_key = format!("test:{id}");
@@ -370,7 +397,7 @@ async fn test_account(req: HttpRequest, state: web::Data<AdminState>, path: web:
         return refusal;
     }
     state.access.accepted(&limiter_key);
-    let report = crate::connection_test::test_account(account, &state.access.retry).await;
+    let report = crate::connection_test::test_account(&account, &state.access.retry).await;
     HttpResponse::Ok().json(json!({
         "account": report.account,
         "provider": report.provider,
@@ -378,4 +405,25 @@ async fn test_account(req: HttpRequest, state: web::Data<AdminState>, path: web:
         "latency_ms": report.latency.as_millis() as u64,
         "message": report.to_string(),
     }))
+}
+
+/// Re-reads the config file. 200 with what changed; 422 with the reason
+/// when the new config is invalid or needs a restart (the running config is
+/// kept); 503 while the daemon starts or stops.
+async fn reload(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
+    if let Some(refusal) = state.access.check_token(&req).or_else(|| check_post(&req)) {
+        return refusal;
+    }
+    let Some(reloader) = state.reloader.clone() else {
+        return HttpResponse::NotFound().json(json!({ "error": "this process has no config file to reload" }));
+    };
+    match reloader.reload("admin").await {
+        Ok(outcome) => HttpResponse::Ok().json(outcome),
+        Err(err @ (crate::reload::ReloadError::Invalid(_) | crate::reload::ReloadError::RestartRequired(_))) => {
+            HttpResponse::UnprocessableEntity().json(json!({ "error": err.to_string(), "result": err.result() }))
+        }
+        Err(err) => {
+            HttpResponse::ServiceUnavailable().json(json!({ "error": err.to_string(), "result": err.result() }))
+        }
+    }
 }

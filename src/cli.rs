@@ -211,7 +211,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         } => verify(load(&config)?, &accounts, since.as_deref(), until.as_deref()).await,
         Command::Status { config } => status(load(&config)?).await,
         Command::TestConnection { config, account } => test_connection(load(&config)?, &account).await,
-        Command::Run { config } => Ok(crate::daemon::run_daemon(App::new(load(&config)?)?).await?),
+        Command::Run { config } => Ok(crate::daemon::run_daemon(App::new(load(&config)?)?, config).await?),
         Command::Simulate {
             listen,
             seed,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::actors::supervisor::{Reconcile, StopAll, SupervisorActor};
+use crate::actors::supervisor::{StopAll, SupervisorActor};
 use crate::actors::writer::WriterActor;
 use crate::app::App;
 use crate::store::migrations;
@@ -34,8 +34,12 @@ pub enum DaemonError {
 }
 
 /// The daemon: migrate, start the writer, the connections and the admin API,
-/// run until SIGTERM/SIGINT, then stop cleanly. Returns the exit code.
-pub async fn run_daemon(app: App) -> Result<i32, DaemonError> {
+/// run until SIGTERM/SIGINT (reloading the config from `config_path` on
+/// SIGHUP and `POST /v1/reload`), then stop cleanly. Returns the exit code.
+pub async fn run_daemon(app: App, config_path: std::path::PathBuf) -> Result<i32, DaemonError> {
+    // Installed first: SIGHUP's default action would end the process.
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .expect("SIGHUP handler can be installed");
     raise_open_file_limit(app.config.accounts.len());
     if let Err(err) = app.config.check_state_dir() {
         // Not fatal: the accounts show `start_failed` and are retried, so a
@@ -51,14 +55,26 @@ pub async fn run_daemon(app: App) -> Result<i32, DaemonError> {
     }
     let ready = Arc::new(AtomicBool::new(false));
     let writer = WriterActor::start_with_handle(app.store.clone(), app.config.writer.clone());
-    let supervisor = SupervisorActor::new(app.clone(), writer.clone(), true).start();
+    let events = crate::webhooks::Notifier::start(&app.config.webhooks);
+    let supervisor = SupervisorActor::new(app.clone(), writer.clone(), true)
+        .with_events(events.clone())
+        .start();
+    let access = Arc::new(crate::admin::AdminAccess::new(&app.config, &app.retry, admin_token));
+    let reloader = Arc::new(crate::reload::Reloader::new(
+        config_path,
+        app.config.clone(),
+        supervisor.clone(),
+        events,
+        access.clone(),
+    ));
     let admin = crate::admin::serve(
         app.config.admin.listen,
         crate::admin::AdminState {
             supervisor: supervisor.clone(),
             store: app.store.clone(),
             ready: ready.clone(),
-            access: Arc::new(crate::admin::AdminAccess::new(&app.config, &app.retry, admin_token)),
+            access,
+            reloader: Some(reloader.clone()),
         },
     )
     .map_err(|source| DaemonError::Admin {
@@ -69,10 +85,7 @@ pub async fn run_daemon(app: App) -> Result<i32, DaemonError> {
     let startup = async {
         wait_for_schema(&app).await;
         ready.store(true, Ordering::SeqCst);
-        let report = supervisor
-            .send(Reconcile(app.config.accounts.clone()))
-            .await
-            .unwrap_or_default();
+        let report = reloader.start().await;
         tracing::info!(
             started = report.started.len(),
             failed = report.failed.len(),
@@ -80,15 +93,24 @@ pub async fn run_daemon(app: App) -> Result<i32, DaemonError> {
         );
         housekeeping(&app).await
     };
+    let reloads = async {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP received; reloading the config");
+            // Logged and counted inside; a rejected config keeps the old one.
+            let _ = reloader.reload("sighup").await;
+        }
+    };
     tokio::select! {
-        _ = startup => {}
+        _ = futures::future::join(startup, reloads) => {}
         _ = crate::shutdown::signal() => {}
     }
     ready.store(false, Ordering::SeqCst);
-    if tokio::time::timeout(STOP_GRACE, supervisor.send(StopAll))
-        .await
-        .is_err()
-    {
+    // No reload after this point (one in progress finishes first).
+    let stop_all = async {
+        reloader.stop().await;
+        supervisor.send(StopAll).await
+    };
+    if tokio::time::timeout(STOP_GRACE, stop_all).await.is_err() {
         tracing::warn!("running syncs did not finish in time; abandoned (their windows will be synced again)");
     }
     match tokio::time::timeout(FLUSH_GRACE, writer.flush()).await {

@@ -11,6 +11,8 @@
 //! - [`sync`]: one sync of one account: fetch -> normalize -> diff -> write.
 //! - [`actors`]: supervisor, one connection actor per account, the writer.
 //! - [`daemon`]: the `run` lifecycle around them (start, signals, graceful stop).
+//! - [`reload`]: SIGHUP / `POST /v1/reload`: re-read, validate, reconcile.
+//! - [`webhooks`]: signed `sync.completed` / `sync.failed` events.
 //! - [`admin`], [`metrics`]: health and Prometheus.
 //! - [`cli`]: the command line.
 //!
@@ -29,8 +31,10 @@ pub mod metrics;
 pub mod normalize;
 pub mod provider;
 pub mod providers;
+pub mod reload;
 pub mod shutdown;
 pub mod simulator;
 pub mod store;
 pub mod sync;
 pub mod vault;
+pub mod webhooks;

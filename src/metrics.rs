@@ -49,6 +49,10 @@ struct Metrics {
     writer_rows_written: IntCounter,
     build_info: IntGaugeVec,
     up_since: Gauge,
+    connection_starts: IntCounterVec,
+    config_reloads: IntCounterVec,
+    config_generation: IntGauge,
+    webhook_deliveries: IntCounterVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -216,6 +220,48 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             &r,
             Gauge::with_opts(opts("start_time_seconds", "Unix time the process started.")).unwrap(),
         ),
+        connection_starts: register(
+            &r,
+            IntCounterVec::new(
+                opts(
+                    "connection_starts_total",
+                    "Connection actors started per account (first start, reload restarts, crash restarts).",
+                ),
+                account,
+            )
+            .unwrap(),
+        ),
+        config_reloads: register(
+            &r,
+            IntCounterVec::new(
+                opts(
+                    "config_reloads_total",
+                    "Config reloads (SIGHUP, POST /v1/reload) by result: success, invalid, restart_required.",
+                ),
+                &["result"],
+            )
+            .unwrap(),
+        ),
+        config_generation: register(
+            &r,
+            IntGauge::with_opts(opts(
+                "config_generation",
+                "The running config's generation: 1 at start, +1 per applied reload.",
+            ))
+            .unwrap(),
+        ),
+        webhook_deliveries: register(
+            &r,
+            IntCounterVec::new(
+                opts(
+                    "webhook_deliveries_total",
+                    "Webhook events by outcome: delivered, retried (an attempt failed, another follows), \
+                     failed (given up), dropped (queue full).",
+                ),
+                &["webhook", "event", "outcome"],
+            )
+            .unwrap(),
+        ),
         registry: r,
     };
     m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
@@ -325,6 +371,31 @@ pub fn writer_flushed(rows: usize, duration: Duration) {
 
 pub fn writer_insert_error() {
     METRICS.writer_insert_errors.inc();
+}
+
+/// A connection actor of `account` started (or was restarted).
+pub fn connection_started(account: &str, provider: Provider) {
+    METRICS
+        .connection_starts
+        .with_label_values(&[account, provider.as_str()])
+        .inc();
+}
+
+/// One reload attempt; `generation` is the config now running.
+pub fn config_reload(result: &str, generation: u64) {
+    METRICS.config_reloads.with_label_values(&[result]).inc();
+    config_generation(generation);
+}
+
+pub fn config_generation(generation: u64) {
+    METRICS.config_generation.set(generation as i64);
+}
+
+pub fn webhook_delivery(webhook: &str, event: &str, outcome: &str) {
+    METRICS
+        .webhook_deliveries
+        .with_label_values(&[webhook, event, outcome])
+        .inc();
 }
 
 #[cfg(test)]

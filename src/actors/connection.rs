@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 use crate::metrics;
 use crate::sync::window::SyncKind;
 use crate::sync::AccountSync;
+use crate::webhooks::{Notifier, SyncEvent};
 
 /// Counters the supervisor (and tests) read to see the actor's life.
 #[derive(Debug, Default)]
@@ -70,6 +71,8 @@ pub struct ConnectionActor {
     /// thousands of accounts, a restart would otherwise verify them all at
     /// once (uncertain inserts are verified by the sync itself).
     next_verify: std::time::Instant,
+    /// Where sync outcomes go as webhook events (never waited for).
+    events: Option<Notifier>,
 }
 
 impl ConnectionActor {
@@ -87,6 +90,21 @@ impl ConnectionActor {
             stop_waiters: Vec::new(),
             next_tick: None,
             next_verify: std::time::Instant::now() + spread(schedule_verify_interval),
+            events: None,
+        }
+    }
+
+    /// Emits a `sync.completed` / `sync.failed` event per recorded attempt.
+    pub fn with_events(mut self, events: Notifier) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    fn emit(&self, event: impl FnOnce(&crate::config::AccountConfig) -> Vec<SyncEvent>) {
+        if let Some(events) = &self.events {
+            for event in event(&self.sync.account) {
+                events.emit(&event);
+            }
         }
     }
 
@@ -182,6 +200,15 @@ impl ConnectionActor {
                 .map(|outcome, act, ctx| {
                     act.in_flight = false;
                     act.life.syncs_finished.fetch_add(1, Ordering::Relaxed);
+                    act.emit(|account| match &outcome {
+                        Ok((_, Ok(reports))) => reports.iter().map(|r| SyncEvent::from_report(account, r)).collect(),
+                        Ok((_, Err(err))) => vec![SyncEvent::not_run(account, "store", &err.to_string())],
+                        Err(_) => vec![SyncEvent::not_run(
+                            account,
+                            "crash",
+                            "the sync panicked; the connection restarts",
+                        )],
+                    });
                     match outcome {
                         Ok((_, Ok(reports))) if reports.iter().all(|r| r.succeeded) => {
                             act.failures = 0;
@@ -279,6 +306,7 @@ impl Actor for ConnectionActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.life.starts.fetch_add(1, Ordering::Relaxed);
+        metrics::connection_started(self.account(), self.sync.account.provider);
         if self.stopping {
             return;
         }

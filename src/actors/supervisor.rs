@@ -34,6 +34,8 @@ pub struct SupervisorActor {
     tick_on_start: bool,
     connections: BTreeMap<String, Connection>,
     start_failures: BTreeMap<String, StartFailure>,
+    /// Webhook events of every connection's syncs.
+    events: Option<crate::webhooks::Notifier>,
 }
 
 /// Wait before the `attempts`-th retry of a start: 2s doubling to 5 min. A
@@ -52,7 +54,14 @@ impl SupervisorActor {
             tick_on_start,
             connections: BTreeMap::new(),
             start_failures: BTreeMap::new(),
+            events: None,
         }
+    }
+
+    /// Connections started from now on emit webhook events through `events`.
+    pub fn with_events(mut self, events: crate::webhooks::Notifier) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// Starts `account`, or records the failure and schedules a retry.
@@ -118,7 +127,14 @@ impl SupervisorActor {
             tick_on_start: self.tick_on_start,
         };
         let life = Arc::new(ConnectionLife::default());
-        let addr = actix::Supervisor::start(move |_| ConnectionActor::new(sync, schedule, life));
+        let events = self.events.clone();
+        let addr = actix::Supervisor::start(move |_| {
+            let actor = ConnectionActor::new(sync, schedule, life);
+            match events {
+                Some(events) => actor.with_events(events),
+                None => actor,
+            }
+        });
         tracing::info!(account = %account.id, provider = %account.provider, "connection started");
         self.connections.insert(
             account.id.clone(),
@@ -171,8 +187,8 @@ impl Handler<Reconcile> for SupervisorActor {
                     true
                 }
                 Some(account) => {
-                    let differs = format!("{account:?}") != format!("{:?}", self.connections[&id].account)
-                        || account.credentials != self.connections[&id].account.credentials;
+                    // Any field, credentials included (`Secret` compares values).
+                    let differs = *account != self.connections[&id].account;
                     if differs {
                         report.restarted.push(id.clone());
                     }

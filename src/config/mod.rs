@@ -13,6 +13,7 @@
 mod raw;
 pub mod secret;
 mod validate;
+mod webhooks;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -39,7 +40,7 @@ pub enum ConfigError {
     Invalid { problems: Vec<String> },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClickhouseConfig {
     pub url: String,
     pub database: String,
@@ -50,7 +51,7 @@ pub struct ClickhouseConfig {
     pub query_timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WriterConfig {
     pub max_batch_rows: usize,
     pub max_batch_age: Duration,
@@ -58,7 +59,7 @@ pub struct WriterConfig {
     pub retry_max_delay: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
     /// Where the bearer token comes from; `None`: no token (loopback only).
@@ -70,7 +71,7 @@ pub struct AdminConfig {
 
 /// The admin API's bearer token: given inline, or read from a file when the
 /// daemon starts (so the file can be a systemd credential).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum AdminToken {
     Inline(Secret),
     File(PathBuf),
@@ -97,7 +98,7 @@ impl AdminToken {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SyncConfig {
     pub deep_resync_interval: Duration,
     pub deep_resync_days: u32,
@@ -116,7 +117,7 @@ pub struct SyncConfig {
 
 /// One provider account, checked: its provider is known, every required
 /// credential is present and no unknown key is set.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AccountConfig {
     /// Also the `connection_id` in every table.
     pub id: String,
@@ -151,7 +152,7 @@ impl AccountConfig {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ValidatedConfig {
     pub state_dir: PathBuf,
     pub clickhouse: ClickhouseConfig,
@@ -161,6 +162,52 @@ pub struct ValidatedConfig {
     pub vault_key_file: Option<PathBuf>,
     pub price_overrides: Vec<crate::normalize::pricing::PriceEntry>,
     pub accounts: Vec<AccountConfig>,
+    /// Receivers of sync events, in file order.
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// Which sync events a webhook receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WebhookEvent {
+    SyncCompleted,
+    SyncFailed,
+}
+
+impl WebhookEvent {
+    pub const ALL: [WebhookEvent; 2] = [WebhookEvent::SyncCompleted, WebhookEvent::SyncFailed];
+
+    /// The `type` field of the payload and the name used in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookEvent::SyncCompleted => "sync.completed",
+            WebhookEvent::SyncFailed => "sync.failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.as_str() == text)
+    }
+}
+
+/// One `[[webhooks]]` entry, checked: an http(s) URL, a non-empty secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookConfig {
+    /// Metric label and log field; binds an `enc:` secret like an account id.
+    pub id: String,
+    pub url: String,
+    /// HMAC-SHA256 key of `X-TokenTra-Signature`; never printed.
+    pub secret: Secret,
+    pub events: Vec<WebhookEvent>,
+    /// One delivery attempt.
+    pub timeout: Duration,
+    /// Attempts per event, the first included.
+    pub max_attempts: u32,
+}
+
+impl WebhookConfig {
+    pub fn wants(&self, event: WebhookEvent) -> bool {
+        self.events.contains(&event)
+    }
 }
 
 impl ValidatedConfig {

@@ -25,6 +25,8 @@ pub struct RawConfig {
     pub pricing: RawPricing,
     #[serde(default)]
     pub accounts: Vec<RawAccount>,
+    #[serde(default)]
+    pub webhooks: Vec<RawWebhook>,
 }
 
 pub fn default_state_dir() -> String {
@@ -189,4 +191,31 @@ pub struct RawAccount {
 
 fn default_true() -> bool {
     true
+}
+
+/// One `[[webhooks]]` receiver of `sync.completed` / `sync.failed` events.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    /// Names the webhook in metrics and logs (and binds an `enc:` secret).
+    pub id: Option<String>,
+    pub url: Option<String>,
+    /// The HMAC-SHA256 key of the signature header (`${ENV_VAR}` or `enc:v1:`).
+    pub secret: Option<String>,
+    /// Default: both events.
+    pub events: Option<Vec<String>>,
+    /// One delivery attempt, connect to last byte.
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout: String,
+    /// Attempts per event, the first included, before it is given up.
+    #[serde(default = "default_webhook_attempts")]
+    pub max_attempts: u32,
+}
+
+pub fn default_webhook_timeout() -> String {
+    "10s".to_string()
+}
+
+pub fn default_webhook_attempts() -> u32 {
+    5
 }

@@ -23,6 +23,14 @@ pub(super) fn validate(value: toml::Value) -> Result<ValidatedConfig, ConfigErro
         }
     };
     // Deserialize accounts one by one so errors carry their index.
+    let raw_webhooks = match table.remove("webhooks") {
+        None => Vec::new(),
+        Some(toml::Value::Array(items)) => items,
+        Some(_) => {
+            problems.push("webhooks: must be an array of tables ([[webhooks]])".into());
+            Vec::new()
+        }
+    };
     let raw_accounts = match table.remove("accounts") {
         None => Vec::new(),
         Some(toml::Value::Array(items)) => items,
@@ -51,6 +59,7 @@ pub(super) fn validate(value: toml::Value) -> Result<ValidatedConfig, ConfigErro
         }
     }
     check_unique_accounts(&accounts, &mut problems);
+    let webhooks = super::webhooks::validate_webhooks(raw_webhooks, &mut problems);
     let Some(raw) = raw else {
         return Err(ConfigError::Invalid { problems });
     };
@@ -162,6 +171,7 @@ pub(super) fn validate(value: toml::Value) -> Result<ValidatedConfig, ConfigErro
         vault_key_file: raw.vault.key_file.map(PathBuf::from),
         price_overrides: raw.pricing.overrides,
         accounts,
+        webhooks,
     };
     if config.writer.max_buffer_rows < config.writer.max_batch_rows {
         problems.push(format!(
@@ -436,7 +446,7 @@ fn check_unique_accounts(accounts: &[AccountConfig], problems: &mut Vec<String>)
     }
 }
 
-fn valid_id(id: &str) -> bool {
+pub(super) fn valid_id(id: &str) -> bool {
     id.len() <= 64
         && id
             .chars()
@@ -468,7 +478,7 @@ fn check_transport(label: &str, url: &str, allowed: bool, problems: &mut Vec<Str
     }
 }
 
-fn check_url(field: &str, text: &str, problems: &mut Vec<String>) -> String {
+pub(super) fn check_url(field: &str, text: &str, problems: &mut Vec<String>) -> String {
     match url::Url::parse(text) {
         Ok(url) if matches!(url.scheme(), "http" | "https") => text.trim_end_matches('/').to_string(),
         _ => {
@@ -497,7 +507,12 @@ const DAY_SECS: u64 = 86_400;
 
 /// A duration within `[min, max]` seconds; every duration in the config has
 /// bounds, so no value can overflow a later computation.
-fn bounded_duration(field: &str, text: &str, (min, max): (u64, u64), problems: &mut Vec<String>) -> Duration {
+pub(super) fn bounded_duration(
+    field: &str,
+    text: &str,
+    (min, max): (u64, u64),
+    problems: &mut Vec<String>,
+) -> Duration {
     let fallback = Duration::from_secs(min);
     match humantime::parse_duration(text) {
         Ok(d) if d.as_secs() < min => {

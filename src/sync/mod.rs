@@ -58,6 +58,8 @@ pub struct SyncReport {
     pub provider: Provider,
     pub window: TimeWindow,
     pub trigger: &'static str,
+    /// The `sync_runs.run_id` this attempt is recorded under.
+    pub run_id: String,
     pub succeeded: bool,
     pub rows_fetched: u64,
     pub rows_added: u64,
@@ -250,6 +252,7 @@ impl AccountSync {
         let started = Instant::now();
         let started_at = Utc::now();
         let provider = self.account.provider;
+        let run_id = run_id.unwrap_or_else(|| format!("{}-{}", self.account.id, started_at.timestamp_micros()));
         metrics::account_status(&self.account.id, provider, ConnectionStatus::Syncing.as_str());
         let stats = self.adapter.http_stats();
         let (requests_before, retries_before) = stats.snapshot();
@@ -258,6 +261,7 @@ impl AccountSync {
             provider,
             window,
             trigger,
+            run_id: run_id.clone(),
             succeeded: true,
             rows_fetched: 0,
             rows_added: 0,
@@ -346,7 +350,7 @@ impl AccountSync {
             "sync finished"
         );
         let run = SyncRunRow {
-            run_id: run_id.unwrap_or_else(|| format!("{}-{}", self.account.id, started_at.timestamp_micros())),
+            run_id,
             connection_id: self.account.id.clone(),
             provider: provider.as_str().to_string(),
             trigger: trigger.to_string(),

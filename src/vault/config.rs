@@ -6,8 +6,11 @@ use std::path::{Path, PathBuf};
 
 use super::{is_encrypted, resolve_key, KEY_SOURCES_HELP};
 
-/// One `enc:` value found under `accounts[*].credentials`.
+/// One `enc:` value found under `accounts[*].credentials` or
+/// `webhooks[*].secret` (bound to the webhook's id as to an account id).
 struct Found {
+    /// `accounts` or `webhooks`.
+    section: &'static str,
     index: usize,
     id: Option<String>,
     field: String,
@@ -17,8 +20,17 @@ impl Found {
     /// The same account label `check-config` uses everywhere.
     fn label(&self) -> String {
         match &self.id {
-            Some(id) => format!("accounts[{}] (id '{id}')", self.index),
-            None => format!("accounts[{}]", self.index),
+            Some(id) => format!("{}[{}] (id '{id}')", self.section, self.index),
+            None => format!("{}[{}]", self.section, self.index),
+        }
+    }
+
+    /// Where the value sits in its table: `credentials.api_key`, `secret`.
+    fn path(&self) -> &[&str] {
+        if self.section == "webhooks" {
+            &[]
+        } else {
+            &["credentials"]
         }
     }
 }
@@ -52,9 +64,9 @@ pub fn decrypt_config_credentials(value: &mut toml::Value, env: &BTreeMap<String
         Ok(None) => {
             for f in &found {
                 problems.push(format!(
-                    "{}: credentials.{} is encrypted, but no vault key was found",
+                    "{}: {} is encrypted, but no vault key was found",
                     f.label(),
-                    f.field
+                    f.shown()
                 ));
             }
             problems.push(format!("vault: {KEY_SOURCES_HELP}"));
@@ -63,31 +75,28 @@ pub fn decrypt_config_credentials(value: &mut toml::Value, env: &BTreeMap<String
         Err(err) => {
             for f in &found {
                 problems.push(format!(
-                    "{}: credentials.{} is encrypted, but the vault key could not be loaded",
+                    "{}: {} is encrypted, but the vault key could not be loaded",
                     f.label(),
-                    f.field
+                    f.shown()
                 ));
             }
             problems.push(format!("vault: {err}"));
             return;
         }
     };
-    let Some(accounts) = value.get_mut("accounts").and_then(toml::Value::as_array_mut) else {
-        return;
-    };
     for f in &found {
-        let Some(slot) = accounts
-            .get_mut(f.index)
-            .and_then(|a| a.get_mut("credentials"))
-            .and_then(|c| c.get_mut(&f.field))
-        else {
+        let mut slot = value.get_mut(f.section).and_then(|a| a.get_mut(f.index));
+        for part in f.path() {
+            slot = slot.and_then(|v| v.get_mut(*part));
+        }
+        let Some(slot) = slot.and_then(|v| v.get_mut(&f.field)) else {
             continue;
         };
         let Some(id) = &f.id else {
             problems.push(format!(
-                "{}: credentials.{} is encrypted, but the account has no id, which is needed to decrypt it",
+                "{}: {} is encrypted, but the entry has no id, which is needed to decrypt it",
                 f.label(),
-                f.field
+                f.shown()
             ));
             continue;
         };
@@ -96,16 +105,38 @@ pub fn decrypt_config_credentials(value: &mut toml::Value, env: &BTreeMap<String
         };
         match key.decrypt(id, text) {
             Ok(plaintext) => *text = plaintext.as_str().to_string(),
-            Err(err) => problems.push(format!("{}: credentials.{} {err}", f.label(), f.field)),
+            Err(err) => problems.push(format!("{}: {} {err}", f.label(), f.shown())),
         }
     }
 }
 
+impl Found {
+    /// The field as the user wrote it.
+    fn shown(&self) -> String {
+        self.path().iter().map(|p| format!("{p}.")).collect::<String>() + &self.field
+    }
+}
+
 fn find_encrypted(value: &toml::Value) -> Vec<Found> {
-    let Some(accounts) = value.get("accounts").and_then(toml::Value::as_array) else {
-        return Vec::new();
-    };
     let mut found = Vec::new();
+    let webhooks = value.get("webhooks").and_then(toml::Value::as_array);
+    for (index, hook) in webhooks.into_iter().flatten().enumerate() {
+        if hook
+            .get("secret")
+            .and_then(toml::Value::as_str)
+            .is_some_and(is_encrypted)
+        {
+            found.push(Found {
+                section: "webhooks",
+                index,
+                id: hook.get("id").and_then(toml::Value::as_str).map(str::to_string),
+                field: "secret".to_string(),
+            });
+        }
+    }
+    let Some(accounts) = value.get("accounts").and_then(toml::Value::as_array) else {
+        return found;
+    };
     for (index, account) in accounts.iter().enumerate() {
         let Some(credentials) = account.get("credentials").and_then(toml::Value::as_table) else {
             continue;
@@ -114,6 +145,7 @@ fn find_encrypted(value: &toml::Value) -> Vec<Found> {
         for (field, v) in credentials {
             if v.as_str().is_some_and(is_encrypted) {
                 found.push(Found {
+                    section: "accounts",
                     index,
                     id: id.clone(),
                     field: field.clone(),

@@ -499,3 +499,25 @@ fn vault_atomic_write_keeps_mode() {
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777, 0o600);
     assert!(write_atomically(&dir.path().join("missing.toml"), b"x").is_err());
 }
+
+#[test]
+fn vault_webhook_secrets_decrypt_bound_to_the_webhook_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_key(dir.path(), "vault.key", KEY_TEXT_B64, 0o600);
+    let key = load_key_file(&file).unwrap();
+    let value = key.encrypt("finops", b"whsec-FAKE-vault").unwrap();
+    let hook = |id: &str| {
+        format!(
+            "[vault]\nkey_file = \"{}\"\n[[webhooks]]\nid = \"{id}\"\nurl = \"https://h.example\"\nsecret = \"{value}\"\n",
+            file.display()
+        )
+    };
+    let config = load(&hook("finops"), &[]).unwrap();
+    assert_eq!(config.webhooks[0].secret.expose(), "whsec-FAKE-vault");
+    // Moved to another webhook, the value does not decrypt.
+    let p = problems(&hook("other"), &[]);
+    assert!(
+        p[0].starts_with("webhooks[0] (id 'other'): secret does not decrypt"),
+        "{p:?}"
+    );
+}
