@@ -7,6 +7,7 @@
 //! - [`providers`]: one folder per provider behind [`providers::ProviderAdapter`],
 //!   listed in [`providers::registry`], sharing [`providers::platform`].
 //! - [`normalize`]: the common schema, record identity, model names, prices.
+//! - [`allocate`]: bills shared out to keys and models (per-key cost).
 //! - [`store`]: ClickHouse client, migrations, stored-state reads and the diff.
 //! - [`sync`]: one sync of one account: fetch -> normalize -> diff -> write.
 //! - [`actors`]: supervisor, one connection actor per account, the writer.
@@ -19,6 +20,7 @@
 
 pub mod actors;
 pub mod admin;
+pub mod allocate;
 pub mod app;
 pub mod cli;
 pub mod config;
