@@ -13,6 +13,7 @@
 //! - [`actors`]: supervisor, one connection actor per account, the writer.
 //! - [`daemon`]: the `run` lifecycle around them (start, signals, graceful stop).
 //! - [`admin`], [`metrics`]: health and Prometheus.
+//! - [`export`]: dashboard tables as CSV (the dashboards' own SQL).
 //! - [`cli`]: the command line.
 //!
 //! Errors: every library module returns a typed `thiserror` error whose message
@@ -26,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod connection_test;
 pub mod daemon;
+pub mod export;
 pub mod lock;
 pub mod metrics;
 pub mod normalize;

@@ -220,8 +220,12 @@ fn allocate_one(spec: &AllocationSpec, bill: &UsageRow, candidates: &[&UsageRow]
             part.amount_original,
         ] = [amounts[0], amounts[1], amounts[2], amounts[3], amounts[4]];
         part.cost_source = CostSource::Allocated.as_str().to_string();
+        // The bill's attributes describe the bill row the part came from
+        // (a list price there is the whole row's); `allocated_from` names it.
         let mut attrs = bill_attributes.clone();
+        let from = format!("{:016x}", bill.record_key);
         attrs.insert("allocation_basis", basis.as_str());
+        attrs.insert("allocated_from", &from);
         part.attributes = render_attributes(&attrs);
         parts.push(part);
     }

@@ -201,7 +201,7 @@ fn usage_without_an_estimate_gets_nothing_beside_usage_with_one() {
 fn no_estimate_at_all_falls_back_to_quantity_then_tokens() {
     // A web search bill has no model; its usage rows count searches.
     let b = bill(9, "", "0.03", "");
-    let mut searches = |hour, key: &str, model: &str, count: i64| {
+    let searches = |hour, key: &str, model: &str, count: i64| {
         let mut row = usage(hour, key, model, "0");
         row.service = "web_search".into();
         row.quantity = Dec9::from_decimal(Decimal::from(count));
@@ -219,7 +219,10 @@ fn no_estimate_at_all_falls_back_to_quantity_then_tokens() {
     let by_model = |m: &str| out.rows.iter().find(|r| r.model == m).unwrap().cost.to_string();
     assert_eq!(by_model("claude-sonnet-4"), "0.02");
     assert_eq!(by_model("claude-opus-4"), "0.01");
-    assert!(out.rows.iter().all(|r| r.attributes == "allocation_basis=quantity"));
+    assert!(out
+        .rows
+        .iter()
+        .all(|r| r.attributes == "allocated_from=0000000000000009\nallocation_basis=quantity"));
     assert_eq!(sum_cost(&out.rows), b.cost.0);
 
     // Unpriced tokens: in proportion to input + output.
