@@ -106,6 +106,9 @@ struct Target {
     model_raw: String,
 }
 
+/// Reads one kind of weight of a target.
+type WeightOf = fn(&Weight<'_>) -> i128;
+
 /// The usage behind one target.
 #[derive(Default)]
 struct Weight<'a> {
@@ -181,7 +184,7 @@ fn allocate_one(spec: &AllocationSpec, bill: &UsageRow, candidates: &[&UsageRow]
             weight.sample = Some(usage);
         }
     }
-    let tiers: [(Basis, fn(&Weight<'_>) -> i128); 3] = [
+    let tiers: [(Basis, WeightOf); 3] = [
         (Basis::EstimatedCost, |w| w.estimated),
         (Basis::Quantity, |w| w.quantity),
         (Basis::Tokens, |w| w.tokens),

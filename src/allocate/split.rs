@@ -36,7 +36,7 @@ pub fn split(total: i128, weights: &[i128]) -> Option<Vec<i128>> {
     let given: u128 = parts.iter().sum();
     let left = magnitude - given;
     // Largest remainder first; a stable sort keeps equal remainders in input order.
-    remainders.sort_by(|a, b| b.0.cmp(&a.0));
+    remainders.sort_by_key(|r| std::cmp::Reverse(r.0));
     for (_, index) in remainders.iter().take(left as usize) {
         parts[*index] += 1;
     }
@@ -88,7 +88,10 @@ mod tests {
 
     #[test]
     fn thirds_give_the_spare_unit_to_the_first_of_equal_remainders() {
-        assert_eq!(split(1_000_000_000, &[1, 1, 1]).unwrap(), [333_333_334, 333_333_333, 333_333_333]);
+        assert_eq!(
+            split(1_000_000_000, &[1, 1, 1]).unwrap(),
+            [333_333_334, 333_333_333, 333_333_333]
+        );
         assert_eq!(split(2, &[1, 1, 1]).unwrap(), [1, 1, 0]);
         assert_eq!(split(-2, &[1, 1, 1]).unwrap(), [-1, -1, 0]);
     }

@@ -80,7 +80,11 @@ fn bill(key: u64, model: &str, cost: &str, attributes: &str) -> UsageRow {
         granularity: "1d".into(),
         record_key: key,
         model: model.into(),
-        model_raw: if model.is_empty() { String::new() } else { format!("{model}-20250514") },
+        model_raw: if model.is_empty() {
+            String::new()
+        } else {
+            format!("{model}-20250514")
+        },
         service: if model.is_empty() { "web_search" } else { "messages" }.into(),
         workspace_id: "wrk_1".into(),
         line_item: "Claude Usage - Input Tokens".into(),
@@ -124,14 +128,17 @@ fn sum_cost(rows: &[UsageRow]) -> i128 {
 }
 
 fn cost_of(rows: &[UsageRow], key: &str) -> Option<String> {
-    rows.iter()
-        .find(|r| r.api_key_id == key)
-        .map(|r| r.cost.to_string())
+    rows.iter().find(|r| r.api_key_id == key).map(|r| r.cost.to_string())
 }
 
 #[test]
 fn a_dollar_in_thirds_sums_exactly_and_the_spare_unit_goes_to_the_lowest_key() {
-    let b = bill(7, "claude-sonnet-4", "1", "context_window=0-200k\nservice_tier=standard");
+    let b = bill(
+        7,
+        "claude-sonnet-4",
+        "1",
+        "context_window=0-200k\nservice_tier=standard",
+    );
     let basis = [
         usage(1, "key_c", "claude-sonnet-4", "0.5"),
         usage(2, "key_a", "claude-sonnet-4", "0.5"),
@@ -146,12 +153,19 @@ fn a_dollar_in_thirds_sums_exactly_and_the_spare_unit_goes_to_the_lowest_key() {
     assert_eq!(cost_of(&out.rows, "key_b").unwrap(), "0.333333333");
     assert_eq!(cost_of(&out.rows, "key_c").unwrap(), "0.333333333");
     // Cents are split by the same rule and sum to the bill's cents.
-    assert_eq!(out.rows.iter().map(|r| r.amount_original.0).sum::<i128>(), b.amount_original.0);
+    assert_eq!(
+        out.rows.iter().map(|r| r.amount_original.0).sum::<i128>(),
+        b.amount_original.0
+    );
     for part in &out.rows {
         assert_eq!(part.cost_source, "allocated");
         assert_eq!(part.model, "claude-sonnet-4");
         assert_eq!((part.bucket_start, part.endpoint.as_str()), (DAY, "cost_report"));
-        assert!(part.attributes.contains("allocation_basis=estimated_cost"), "{}", part.attributes);
+        assert!(
+            part.attributes.contains("allocation_basis=estimated_cost"),
+            "{}",
+            part.attributes
+        );
         assert_ne!(part.record_key, b.record_key);
     }
     let keys: std::collections::BTreeSet<u64> = out.rows.iter().map(|r| r.record_key).collect();
@@ -166,7 +180,7 @@ fn tiny_amounts_give_whole_units_to_the_largest_shares_only() {
         usage(2, "key_b", "claude-sonnet-4", "2"),
         usage(3, "key_c", "claude-sonnet-4", "3"),
     ];
-    let out = allocate(&SPEC, &[b.clone()], &basis);
+    let out = allocate(&SPEC, std::slice::from_ref(&b), &basis);
     // Shares 1/3, 2/3, 1 units: floors 0, 0, 1; the spare unit goes to key_b
     // (remainder 2/3 beats 1/3). key_a's part holds only its share of the
     // cents (each measure is split on its own and sums exactly).
@@ -174,7 +188,10 @@ fn tiny_amounts_give_whole_units_to_the_largest_shares_only() {
     assert_eq!(cost_of(&out.rows, "key_b").unwrap(), "0.000000001");
     assert_eq!(cost_of(&out.rows, "key_c").unwrap(), "0.000000001");
     assert_eq!(sum_cost(&out.rows), b.cost.0);
-    assert_eq!(out.rows.iter().map(|r| r.amount_original.0).sum::<i128>(), b.amount_original.0);
+    assert_eq!(
+        out.rows.iter().map(|r| r.amount_original.0).sum::<i128>(),
+        b.amount_original.0
+    );
     // One unit among many: only the largest share gets it, and parts that
     // would be all zero are not stored.
     let one = bill(8, "claude-sonnet-4", "0.000000001", "");
@@ -214,7 +231,7 @@ fn no_estimate_at_all_falls_back_to_quantity_then_tokens() {
         searches(1, "key_a", "claude-sonnet-4", 2),
         searches(2, "key_a", "claude-opus-4", 1),
     ];
-    let out = allocate(&SPEC, &[b.clone()], &basis);
+    let out = allocate(&SPEC, std::slice::from_ref(&b), &basis);
     assert_eq!(out.rows.len(), 2, "split by key and model");
     let by_model = |m: &str| out.rows.iter().find(|r| r.model == m).unwrap().cost.to_string();
     assert_eq!(by_model("claude-sonnet-4"), "0.02");
@@ -258,14 +275,19 @@ fn a_bill_without_matching_usage_or_weight_keeps_its_billed_row() {
         other_ws,
         idle,
     ];
-    let out = allocate(&SPEC, &[b.clone()], &basis);
+    let out = allocate(&SPEC, std::slice::from_ref(&b), &basis);
     assert_eq!((out.allocated, out.kept), (0, 1));
     assert_eq!(out.rows, vec![b]);
 }
 
 #[test]
 fn only_usage_of_the_bills_day_workspace_model_and_tier_shares_it() {
-    let b = bill(7, "claude-sonnet-4", "4", "context_window=0-200k\nservice_tier=standard\ntoken_type=output_tokens");
+    let b = bill(
+        7,
+        "claude-sonnet-4",
+        "4",
+        "context_window=0-200k\nservice_tier=standard\ntoken_type=output_tokens",
+    );
     let mut batch = usage(1, "key_x", "claude-sonnet-4", "100");
     batch.attributes = "context_window=0-200k\nservice_tier=batch".into();
     let mut next_day = usage(1, "key_y", "claude-sonnet-4", "100");
@@ -312,7 +334,7 @@ fn negative_and_zero_bills() {
     assert_eq!(cost_of(&out.rows, "key_a").unwrap(), "-0.333333333");
     assert_eq!(cost_of(&out.rows, "key_b").unwrap(), "-0.666666667");
     let zero = bill(4, "claude-sonnet-4", "0", "");
-    let out = allocate(&SPEC, &[zero.clone()], &basis);
+    let out = allocate(&SPEC, std::slice::from_ref(&zero), &basis);
     assert_eq!(out.rows, vec![zero], "nothing to share: the row stays billed");
 }
 

@@ -59,7 +59,9 @@ fn variable(name: &str, format: Option<&str>, vars: &Vars) -> Result<String, Str
             .map(|v| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'")))
             .collect::<Vec<_>>()
             .join(",")),
-        Some(other) => Err(format!("the export does not know the variable format ${{{name}:{other}}}")),
+        Some(other) => Err(format!(
+            "the export does not know the variable format ${{{name}:{other}}}"
+        )),
     }
 }
 
@@ -85,8 +87,12 @@ mod tests {
             "SELECT 1 FROM tt.t WHERE p IN ('openai','o\\'x') AND '' = '' AND d >= toDateTime(1767225600) \
              AND d <= toDateTime(1767830399) AND x = tt"
         );
-        assert!(expand("$__timeFilter(x)", from, to, &vars).unwrap_err().contains("$__timeFilter"));
+        assert!(expand("$__timeFilter(x)", from, to, &vars)
+            .unwrap_err()
+            .contains("$__timeFilter"));
         assert!(expand("${nope}", from, to, &vars).unwrap_err().contains("$nope"));
-        assert!(expand("${database:regex}", from, to, &vars).unwrap_err().contains("regex"));
+        assert!(expand("${database:regex}", from, to, &vars)
+            .unwrap_err()
+            .contains("regex"));
     }
 }

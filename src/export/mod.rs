@@ -201,12 +201,20 @@ pub async fn export(client: &ClickhouseClient, request: &Request) -> Result<Tabl
     let providers: Vec<String> = if request.providers.is_empty() {
         let sql = expand::expand(&provider_variable_sql(view)?, from, to, &vars).map_err(dashboard_error)?;
         let table = run(client, view, &sql).await?;
-        table.rows.into_iter().filter_map(|r| r.into_iter().next().flatten()).collect()
+        table
+            .rows
+            .into_iter()
+            .filter_map(|r| r.into_iter().next().flatten())
+            .collect()
     } else {
         request.providers.iter().map(|p| p.as_str().to_string()).collect()
     };
     // An "All" over no data still runs, and matches nothing.
-    let providers = if providers.is_empty() { vec![String::new()] } else { providers };
+    let providers = if providers.is_empty() {
+        vec![String::new()]
+    } else {
+        providers
+    };
     vars.insert("provider".to_string(), providers);
     let sql = expand::expand(&panel_sql(view)?, from, to, &vars).map_err(dashboard_error)?;
     let mut table = run(client, view, &sql).await?;
@@ -318,6 +326,9 @@ mod tests {
         sort_table(View::Keys, &mut table, &"ratio".parse().unwrap()).unwrap();
         assert_eq!(keys(&table), ["b", "c", "a"], "NULL last");
         let err = sort_table(View::Keys, &mut table, &"cost".parse().unwrap()).unwrap_err();
-        assert!(err.to_string().contains("no column 'cost'") && err.to_string().contains("net_usd"), "{err}");
+        assert!(
+            err.to_string().contains("no column 'cost'") && err.to_string().contains("net_usd"),
+            "{err}"
+        );
     }
 }

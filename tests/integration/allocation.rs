@@ -131,7 +131,10 @@ async fn allocation_sums_exactly_to_the_bill_per_day_and_workspace_and_a_resync_
          AND model != '' AND position(attributes, 'allocation_basis=quantity') > 0",
     )
     .await;
-    assert!(web_search_models > 0, "web search cost goes to the models that searched");
+    assert!(
+        web_search_models > 0,
+        "web search cost goes to the models that searched"
+    );
     let beside = support::count(
         &parts_db,
         "SELECT count() FROM (SELECT connection_id, toDate(bucket_start, 'UTC') AS d, workspace_id, line_item \
@@ -146,8 +149,11 @@ async fn allocation_sums_exactly_to_the_bill_per_day_and_workspace_and_a_resync_
         "SELECT sum(sign) FROM {db}.usage_records WHERE cost_source = 'billed'",
     )
     .await;
-    let billed_rows = support::count(&billed_db, "SELECT sum(sign) FROM {db}.usage_records WHERE cost_source = 'billed'")
-        .await;
+    let billed_rows = support::count(
+        &billed_db,
+        "SELECT sum(sign) FROM {db}.usage_records WHERE cost_source = 'billed'",
+    )
+    .await;
     assert!(
         unallocated * 10 < billed_rows,
         "most bill rows have usage to allocate to: {unallocated} of {billed_rows} kept"
@@ -162,7 +168,11 @@ async fn allocation_sums_exactly_to_the_bill_per_day_and_workspace_and_a_resync_
         support::count(&parts_db, "SELECT count() FROM {db}.usage_records").await,
         rows_before
     );
-    assert_eq!(support::count(&parts_db, written).await, written_before, "the re-sync wrote rows");
+    assert_eq!(
+        support::count(&parts_db, written).await,
+        written_before,
+        "the re-sync wrote rows"
+    );
 
     // 5. Turning allocation off again replaces the parts by the bill rows:
     //    the same delta machinery, still exact.

@@ -17,7 +17,11 @@ const VIEWS: [(&str, &str, &str); 4] = [
     ("overview", "tokentra-overview", "Spend by account"),
     ("models", "tokentra-models", "Cost per model"),
     ("keys", "tokentra-api-keys", "Cost, tokens and requests per API key"),
-    ("workspaces", "tokentra-workspaces", "Workspaces: this period vs the previous one"),
+    (
+        "workspaces",
+        "tokentra-workspaces",
+        "Workspaces: this period vs the previous one",
+    ),
 ];
 
 /// RFC 4180: quoted fields may hold commas, quotes (doubled) and line breaks.
@@ -62,12 +66,11 @@ async fn export(config: &TestConfig, args: &[&str]) -> std::process::Output {
 /// The dashboard table as the CSV renders it (NULL is an empty field).
 fn as_csv_rows(table: &Table) -> Vec<Vec<String>> {
     let mut rows = vec![table.columns.clone()];
-    rows.extend(
-        table
-            .rows
-            .iter()
-            .map(|r| r.iter().map(|v| if v == "\\N" { String::new() } else { v.clone() }).collect()),
-    );
+    rows.extend(table.rows.iter().map(|r| {
+        r.iter()
+            .map(|v| if v == "\\N" { String::new() } else { v.clone() })
+            .collect()
+    }));
     rows
 }
 
@@ -87,7 +90,12 @@ async fn export_equals_the_dashboard_queries_for_every_view() {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokentra-sync"))
         .args(["sync", "-c"])
         .arg(config.write())
-        .args(["--since", &(since - Duration::days(7)).to_string(), "--until", &until.to_string()])
+        .args([
+            "--since",
+            &(since - Duration::days(7)).to_string(),
+            "--until",
+            &until.to_string(),
+        ])
         .env("TOKENTRA_LOG", "warn")
         .output()
         .await
@@ -121,7 +129,12 @@ async fn export_equals_the_dashboard_queries_for_every_view() {
             .unwrap_or_else(|| panic!("{uid} has no panel {title}"))
             .text
     };
-    let window = ["--since".to_string(), since.to_string(), "--until".to_string(), until.to_string()];
+    let window = [
+        "--since".to_string(),
+        since.to_string(),
+        "--until".to_string(),
+        until.to_string(),
+    ];
     let window: Vec<&str> = window.iter().map(String::as_str).collect();
 
     let mut net_totals = Vec::new();
@@ -138,7 +151,11 @@ async fn export_equals_the_dashboard_queries_for_every_view() {
         assert!(dashboard.rows.len() >= 2, "{view}: the dashboard shows rows");
         assert_eq!(csv, as_csv_rows(&dashboard), "{view}: the CSV is the dashboard's table");
         // Money is exact decimal text, never a float's rendering.
-        let money = if view == "workspaces" { "current_net_usd" } else { "net_usd" };
+        let money = if view == "workspaces" {
+            "current_net_usd"
+        } else {
+            "net_usd"
+        };
         let col = csv[0].iter().position(|c| c == money).unwrap();
         let total: Decimal = csv[1..].iter().map(|r| Decimal::from_str(&r[col]).unwrap()).sum();
         assert!(csv[1..].iter().all(|r| !r[col].contains('e')), "{view}: {money}");
@@ -160,14 +177,27 @@ async fn export_equals_the_dashboard_queries_for_every_view() {
     let out = export(&config, &args).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let csv = parse_csv(&String::from_utf8(out.stdout).unwrap());
-    let sql = expand(&panel_sql("tokentra-api-keys", "Cost, tokens and requests per API key"), range, &vars).unwrap();
+    let sql = expand(
+        &panel_sql("tokentra-api-keys", "Cost, tokens and requests per API key"),
+        range,
+        &vars,
+    )
+    .unwrap();
     let mut want = as_csv_rows(&run_select(&client, &sql).await.unwrap());
     let col = want[0].iter().position(|c| c == "net_usd").unwrap();
-    want[1..].sort_by(|a, b| Decimal::from_str(&b[col]).unwrap().cmp(&Decimal::from_str(&a[col]).unwrap()));
+    want[1..].sort_by(|a, b| {
+        Decimal::from_str(&b[col])
+            .unwrap()
+            .cmp(&Decimal::from_str(&a[col]).unwrap())
+    });
     assert_eq!(csv, want);
     assert!(csv[1..].iter().all(|r| r[0] == "anthropic"));
     assert!(
-        csv[1..].iter().filter(|r| r[3] != "" && Decimal::from_str(&r[col]).unwrap() > Decimal::ZERO).count() >= 2,
+        csv[1..]
+            .iter()
+            .filter(|r| !r[3].is_empty() && Decimal::from_str(&r[col]).unwrap() > Decimal::ZERO)
+            .count()
+            >= 2,
         "allocated cost shows on Anthropic keys: {csv:?}"
     );
 
@@ -180,7 +210,11 @@ async fn export_equals_the_dashboard_queries_for_every_view() {
         stderr.contains("no column 'cost'") && stderr.contains("net_usd"),
         "names the columns: {stderr}"
     );
-    let out = export(&config, &["--view", "keys", "--since", "2026-13-01", "--until", "2026-01-02"]).await;
+    let out = export(
+        &config,
+        &["--view", "keys", "--since", "2026-13-01", "--until", "2026-01-02"],
+    )
+    .await;
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("YYYY-MM-DD"));
     sim.stop().await;
 }
