@@ -154,6 +154,29 @@ pub enum Command {
         #[command(flatten)]
         fleet: FleetArgs,
     },
+    /// Write a dashboard table as CSV (RFC 4180): the same SQL the
+    /// dashboard runs, over whole UTC days [--since, --until).
+    Export {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long, value_enum)]
+        view: crate::export::View,
+        /// First day, YYYY-MM-DD (UTC).
+        #[arg(long)]
+        since: String,
+        /// Day after the last day, YYYY-MM-DD (UTC), exclusive like `sync --until`.
+        #[arg(long)]
+        until: String,
+        /// Only this provider (repeat for several); default: all with data.
+        #[arg(long = "provider")]
+        providers: Vec<String>,
+        /// A column of the view: COLUMN, COLUMN:asc or COLUMN:desc.
+        #[arg(long)]
+        sort: Option<String>,
+        /// Write here instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Encrypted credentials: make a key, encrypt a secret, rotate keys.
     Vault {
         #[command(subcommand)]
@@ -234,7 +257,66 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             simulate(config, fleet).await
         }
         Command::Vault { command } => vault(command),
+        Command::Export {
+            config,
+            view,
+            since,
+            until,
+            providers,
+            sort,
+            output,
+        } => {
+            let request = export_request(view, &since, &until, &providers, sort.as_deref())?;
+            export(load(&config)?, request, output.as_deref()).await
+        }
     }
+}
+
+/// The export's arguments, checked before anything connects.
+fn export_request(
+    view: crate::export::View,
+    since: &str,
+    until: &str,
+    providers: &[String],
+    sort: Option<&str>,
+) -> anyhow::Result<crate::export::Request> {
+    let date = |flag: &str, text: &str| {
+        chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .with_context(|| format!("{flag} '{text}' is not a date; use YYYY-MM-DD (UTC)"))
+    };
+    let providers = providers
+        .iter()
+        .map(|name| {
+            crate::provider::Provider::parse(name).with_context(|| {
+                format!(
+                    "--provider '{name}' is not a provider; use one of {}",
+                    crate::provider::Provider::names()
+                )
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(crate::export::Request {
+        view,
+        since: date("--since", since)?,
+        until: date("--until", until)?,
+        providers,
+        sort: sort.map(str::parse).transpose()?,
+    })
+}
+
+/// Runs an export and writes the CSV to `output` or standard output.
+async fn export(
+    config: ValidatedConfig,
+    request: crate::export::Request,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<i32> {
+    let store = crate::store::ClickhouseClient::new(&config.clickhouse);
+    let csv = crate::export::export(&store, &request).await?.to_csv();
+    match output {
+        Some(path) => std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))?,
+        None => std::io::stdout().lock().write_all(csv.as_bytes())?,
+    }
+    Ok(0)
 }
 
 fn vault(command: crate::vault::VaultCommand) -> anyhow::Result<i32> {

@@ -7,6 +7,7 @@
 //! - [`providers`]: one folder per provider behind [`providers::ProviderAdapter`],
 //!   listed in [`providers::registry`], sharing [`providers::platform`].
 //! - [`normalize`]: the common schema, record identity, model names, prices.
+//! - [`allocate`]: bills shared out to keys and models (per-key cost).
 //! - [`store`]: ClickHouse client, migrations, stored-state reads and the diff.
 //! - [`sync`]: one sync of one account: fetch -> normalize -> diff -> write.
 //! - [`actors`]: supervisor, one connection actor per account, the writer.
@@ -14,6 +15,7 @@
 //! - [`reload`]: SIGHUP / `POST /v1/reload`: re-read, validate, reconcile.
 //! - [`webhooks`]: signed `sync.completed` / `sync.failed` events.
 //! - [`admin`], [`metrics`]: health and Prometheus.
+//! - [`export`]: dashboard tables as CSV (the dashboards' own SQL).
 //! - [`cli`]: the command line.
 //!
 //! Errors: every library module returns a typed `thiserror` error whose message
@@ -21,11 +23,13 @@
 
 pub mod actors;
 pub mod admin;
+pub mod allocate;
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod connection_test;
 pub mod daemon;
+pub mod export;
 pub mod lock;
 pub mod metrics;
 pub mod normalize;

@@ -223,6 +223,13 @@ pub trait ProviderAdapter: Send + Sync + 'static {
 
     /// Counters of the HTTP traffic this adapter made.
     fn http_stats(&self) -> Arc<HttpStats>;
+
+    /// How this account's bill is shared out to its usage, when the provider
+    /// bills at a coarser grain and the account turned allocation on
+    /// (`crate::allocate`). `None`: cost rows are stored as billed.
+    fn allocation(&self) -> Option<crate::allocate::AllocationSpec> {
+        None
+    }
 }
 
 /// The adapter for an account, through its provider's descriptor.

@@ -302,6 +302,23 @@ impl ClickhouseClient {
         self.bounded(&what, self.insert_timeout, work).await
     }
 
+    /// Runs one SELECT and returns its answer as text in `format` (e.g.
+    /// `TabSeparatedWithNamesAndTypes`), bounded and resent on a connection
+    /// failure like every read. For reports whose columns the caller does not
+    /// know in advance (`export`).
+    pub async fn fetch_text(&self, what: &str, sql: &str, format: &str) -> Result<String, StoreError> {
+        let text = self
+            .read(what, || async {
+                let mut cursor = self.inner.query(sql).fetch_bytes(format)?;
+                cursor.collect().await
+            })
+            .await?;
+        String::from_utf8(text.to_vec()).map_err(|e| StoreError::Unexpected {
+            url: self.url.clone(),
+            detail: format!("{what}: the answer is not UTF-8: {e}"),
+        })
+    }
+
     /// Whether the server answers at all (for `/readyz`).
     pub async fn ping(&self) -> Result<(), StoreError> {
         let query = self.server.query("SELECT 1");

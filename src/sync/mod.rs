@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
+use crate::allocate::{self, AllocationSpec};
 use crate::config::AccountConfig;
 use crate::metrics;
-use crate::normalize::schema::to_ch_seconds;
+use crate::normalize::schema::{to_ch_seconds, UsageRow};
 use crate::normalize::Normalizer;
 use crate::providers::{EndpointSpec, FailureKind, Provider, ProviderAdapter, ProviderError, TimeWindow};
 use crate::store::diff::{finish, plan};
@@ -50,6 +51,16 @@ struct EndpointCounts {
     /// Start (UTC seconds) of every day this endpoint wrote rows for.
     days: BTreeSet<u32>,
 }
+
+/// One endpoint's answer as rows, and the bucket starts it covered.
+struct EndpointRows {
+    rows: Arc<Vec<UsageRow>>,
+    scope: Arc<BTreeSet<u32>>,
+}
+
+/// What a bill endpoint receives from its usage endpoint: the usage rows, or
+/// the kind of failure that left it without them.
+type BasisRows = Result<Arc<Vec<UsageRow>>, FailureKind>;
 
 /// The result of syncing one window of one account.
 #[derive(Clone, Debug)]
@@ -276,12 +287,26 @@ impl AccountSync {
         };
         // Endpoints are independent scopes: a few run at once so their
         // fetches overlap and their deltas share the writer's batches.
-        let endpoints = self.adapter.endpoints();
+        // With allocation, the bill waits for its usage's rows, so the usage
+        // endpoint is started first (no bill can wait on an endpoint behind it).
+        let allocation = self.adapter.allocation();
+        let mut endpoints = self.adapter.endpoints();
+        endpoints.sort_by_key(|e| allocation.is_some_and(|a| a.bill == *e));
+        let (basis_tx, basis_rx) = tokio::sync::watch::channel::<Option<BasisRows>>(None);
+        let (basis_tx, basis_rx) = (&basis_tx, &basis_rx);
         let outcomes: Vec<(EndpointSpec, EndpointCounts, Result<(), EndpointFailure>)> =
             futures::stream::iter(endpoints)
                 .map(|endpoint| async move {
                     let mut counts = EndpointCounts::default();
-                    let result = self.sync_endpoint(&endpoint, window, &mut counts).await;
+                    let result = match allocation {
+                        Some(spec) if spec.basis == endpoint => {
+                            self.sync_basis(&spec, window, &mut counts, basis_tx).await
+                        }
+                        Some(spec) if spec.bill == endpoint => {
+                            self.sync_bill(&spec, window, &mut counts, basis_rx.clone()).await
+                        }
+                        _ => self.sync_endpoint(&endpoint, window, &mut counts).await,
+                    };
                     (endpoint, counts, result)
                 })
                 .buffered(ENDPOINT_CONCURRENCY)
@@ -426,6 +451,87 @@ impl AccountSync {
         window: TimeWindow,
         counts: &mut EndpointCounts,
     ) -> Result<(), EndpointFailure> {
+        let fetched = self.fetch_rows(endpoint, window, counts).await?;
+        self.store_rows(endpoint, fetched, counts).await
+    }
+
+    /// Syncs an endpoint whose usage is the basis of an allocation: fetched
+    /// for whole bill buckets (a part must see its day's whole usage, or its
+    /// share would depend on where the window starts), its rows handed to
+    /// the bill's endpoint, then stored like any other.
+    async fn sync_basis(
+        &self,
+        spec: &AllocationSpec,
+        window: TimeWindow,
+        counts: &mut EndpointCounts,
+        basis: &tokio::sync::watch::Sender<Option<BasisRows>>,
+    ) -> Result<(), EndpointFailure> {
+        let window = window.snapped_out(spec.bill.granularity);
+        let fetched = self.fetch_rows(&spec.basis, window, counts).await;
+        basis.send_replace(Some(match &fetched {
+            Ok(rows) => Ok(rows.rows.clone()),
+            Err(failure) => Err(failure.kind),
+        }));
+        self.store_rows(&spec.basis, fetched?, counts).await
+    }
+
+    /// Syncs a bill endpoint with allocation on: its rows are replaced by
+    /// their parts (`crate::allocate`) before the diff, so the parts replace
+    /// the coarse rows in the scope, never beside them. Without its usage
+    /// (the basis endpoint failed) nothing is stored: the stored rows stay
+    /// as the last complete sync left them.
+    async fn sync_bill(
+        &self,
+        spec: &AllocationSpec,
+        window: TimeWindow,
+        counts: &mut EndpointCounts,
+        mut basis: tokio::sync::watch::Receiver<Option<BasisRows>>,
+    ) -> Result<(), EndpointFailure> {
+        let account = &self.account.id;
+        let fetched = self.fetch_rows(&spec.bill, window, counts).await?;
+        let not_stored = |kind| EndpointFailure {
+            kind,
+            message: format!(
+                "account '{account}': {}: not stored: its cost is allocated to the usage of {}, which failed \
+                 in this sync; the next sync stores both",
+                spec.bill.endpoint, spec.basis.endpoint
+            ),
+        };
+        let usage = match basis.wait_for(Option::is_some).await {
+            Ok(rows) => rows.clone().expect("waited for Some"),
+            Err(_) => Err(FailureKind::Store),
+        }
+        .map_err(not_stored)?;
+        let (spec_owned, bill) = (*spec, fetched.rows.clone());
+        let outcome = tokio::task::spawn_blocking(move || allocate::allocate(&spec_owned, &bill, &usage))
+            .await
+            .map_err(|e| EndpointFailure {
+                kind: FailureKind::Store,
+                message: format!("account '{account}': {}: allocation failed: {e}", spec.bill.endpoint),
+            })?;
+        tracing::debug!(
+            account = %account,
+            endpoint = spec.bill.endpoint,
+            allocated = outcome.allocated,
+            kept = outcome.kept,
+            parts = outcome.rows.len() - outcome.kept,
+            "cost allocated to usage"
+        );
+        let rows = EndpointRows {
+            rows: Arc::new(outcome.rows),
+            scope: fetched.scope,
+        };
+        self.store_rows(&spec.bill, rows, counts).await
+    }
+
+    /// Fetches one endpoint and normalizes its answer; the scope is every
+    /// bucket the answer covered.
+    async fn fetch_rows(
+        &self,
+        endpoint: &EndpointSpec,
+        window: TimeWindow,
+        counts: &mut EndpointCounts,
+    ) -> Result<EndpointRows, EndpointFailure> {
         let account = &self.account.id;
         let store_failure = |what: &str, e: &dyn std::fmt::Display| EndpointFailure {
             kind: FailureKind::Store,
@@ -457,8 +563,26 @@ impl AccountSync {
             })?;
         let mut scope: BTreeSet<u32> = covered.iter().map(|t| to_ch_seconds(*t)).collect();
         scope.extend(rows.iter().map(|r| r.bucket_start));
-        let rows = Arc::new(rows);
-        let scope = Arc::new(scope);
+        Ok(EndpointRows {
+            rows: Arc::new(rows),
+            scope: Arc::new(scope),
+        })
+    }
+
+    /// Diffs `fetched` against the stored rows of its scope and writes the
+    /// delta until a re-read finds nothing left.
+    async fn store_rows(
+        &self,
+        endpoint: &EndpointSpec,
+        fetched: EndpointRows,
+        counts: &mut EndpointCounts,
+    ) -> Result<(), EndpointFailure> {
+        let account = &self.account.id;
+        let store_failure = |what: &str, e: &dyn std::fmt::Display| EndpointFailure {
+            kind: FailureKind::Store,
+            message: format!("account '{account}': {}: {what}: {e}", endpoint.endpoint),
+        };
+        let EndpointRows { rows, scope } = fetched;
         let stored_scope = Scope {
             connection_id: &self.account.id,
             record_type: endpoint.record_type,

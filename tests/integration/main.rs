@@ -5,11 +5,13 @@ mod support;
 
 mod actors;
 mod admin;
+mod allocation;
 mod client;
 mod connection_test;
 mod crash;
 mod daemon;
 mod dashboards;
+mod export;
 mod failures;
 mod fault_mix;
 mod hostile;

@@ -23,6 +23,10 @@ pub struct AnthropicConfig {
     /// tied to a workspace; workspace keys are refused by the API.
     pub api_key: Secret,
     pub mode: ApiMode,
+    /// `allocate_cost = true`: share each cost row out to the API keys (and,
+    /// for server tools, models) of its day's usage (`crate::allocate`).
+    /// Off by default: see docs/DESIGN.md, "Cost allocation".
+    pub allocate_cost: bool,
 }
 
 impl AnthropicConfig {
@@ -33,7 +37,12 @@ impl AnthropicConfig {
             "analytics" => ApiMode::Analytics,
             _ => ApiMode::Legacy,
         };
-        reader.finish(Self { api_key, mode })
+        let allocate_cost = reader.choice("allocate_cost", "false", &["true", "false"]) == "true";
+        reader.finish(Self {
+            api_key,
+            mode,
+            allocate_cost,
+        })
     }
 }
 
@@ -56,10 +65,38 @@ mod tests {
             })
         };
         assert_eq!(read(None).unwrap().mode, ApiMode::Legacy);
+        assert!(!read(None).unwrap().allocate_cost, "allocation is opt-in");
         assert_eq!(read(Some("analytics")).unwrap().mode, ApiMode::Analytics);
         let problems = read(Some("v2")).unwrap_err();
         assert!(
             problems[0].contains("api = 'v2'") && problems[0].contains("legacy, analytics"),
+            "{problems:?}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod allocate_cost_tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn allocate_cost_is_a_boolean() {
+        let creds = BTreeMap::from([("api_key".to_string(), Secret::new("sk-ant-admin01-FAKE-TEST"))]);
+        let read = |value: &str| {
+            let settings = BTreeMap::from([("allocate_cost".to_string(), value.to_string())]);
+            AnthropicConfig::read(AccountView {
+                id: "acme",
+                base_url: "https://api.anthropic.com",
+                credentials: &creds,
+                settings: &settings,
+            })
+        };
+        assert!(read("true").unwrap().allocate_cost);
+        assert!(!read("false").unwrap().allocate_cost);
+        let problems = read("yes").unwrap_err();
+        assert!(
+            problems[0].contains("account 'acme'") && problems[0].contains("allocate_cost = 'yes'"),
             "{problems:?}"
         );
     }

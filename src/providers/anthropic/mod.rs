@@ -20,6 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 
+use crate::allocate::AllocationSpec;
 use crate::normalize::schema::{Granularity, RecordType};
 use crate::providers::platform::paging::{Page, PageBucket, Pager, Spread};
 use crate::providers::platform::{HttpSetup, MeasurePolicy, Redactor, StandardClassifier, StaticHeaders};
@@ -39,7 +40,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     // cost_report restates up to 3 days back.
     min_lookback: Duration::from_secs(3 * DAY.as_secs()),
     credentials: CredentialKeys::API_KEY,
-    settings: &["api"],
+    settings: &["api", "allocate_cost"],
     // Neither report documents negative values.
     measures: MeasurePolicy {
         negative_money: false,
@@ -64,7 +65,8 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
                     config.api_key.expose().to_string(),
                     context.retry.clone(),
                 )?
-                .with_mode(config.mode),
+                .with_mode(config.mode)
+                .with_allocation(config.allocate_cost),
             ))
         },
     }),
@@ -103,6 +105,8 @@ pub struct AnthropicAdapter {
     mode: ApiMode,
     /// The clock that bounds `ending_at`; tests pin it.
     now: fn() -> DateTime<Utc>,
+    /// Share the cost report out to API keys (`allocate_cost`).
+    allocate_cost: bool,
 }
 
 impl fmt::Debug for AnthropicAdapter {
@@ -155,7 +159,14 @@ impl AnthropicAdapter {
             base_url,
             mode: ApiMode::Legacy,
             now: Utc::now,
+            allocate_cost: false,
         })
+    }
+
+    /// Shares each cost row out to the usage of its day (`allocate_cost`).
+    pub fn with_allocation(mut self, on: bool) -> Self {
+        self.allocate_cost = on;
+        self
     }
 
     /// Reads the analytics endpoints instead of the legacy reports.
@@ -279,6 +290,21 @@ impl ProviderAdapter for AnthropicAdapter {
                 }
             })
             .await
+    }
+
+    /// The cost report has no API key and no model for server tools, the
+    /// usage report has both: with `allocate_cost` the bill is shared out to
+    /// them, matching tier, context window and region where both report one.
+    fn allocation(&self) -> Option<AllocationSpec> {
+        let (bill, basis) = match self.mode {
+            ApiMode::Legacy => (COST, USAGE),
+            ApiMode::Analytics => (analytics::COST, analytics::USAGE),
+        };
+        self.allocate_cost.then_some(AllocationSpec {
+            bill,
+            basis,
+            match_attributes: &["service_tier", "context_window", "inference_geo"],
+        })
     }
 
     fn http_stats(&self) -> Arc<HttpStats> {
