@@ -11,6 +11,7 @@
 pub mod anthropic;
 pub mod fal;
 pub mod litellm;
+pub mod names;
 pub mod openai;
 pub mod openrouter;
 pub mod piapi;
@@ -223,6 +224,14 @@ pub trait ProviderAdapter: Send + Sync + 'static {
 
     /// Counters of the HTTP traffic this adapter made.
     fn http_stats(&self) -> Arc<HttpStats>;
+
+    /// The provider's own names for workspaces (projects) and API keys, for
+    /// providers whose APIs list them; `None` (the default) when the API has
+    /// no such list. Called rarely (names change rarely) and never part of
+    /// a usage sync's success: a failure here is logged and counted only.
+    async fn fetch_names(&self) -> Result<Option<names::NameSnapshot>, ProviderError> {
+        Ok(None)
+    }
 }
 
 /// The adapter for an account, through its provider's descriptor.
