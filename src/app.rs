@@ -83,6 +83,7 @@ impl App {
             policy: self.window_policy(account),
             endpoint_deadline: self.retry.endpoint_deadline,
             slots: self.sync_slots.clone(),
+            names: Arc::new(crate::names::NamesGate::new(self.config.sync.names_interval)),
             rollup_to_verify: Arc::new(crate::sync::pending_verify::PendingVerify::load(
                 &self.config.state_dir,
                 &account.id,

@@ -26,6 +26,7 @@ pub mod connection_test;
 pub mod daemon;
 pub mod lock;
 pub mod metrics;
+pub mod names;
 pub mod normalize;
 pub mod provider;
 pub mod providers;

@@ -93,12 +93,16 @@ where
         match page.next {
             None => return Ok(items),
             Some(next) if !seen.insert(next.clone()) => {
-                return Err(malformed(format!("page {number}: cursor '{next}' was already followed")))
+                return Err(malformed(format!(
+                    "page {number}: cursor '{next}' was already followed"
+                )))
             }
             Some(next) => cursor = Some(next),
         }
     }
-    Err(malformed(format!("more than {MAX_LIST_PAGES} pages; refusing an endless list")))
+    Err(malformed(format!(
+        "more than {MAX_LIST_PAGES} pages; refusing an endless list"
+    )))
 }
 
 /// A masked key hint as stored: the provider's masked value when it is

@@ -107,6 +107,7 @@ async fn harness(test: &str) -> Harness {
         endpoint_deadline: app.retry.endpoint_deadline,
         rollup_to_verify: Default::default(),
         slots: app.sync_slots.clone(),
+        names: Default::default(),
         account,
     };
     let schedule = Schedule {
