@@ -150,6 +150,11 @@ pub enum Command {
         #[arg(long, default_value_t = 40)]
         history_days: u32,
     },
+    /// Display names of workspaces/projects: rename, history, revert.
+    Workspaces {
+        #[command(subcommand)]
+        command: crate::names::command::WorkspacesCommand,
+    },
     /// Encrypted credentials: make a key, encrypt a secret, rotate keys.
     Vault {
         #[command(subcommand)]
@@ -195,6 +200,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             orgs,
             history_days,
         } => simulate(listen, seed, orgs, history_days).await,
+        Command::Workspaces { command } => crate::names::command::run(command).await,
         Command::Vault { command } => vault(command),
     }
 }

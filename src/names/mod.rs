@@ -10,6 +10,7 @@
 //! and an insert that landed twice changes nothing (the current name is the
 //! latest row).
 
+pub mod command;
 pub mod display;
 pub mod refresh;
 pub mod store;
