@@ -32,6 +32,7 @@
 
 mod data;
 mod faults;
+mod names;
 mod providers;
 mod query;
 mod server;
@@ -47,6 +48,7 @@ use chrono::{DateTime, Utc};
 
 pub use data::{normalize_model, Restatement, TruthRow};
 pub use faults::FaultPlan;
+pub use names::NameChange;
 pub use providers::TruthOptions;
 pub use server::StatEntry;
 
@@ -161,6 +163,18 @@ impl SimHandle {
     /// Fault counters not yet consumed.
     pub fn pending_faults(&self) -> FaultPlan {
         self.state.faults.lock().map(|f| f.pending()).unwrap_or_default()
+    }
+
+    /// Renames a workspace, project or key as the provider's console would:
+    /// its name endpoints list the new name from now on.
+    pub fn rename(&self, change: NameChange) {
+        self.state.write_names().renames.push(change);
+    }
+
+    /// While `down`, every provider's name endpoints answer its 500 (usage
+    /// endpoints keep answering).
+    pub fn set_names_down(&self, down: bool) {
+        self.state.write_names().down = down;
     }
 
     /// Restates a day from now on (see [`Restatement`]).
@@ -320,6 +334,7 @@ pub fn truth(
         history_days,
         now: Utc::now().timestamp(),
         restatements,
+        names: &names::NO_NAMES,
     };
     provider
         .truth(
