@@ -43,11 +43,12 @@ impl NameControls {
     }
 }
 
-/// Workspace (project) names by index, as a team might name them.
-pub(crate) const WORKSPACE_NAMES: [&str; 4] = ["Research", "Support Bot", "Data Platform", "Sandbox"];
-
-/// Key names by index.
-pub(crate) const KEY_NAMES: [&str; 4] = ["prod-backend", "batch-jobs", "ci", "analytics"];
+/// The seeded name of workspace (project) `index` of `org`: a team's name
+/// from `names` plus the org, so no two orgs or providers share a workspace
+/// name by accident (a shared name would combine them in the dashboards).
+pub(crate) fn workspace_name(names: &[&str], index: usize, org: &str) -> String {
+    format!("{} ({org})", names[index % names.len()])
+}
 
 /// One page of an id-cursor list (`after` / `after_id` = the last id seen):
 /// `(items, has_more, first_id, last_id)`, or the problem with `limit`.

@@ -14,6 +14,7 @@ mod failures;
 mod hostile;
 mod logs;
 mod migrations;
+mod names;
 mod normalize;
 mod prometheus;
 mod providers_gateway;

@@ -6,7 +6,10 @@ use serde_json::{json, Value};
 
 use super::{data, error, Anthropic, NAME};
 use crate::simulator::data::World;
-use crate::simulator::names::{self, KEY_NAMES, WORKSPACE_NAMES};
+use crate::simulator::names::{self, workspace_name};
+
+const WORKSPACE_NAMES: [&str; 3] = ["Agents", "Support", "Batch Eval"];
+const KEY_NAMES: [&str; 4] = ["claude-prod", "claude-batch", "claude-ci", "claude-eval"];
 use crate::simulator::providers::SimulatedProvider;
 use crate::simulator::query::Params;
 use crate::simulator::server::Reply;
@@ -41,7 +44,7 @@ fn workspaces(world: &World<'_>, org: &str) -> Vec<Value> {
             json!({
                 "id": id,
                 "type": "workspace",
-                "name": world.names.name_of(NAME, org, id, WORKSPACE_NAMES[i % WORKSPACE_NAMES.len()].to_string()),
+                "name": world.names.name_of(NAME, org, id, workspace_name(&WORKSPACE_NAMES, *i, org)),
                 "created_at": CREATED,
                 "archived_at": null,
                 "display_color": "#6C5BB9",

@@ -6,7 +6,10 @@ use serde_json::{json, Value};
 
 use super::{bad_request, data, NAME};
 use crate::simulator::data::{OrgDraw, World};
-use crate::simulator::names::{self, KEY_NAMES, WORKSPACE_NAMES};
+use crate::simulator::names::{self, workspace_name};
+
+const PROJECT_NAMES: [&str; 3] = ["Chatbot", "Search", "Data Platform"];
+const KEY_NAMES: [&str; 4] = ["prod-backend", "batch-jobs", "ci", "analytics"];
 use crate::simulator::providers::SimulatedProvider;
 use crate::simulator::query::Params;
 use crate::simulator::server::Reply;
@@ -25,7 +28,7 @@ pub(super) fn projects(world: &World<'_>, org: &str, params: &Params) -> Reply {
             json!({
                 "id": id,
                 "object": "organization.project",
-                "name": world.names.name_of(NAME, org, id, WORKSPACE_NAMES[i % WORKSPACE_NAMES.len()].to_string()),
+                "name": world.names.name_of(NAME, org, id, workspace_name(&PROJECT_NAMES, i, org)),
                 "created_at": CREATED,
                 "archived_at": null,
                 "status": "active",
