@@ -766,7 +766,8 @@ async fn dashboard_queries_run_on_18_16_and_totals_match_the_simulator() {
         "the names the sync pulled from the simulator show"
     );
     assert!(
-        ws.column_values("workspace").contains(&"anthropic-org-1 (default)".to_string()),
+        ws.column_values("workspace")
+            .contains(&"anthropic-org-1 (default)".to_string()),
         "usage outside any workspace shows as its account's default"
     );
 

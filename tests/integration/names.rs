@@ -58,7 +58,10 @@ async fn syncs(config: &TestConfig) -> Vec<AccountSync> {
 fn last_two_days() -> SyncKind {
     let today = Utc::now().date_naive();
     SyncKind::Explicit {
-        since: (today - chrono::Duration::days(2)).and_hms_opt(0, 0, 0).unwrap().and_utc(),
+        since: (today - chrono::Duration::days(2))
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc(),
         until: Some(today.and_hms_opt(0, 0, 0).unwrap().and_utc()),
     }
 }
@@ -123,14 +126,19 @@ async fn names_are_pulled_from_the_simulator_for_the_ids_in_the_usage() {
     for account in [OPENAI, ANTHROPIC] {
         let named: BTreeSet<String> = lines(
             &client,
-            &format!("SELECT workspace_id FROM {{db}}.workspace_names WHERE connection_id = '{account}' AND name != ''"),
+            &format!(
+                "SELECT workspace_id FROM {{db}}.workspace_names WHERE connection_id = '{account}' AND name != ''"
+            ),
         )
         .await
         .into_iter()
         .collect();
         let used = usage_workspaces(&client, account).await;
         assert!(!used.is_empty(), "{account} has workspaces in its usage");
-        assert!(used.is_subset(&named), "{account}: every workspace in the usage has a name: {used:?} vs {named:?}");
+        assert!(
+            used.is_subset(&named),
+            "{account}: every workspace in the usage has a name: {used:?} vs {named:?}"
+        );
 
         let keys_used: BTreeSet<String> = lines(
             &client,
@@ -148,7 +156,10 @@ async fn names_are_pulled_from_the_simulator_for_the_ids_in_the_usage() {
         )
         .await;
         let named_keys: BTreeSet<String> = keys.iter().map(|l| l.split('\t').next().unwrap().to_string()).collect();
-        assert!(!keys_used.is_empty() && keys_used.is_subset(&named_keys), "{account}: {keys_used:?} vs {keys:?}");
+        assert!(
+            !keys_used.is_empty() && keys_used.is_subset(&named_keys),
+            "{account}: {keys_used:?} vs {keys:?}"
+        );
         for line in &keys {
             let fields: Vec<&str> = line.split('\t').collect();
             assert!(!fields[1].is_empty(), "a key name: {line}");
@@ -180,7 +191,12 @@ async fn a_rename_at_the_provider_becomes_a_history_row() {
     let syncs = syncs(&config).await;
     sync_all(&syncs[..1]).await;
     let project = usage_workspaces(&client, OPENAI).await.into_iter().next().unwrap();
-    let key = lines(&client, "SELECT api_key_id FROM {db}.api_key_names ORDER BY api_key_id LIMIT 1").await[0].clone();
+    let key = lines(
+        &client,
+        "SELECT api_key_id FROM {db}.api_key_names ORDER BY api_key_id LIMIT 1",
+    )
+    .await[0]
+        .clone();
     for (id, name) in [(&project, "Search v2"), (&key, "prod-backend-rotated")] {
         sim.rename(NameChange {
             provider: "openai".into(),
@@ -223,7 +239,10 @@ async fn a_failing_names_endpoint_does_not_fail_the_sync() {
     sim.set_names_down(true);
     sync_all(&syncs).await; // asserts every report succeeded
     assert!(support::count(&client, "SELECT count() FROM {db}.usage_records").await > 0);
-    assert_eq!(support::count(&client, "SELECT count() FROM {db}.workspace_names").await, 0);
+    assert_eq!(
+        support::count(&client, "SELECT count() FROM {db}.workspace_names").await,
+        0
+    );
     let metrics = tokentra_sync::metrics::render();
     for (account, provider) in [(OPENAI, "openai"), (ANTHROPIC, "anthropic")] {
         let line = format!(
@@ -261,12 +280,24 @@ async fn rename_history_and_revert_through_the_cli() {
         .concat()
     };
 
-    let (ok, out) = tokentra(&config, &[&["rename"][..], &ws, &["--name", "Search Team", "--by", "alice"]].concat()).await;
+    let (ok, out) = tokentra(
+        &config,
+        &[&["rename"][..], &ws, &["--name", "Search Team", "--by", "alice"]].concat(),
+    )
+    .await;
     assert!(ok, "{out}");
-    let (ok, out) = tokentra(&config, &[&["rename"][..], &ws, &["--name", "Search", "--by", "bob"]].concat()).await;
+    let (ok, out) = tokentra(
+        &config,
+        &[&["rename"][..], &ws, &["--name", "Search", "--by", "bob"]].concat(),
+    )
+    .await;
     assert!(ok, "{out}");
     assert_eq!(shown().await, "Search");
-    let (ok, out) = tokentra(&config, &[&["rename"][..], &ws, &["--name", "Search", "--by", "bob"]].concat()).await;
+    let (ok, out) = tokentra(
+        &config,
+        &[&["rename"][..], &ws, &["--name", "Search", "--by", "bob"]].concat(),
+    )
+    .await;
     assert!(!ok && out.contains("already named 'Search'"), "{out}");
 
     let (ok, out) = tokentra(&config, &[&["revert"][..], &ws, &["--by", "carol"]].concat()).await;
@@ -276,15 +307,26 @@ async fn rename_history_and_revert_through_the_cli() {
     assert!(ok && out.contains("the provider's name"), "{out}");
     assert_eq!(shown().await, "");
     let (ok, out) = tokentra(&config, &[&["revert"][..], &ws].concat()).await;
-    assert!(!ok && out.contains("nothing to revert") && out.contains(OPENAI), "{out}");
+    assert!(
+        !ok && out.contains("nothing to revert") && out.contains(OPENAI),
+        "{out}"
+    );
 
     let (ok, out) = tokentra(&config, &["history", "--account", OPENAI]).await;
     assert!(ok, "{out}");
     let history: Vec<&str> = out.lines().collect();
     assert_eq!(history.len(), 4, "two renames and two reverts:\n{out}");
-    assert!(history[0].contains("rename") && history[0].contains("(provider name) -> 'Search Team'") && history[0].contains("alice"));
+    assert!(
+        history[0].contains("rename")
+            && history[0].contains("(provider name) -> 'Search Team'")
+            && history[0].contains("alice")
+    );
     assert!(history[1].contains("'Search Team' -> 'Search'") && history[1].contains("bob"));
-    assert!(history[2].contains("revert") && history[2].contains("'Search' -> 'Search Team'") && history[2].contains("carol"));
+    assert!(
+        history[2].contains("revert")
+            && history[2].contains("'Search' -> 'Search Team'")
+            && history[2].contains("carol")
+    );
     assert!(history[3].contains("revert") && history[3].contains("'Search Team' -> (provider name)"));
 
     let (ok, out) = tokentra(
@@ -366,6 +408,9 @@ async fn one_display_name_across_providers_is_one_dashboard_row() {
         ),
     )
     .await;
-    assert_eq!(table.sum_decimal("current_net_usd"), total.trim().parse::<Decimal>().unwrap());
+    assert_eq!(
+        table.sum_decimal("current_net_usd"),
+        total.trim().parse::<Decimal>().unwrap()
+    );
     sim.stop().await;
 }
