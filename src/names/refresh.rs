@@ -3,7 +3,7 @@
 //! appending a row only for what changed since the last observation, so the
 //! tables hold the history of renames and nothing repeated each sync.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -129,29 +129,34 @@ pub fn changes(
 ) -> (Vec<WorkspaceNameRow>, Vec<ApiKeyNameRow>) {
     let now = to_ch_seconds(now);
     let after = |stored: Option<u32>| stored.map_or(now, |t| now.max(t.saturating_add(1)));
-    let mut workspace_rows: BTreeMap<&str, WorkspaceNameRow> = BTreeMap::new();
+    let mut seen: BTreeSet<&str> = BTreeSet::new();
+    let mut workspace_rows: Vec<WorkspaceNameRow> = Vec::new();
     for ws in &snapshot.workspaces {
+        if !seen.insert(&ws.id) {
+            continue;
+        }
         let stored = workspaces.get(&ws.id);
         let unchanged = match stored {
             Some(current) => current.value == ws.name,
             None => ws.name.is_empty(),
         };
-        if unchanged || workspace_rows.contains_key(ws.id.as_str()) {
+        if unchanged {
             continue;
         }
-        workspace_rows.insert(
-            &ws.id,
-            WorkspaceNameRow {
-                connection_id: account.to_string(),
-                provider: provider.as_str().to_string(),
-                workspace_id: ws.id.clone(),
-                name: ws.name.clone(),
-                observed_at: after(stored.map(|c| c.observed_at)),
-            },
-        );
+        workspace_rows.push(WorkspaceNameRow {
+            connection_id: account.to_string(),
+            provider: provider.as_str().to_string(),
+            workspace_id: ws.id.clone(),
+            name: ws.name.clone(),
+            observed_at: after(stored.map(|c| c.observed_at)),
+        });
     }
-    let mut key_rows: BTreeMap<&str, ApiKeyNameRow> = BTreeMap::new();
+    let mut seen: BTreeSet<&str> = BTreeSet::new();
+    let mut key_rows: Vec<ApiKeyNameRow> = Vec::new();
     for key in &snapshot.api_keys {
+        if !seen.insert(&key.id) {
+            continue;
+        }
         let facts = KeyFacts {
             name: key.name.clone(),
             hint: key.hint.clone(),
@@ -162,23 +167,20 @@ pub fn changes(
             Some(current) => current.value == facts,
             None => facts.name.is_empty() && facts.hint.is_empty(),
         };
-        if unchanged || key_rows.contains_key(key.id.as_str()) {
+        if unchanged {
             continue;
         }
-        key_rows.insert(
-            &key.id,
-            ApiKeyNameRow {
-                connection_id: account.to_string(),
-                provider: provider.as_str().to_string(),
-                api_key_id: key.id.clone(),
-                name: facts.name,
-                key_hint: facts.hint,
-                workspace_id: facts.workspace_id,
-                observed_at: after(stored.map(|c| c.observed_at)),
-            },
-        );
+        key_rows.push(ApiKeyNameRow {
+            connection_id: account.to_string(),
+            provider: provider.as_str().to_string(),
+            api_key_id: key.id.clone(),
+            name: facts.name,
+            key_hint: facts.hint,
+            workspace_id: facts.workspace_id,
+            observed_at: after(stored.map(|c| c.observed_at)),
+        });
     }
-    (workspace_rows.into_values().collect(), key_rows.into_values().collect())
+    (workspace_rows, key_rows)
 }
 
 #[cfg(test)]

@@ -67,3 +67,95 @@ async fn list(
     )
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+    use wiremock::matchers::{method, path, query_param, query_param_is_missing};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    use crate::providers::anthropic::AnthropicAdapter;
+    use crate::providers::{ProviderAdapter, RetryPolicy};
+
+    const KEY: &str = "sk-ant-admin01-FAKE-names-test-key";
+
+    fn adapter(server: &MockServer) -> AnthropicAdapter {
+        let policy = RetryPolicy {
+            max_attempts: 2,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+            ..RetryPolicy::default()
+        };
+        AnthropicAdapter::new("acme", &server.uri(), KEY.to_string(), policy).unwrap()
+    }
+
+    #[tokio::test]
+    async fn workspaces_and_keys_are_read_across_pages_with_masked_hints_only() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/v1/organizations/workspaces"))
+            .and(query_param("include_archived", "true"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "data": [{"id": "wrkspc_1", "type": "workspace", "name": "Research", "archived_at": null}],
+                "has_more": false, "first_id": "wrkspc_1", "last_id": "wrkspc_1"
+            })))
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/v1/organizations/api_keys"))
+            .and(query_param_is_missing("after_id"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "data": [{"id": "apikey_1", "type": "api_key", "name": "prod", "partial_key_hint": "sk-ant-api03-R2D...igAA", "workspace_id": "wrkspc_1"}],
+                "has_more": true, "first_id": "apikey_1", "last_id": "apikey_1"
+            })))
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/v1/organizations/api_keys"))
+            .and(query_param("after_id", "apikey_1"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "data": [{"id": "apikey_2", "type": "api_key", "name": "ci", "partial_key_hint": "sk-ant-api03-a-whole-key-that-is-not-masked-at-all", "workspace_id": null}],
+                "has_more": false, "first_id": "apikey_2", "last_id": "apikey_2"
+            })))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let names = adapter(&server).fetch_names().await.unwrap().unwrap();
+        assert_eq!(names.workspaces.len(), 1);
+        assert_eq!(names.workspaces[0].name, "Research");
+        let keys: Vec<(&str, &str, &str, &str)> = names
+            .api_keys
+            .iter()
+            .map(|k| (k.id.as_str(), k.name.as_str(), k.hint.as_str(), k.workspace_id.as_str()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("apikey_1", "prod", "sk-ant-api03-R2D...igAA", "wrkspc_1"),
+                ("apikey_2", "ci", "", ""),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_broken_list_names_the_account_and_the_endpoint() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/v1/organizations/workspaces"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({"data": [{"name": "no id"}], "has_more": false})),
+            )
+            .mount(&server)
+            .await;
+        let err = adapter(&server).fetch_names().await.unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("acme") && text.contains("workspaces") && text.contains("'id'"),
+            "{text}"
+        );
+    }
+}
