@@ -11,9 +11,12 @@
 //! `/{provider}/{org}/...` through the registry. Routes (one server serves
 //! every org):
 //! - `/openai/{org}/v1/organization/usage/{completions,embeddings,...,file_search_calls,web_search_calls}`,
-//!   `/openai/{org}/v1/organization/costs`: `Authorization: Bearer <openai_api_key(org)>`.
+//!   `/openai/{org}/v1/organization/costs`, and the names lists
+//!   `/openai/{org}/v1/organization/projects[/{id}/api_keys]`:
+//!   `Authorization: Bearer <openai_api_key(org)>`.
 //! - `/anthropic/{org}/v1/organizations/usage_report/messages`,
-//!   `/anthropic/{org}/v1/organizations/cost_report`, and the beta
+//!   `/anthropic/{org}/v1/organizations/cost_report`, the names lists
+//!   `/anthropic/{org}/v1/organizations/{workspaces,api_keys}`, and the beta
 //!   `/anthropic/{org}/v1/organizations/analytics/{usage,cost}` (these also
 //!   need `anthropic-beta: analytics-usage-cost-2026-08-24`):
 //!   `x-api-key: <anthropic_api_key(org)>`, `anthropic-version: 2023-06-01`.
