@@ -84,6 +84,7 @@ impl App {
             endpoint_deadline: self.retry.endpoint_deadline,
             slots: self.sync_slots.clone(),
             known_state: Default::default(),
+            names: Arc::new(crate::names::NamesGate::new(self.config.sync.names_interval)),
             rollup_to_verify: Arc::new(crate::sync::pending_verify::PendingVerify::load(
                 &self.config.state_dir,
                 &account.id,

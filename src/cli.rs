@@ -177,6 +177,11 @@ pub enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Display names of workspaces/projects: rename, history, revert.
+    Workspaces {
+        #[command(subcommand)]
+        command: crate::names::command::WorkspacesCommand,
+    },
     /// Encrypted credentials: make a key, encrypt a secret, rotate keys.
     Vault {
         #[command(subcommand)]
@@ -256,6 +261,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             };
             simulate(config, fleet).await
         }
+        Command::Workspaces { command } => crate::names::command::run(command).await,
         Command::Vault { command } => vault(command),
         Command::Export {
             config,

@@ -32,6 +32,7 @@ pub mod daemon;
 pub mod export;
 pub mod lock;
 pub mod metrics;
+pub mod names;
 pub mod normalize;
 pub mod provider;
 pub mod providers;

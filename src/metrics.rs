@@ -47,6 +47,7 @@ struct Metrics {
     writer_flush_duration: Histogram,
     writer_insert_errors: IntCounter,
     writer_rows_written: IntCounter,
+    names_refreshes: IntCounterVec,
     build_info: IntGaugeVec,
     up_since: Gauge,
     connection_starts: IntCounterVec,
@@ -208,6 +209,17 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             &r,
             IntCounter::with_opts(opts("writer_rows_written_total", "Rows inserted into usage_records.")).unwrap(),
         ),
+        names_refreshes: register(
+            &r,
+            IntCounterVec::new(
+                opts(
+                    "names_refreshes_total",
+                    "Reads of the provider's workspace and key names by status (success, failed).",
+                ),
+                &["account", "provider", "status"],
+            )
+            .unwrap(),
+        ),
         build_info: register(
             &r,
             IntGaugeVec::new(
@@ -299,6 +311,14 @@ pub fn sync_failure(account: &str, provider: Provider, kind: &str) {
     METRICS
         .sync_failures
         .with_label_values(&[account, provider.as_str(), kind])
+        .inc();
+}
+
+/// One read of an account's workspace and key names (`success` or `failed`).
+pub fn names_refresh(account: &str, provider: Provider, status: &str) {
+    METRICS
+        .names_refreshes
+        .with_label_values(&[account, provider.as_str(), status])
         .inc();
 }
 

@@ -113,6 +113,8 @@ pub struct SyncConfig {
     pub max_response_bytes: usize,
     /// Syncs in flight across all accounts.
     pub max_concurrent_syncs: usize,
+    /// How often an account's workspace and key names are re-read (0 = every sync).
+    pub names_interval: Duration,
 }
 
 /// One provider account, checked: its provider is known, every required

@@ -142,6 +142,8 @@ pub struct RawSync {
     pub max_response_mb: u64,
     /// Syncs in flight across all accounts.
     pub max_concurrent_syncs: u64,
+    /// How often each account re-reads the provider's workspace and key names.
+    pub names_interval: String,
 }
 
 impl Default for RawSync {
@@ -156,6 +158,7 @@ impl Default for RawSync {
             endpoint_deadline: "10m".into(),
             max_response_mb: 32,
             max_concurrent_syncs: 16,
+            names_interval: "1h".into(),
         }
     }
 }

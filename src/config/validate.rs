@@ -167,6 +167,12 @@ pub(super) fn validate(value: toml::Value) -> Result<ValidatedConfig, ConfigErro
                 (1, 1_024),
                 &mut problems,
             ) as usize,
+            names_interval: bounded_duration(
+                "sync.names_interval",
+                &raw.sync.names_interval,
+                (0, 7 * DAY_SECS),
+                &mut problems,
+            ),
         },
         vault_key_file: raw.vault.key_file.map(PathBuf::from),
         price_overrides: raw.pricing.overrides,

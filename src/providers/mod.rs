@@ -11,6 +11,7 @@
 pub mod anthropic;
 pub mod fal;
 pub mod litellm;
+pub mod names;
 pub mod openai;
 pub mod openrouter;
 pub mod piapi;
@@ -229,6 +230,14 @@ pub trait ProviderAdapter: Send + Sync + 'static {
     /// (`crate::allocate`). `None`: cost rows are stored as billed.
     fn allocation(&self) -> Option<crate::allocate::AllocationSpec> {
         None
+    }
+
+    /// The provider's own names for workspaces (projects) and API keys, for
+    /// providers whose APIs list them; `None` (the default) when the API has
+    /// no such list. Called rarely (names change rarely) and never part of
+    /// a usage sync's success: a failure here is logged and counted only.
+    async fn fetch_names(&self) -> Result<Option<names::NameSnapshot>, ProviderError> {
+        Ok(None)
     }
 }
 

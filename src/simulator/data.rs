@@ -174,6 +174,8 @@ pub(crate) struct World<'a> {
     pub history_days: u32,
     pub now: i64,
     pub restatements: &'a [Restatement],
+    /// Provider-side renames and the name endpoints' outage switch.
+    pub names: &'a super::names::NameControls,
 }
 
 /// Per-(seed, provider, org) randomness and identities.
@@ -340,6 +342,7 @@ pub(crate) mod tests {
             history_days: 10,
             now,
             restatements: &[],
+            names: &crate::simulator::names::NO_NAMES,
         }
     }
 

@@ -11,9 +11,12 @@
 //! `/{provider}/{org}/...` through the registry. Routes (one server serves
 //! every org):
 //! - `/openai/{org}/v1/organization/usage/{completions,embeddings,...,file_search_calls,web_search_calls}`,
-//!   `/openai/{org}/v1/organization/costs`: `Authorization: Bearer <openai_api_key(org)>`.
+//!   `/openai/{org}/v1/organization/costs`, and the names lists
+//!   `/openai/{org}/v1/organization/projects[/{id}/api_keys]`:
+//!   `Authorization: Bearer <openai_api_key(org)>`.
 //! - `/anthropic/{org}/v1/organizations/usage_report/messages`,
-//!   `/anthropic/{org}/v1/organizations/cost_report`, and the beta
+//!   `/anthropic/{org}/v1/organizations/cost_report`, the names lists
+//!   `/anthropic/{org}/v1/organizations/{workspaces,api_keys}`, and the beta
 //!   `/anthropic/{org}/v1/organizations/analytics/{usage,cost}` (these also
 //!   need `anthropic-beta: analytics-usage-cost-2026-08-24`):
 //!   `x-api-key: <anthropic_api_key(org)>`, `anthropic-version: 2023-06-01`.
@@ -34,6 +37,7 @@
 mod data;
 mod faults;
 pub mod fleet;
+mod names;
 mod providers;
 mod query;
 mod server;
@@ -49,6 +53,7 @@ use chrono::{DateTime, Utc};
 
 pub use data::{normalize_model, Restatement, TruthRow};
 pub use faults::{FaultPlan, OrgFault};
+pub use names::NameChange;
 pub use providers::TruthOptions;
 pub use server::StatEntry;
 
@@ -172,6 +177,18 @@ impl SimHandle {
     /// Fault counters not yet consumed.
     pub fn pending_faults(&self) -> FaultPlan {
         self.state.faults.lock().map(|f| f.pending()).unwrap_or_default()
+    }
+
+    /// Renames a workspace, project or key as the provider's console would:
+    /// its name endpoints list the new name from now on.
+    pub fn rename(&self, change: NameChange) {
+        self.state.write_names().renames.push(change);
+    }
+
+    /// While `down`, every provider's name endpoints answer its 500 (usage
+    /// endpoints keep answering).
+    pub fn set_names_down(&self, down: bool) {
+        self.state.write_names().down = down;
     }
 
     /// Restates a day from now on (see [`Restatement`]).
@@ -378,6 +395,7 @@ pub fn truth(
         history_days,
         now: Utc::now().timestamp(),
         restatements,
+        names: &names::NO_NAMES,
     };
     provider
         .truth(

@@ -58,6 +58,7 @@ pub(crate) struct SimState {
     pub not_before: Mutex<HashMap<String, std::time::Instant>>,
     /// Requests that came before the `Retry-After` they were given expired.
     pub too_early: std::sync::atomic::AtomicU64,
+    pub names: RwLock<super::names::NameControls>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -76,6 +77,7 @@ impl SimState {
             stats: Mutex::new(BTreeMap::new()),
             not_before: Mutex::new(HashMap::new()),
             too_early: Default::default(),
+            names: RwLock::new(Default::default()),
         }
     }
 
@@ -125,6 +127,14 @@ impl SimState {
             .push(restatement);
     }
 
+    pub fn write_names(&self) -> std::sync::RwLockWriteGuard<'_, super::names::NameControls> {
+        self.names.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn names(&self) -> super::names::NameControls {
+        self.names.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     pub fn set_faults(&self, plan: FaultPlan) {
         lock(&self.faults).set(plan);
     }
@@ -154,6 +164,7 @@ impl SimState {
             history_days: self.history_days,
             now: Utc::now().timestamp(),
             restatements: &restatements,
+            names: &super::names::NO_NAMES,
         };
         provider.truth(&world, org, start.timestamp(), end.timestamp(), options)
     }
@@ -227,11 +238,13 @@ async fn provider_route(req: HttpRequest, body: web::Bytes, state: web::Data<Sim
                 ),
                 Ok(()) => {
                     let restatements = state.restatements();
+                    let names = state.names();
                     let world = World {
                         seed: state.seed,
                         history_days: state.history_days,
                         now: Utc::now().timestamp(),
                         restatements: &restatements,
+                        names: &names,
                     };
                     provider.route(&world, &request)
                 }

@@ -52,6 +52,8 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(5, "sync_state", "0005_sync_state.sql"),
     migration!(6, "workspace_names", "0006_workspace_names.sql"),
     migration!(7, "sync_runs_error_kind", "0007_sync_runs_error_kind.sql"),
+    migration!(8, "api_key_names", "0008_api_key_names.sql"),
+    migration!(9, "workspace_display_names", "0009_workspace_display_names.sql"),
     migration!(12, "usage_records_content_hash", "0012_usage_records_content_hash.sql"),
     // TTL: ClickHouse 19.6.
     migration!(1001, "sync_runs_ttl", "gated/1001_sync_runs_ttl.sql", (19, 6)),

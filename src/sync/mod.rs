@@ -154,6 +154,8 @@ pub struct AccountSync {
     /// (the account lock makes it the only writer), so a sync reads it from
     /// ClickHouse once, not on every run.
     pub known_state: Arc<std::sync::Mutex<Option<Watermark>>>,
+    /// When the provider's workspace and key names are due again.
+    pub names: Arc<crate::names::NamesGate>,
 }
 
 impl AccountSync {
@@ -204,6 +206,7 @@ impl AccountSync {
                 self.store_watermark(stored.as_ref(), watermark, deep_done, now).await?;
             }
         }
+        self.refresh_names().await;
         Ok(reports)
     }
 
@@ -220,6 +223,36 @@ impl AccountSync {
             })?;
         *self.known_state.lock().unwrap_or_else(|p| p.into_inner()) = stored.clone();
         Ok(stored)
+    }
+
+    /// Re-reads the provider's workspace and key names when due. Never part
+    /// of the sync's outcome: a failure is logged and counted, and the usage
+    /// sync's report stands as it is.
+    async fn refresh_names(&self) {
+        if !self.names.take_due() {
+            return;
+        }
+        let (account, provider) = (&self.account.id, self.account.provider);
+        match crate::names::refresh::refresh(self.adapter.as_ref(), &self.store, account, self.endpoint_deadline).await
+        {
+            Ok(outcome) if !outcome.supported => {}
+            Ok(outcome) => {
+                metrics::names_refresh(account, provider, "success");
+                tracing::info!(
+                    account = %account,
+                    provider = %provider,
+                    workspaces = outcome.workspaces_seen,
+                    keys = outcome.keys_seen,
+                    workspace_rows = outcome.workspace_rows,
+                    key_rows = outcome.key_rows,
+                    "names refreshed"
+                );
+            }
+            Err(err) => {
+                metrics::names_refresh(account, provider, "failed");
+                tracing::warn!(account = %account, provider = %provider, error = %err, "names refresh failed; usage sync unaffected, retried next interval");
+            }
+        }
     }
 
     async fn store_watermark(

@@ -108,6 +108,7 @@ async fn harness(test: &str) -> Harness {
         rollup_to_verify: Default::default(),
         slots: app.sync_slots.clone(),
         known_state: Default::default(),
+        names: Default::default(),
         account,
     };
     let schedule = Schedule {

@@ -339,7 +339,7 @@ async fn resolve_vars(
 
 /// The result of every ClickHouse panel query of one dashboard, by
 /// "panel/refId"; failures are collected, not thrown, to report them all.
-async fn run_dashboard(
+pub async fn run_dashboard(
     client: &ClickhouseClient,
     dashboard: &Value,
     range: TimeRange,
@@ -566,7 +566,7 @@ async fn dashboard_queries_run_on_18_16_and_totals_match_the_simulator() {
         &format!(
             "INSERT INTO {{db}}.workspace_names VALUES \
              ('anthropic-org-2', 'anthropic', '{named_workspace}', 'Old name', now() - 86400), \
-             ('anthropic-org-2', 'anthropic', '{named_workspace}', 'Research', now())"
+             ('anthropic-org-2', 'anthropic', '{named_workspace}', 'Research', now() + 60)"
         ),
     )
     .await;
@@ -762,8 +762,13 @@ async fn dashboard_queries_run_on_18_16_and_totals_match_the_simulator() {
     let named = ws.row_where("workspace_id", &named_workspace);
     assert_eq!(ws.get(named, "workspace"), "Research");
     assert!(
-        ws.column_values("workspace").iter().any(|w| w.starts_with("proj_")),
-        "unnamed projects fall back to their id"
+        ws.column_values("workspace").iter().any(|w| w.ends_with("(org-1)")),
+        "the names the sync pulled from the simulator show"
+    );
+    assert!(
+        ws.column_values("workspace")
+            .contains(&"anthropic-org-1 (default)".to_string()),
+        "usage outside any workspace shows as its account's default"
     );
 
     // Sync health: one successful run per account, rows as stored.

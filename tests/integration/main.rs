@@ -17,6 +17,7 @@ mod fault_mix;
 mod hostile;
 mod logs;
 mod migrations;
+mod names;
 mod normalize;
 mod prometheus;
 mod providers_gateway;

@@ -10,6 +10,7 @@
 mod analytics;
 mod config;
 mod cost;
+mod names;
 mod report;
 mod usage;
 
@@ -309,6 +310,10 @@ impl ProviderAdapter for AnthropicAdapter {
 
     fn http_stats(&self) -> Arc<HttpStats> {
         self.http.stats()
+    }
+
+    async fn fetch_names(&self) -> Result<Option<crate::providers::names::NameSnapshot>, ProviderError> {
+        names::fetch(&self.http, &self.base_url).await.map(Some)
     }
 }
 

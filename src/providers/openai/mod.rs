@@ -12,6 +12,7 @@
 
 mod config;
 mod line_items;
+mod names;
 mod parse;
 
 use std::fmt;
@@ -383,6 +384,10 @@ impl ProviderAdapter for OpenAiAdapter {
 
     fn http_stats(&self) -> Arc<HttpStats> {
         self.http.stats()
+    }
+
+    async fn fetch_names(&self) -> Result<Option<crate::providers::names::NameSnapshot>, ProviderError> {
+        names::fetch(&self.http, &self.base_url).await.map(Some)
     }
 }
 

@@ -165,6 +165,36 @@ fn workspace(draw: &OrgDraw, org: &str, index: usize) -> Value {
     }
 }
 
+/// The org's workspaces `(index, id)` (`None` = the default workspace) and
+/// keys `(id, masked hint, workspace index)`, the same ids the usage
+/// carries: what the workspaces and api_keys lists serve.
+#[allow(clippy::type_complexity)]
+pub(crate) fn name_ids(world: &World<'_>, org: &str) -> (Vec<(usize, Option<String>)>, Vec<(String, String, usize)>) {
+    let draw = OrgDraw::new(world.seed, NAME, org);
+    let mut workspaces: Vec<(usize, Option<String>)> = Vec::new();
+    let mut keys: Vec<(String, String, usize)> = Vec::new();
+    for s in &STREAMS {
+        if !workspaces.iter().any(|(w, _)| *w == s.workspace) {
+            workspaces.push((
+                s.workspace,
+                workspace(&draw, org, s.workspace).as_str().map(String::from),
+            ));
+        }
+        if let Some(k) = s.key {
+            let id = draw.ident("apikey_01", 5, k, 22);
+            if !keys.iter().any(|(key, _, _)| *key == id) {
+                let secret = draw.ident("", 10, k, 7);
+                keys.push((
+                    id,
+                    format!("sk-ant-api03-{}...{}", &secret[..3], &secret[3..]),
+                    s.workspace,
+                ));
+            }
+        }
+    }
+    (workspaces, keys)
+}
+
 fn dims(draw: &OrgDraw, org: &str, s: &Stream) -> Vec<Value> {
     vec![
         text(s.key.map(|k| draw.ident("apikey_01", 5, k, 22))),

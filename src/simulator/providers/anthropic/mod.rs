@@ -8,6 +8,7 @@
 mod analytics;
 mod data;
 mod legacy;
+mod names;
 
 use serde_json::json;
 
@@ -72,6 +73,7 @@ impl SimulatedProvider for Anthropic {
     fn route(&self, world: &World<'_>, request: &SimRequest<'_>) -> Reply {
         let params = Params::parse(request.query);
         legacy::route(world, request.org, request.method, request.tail, &params)
+            .or_else(|| names::route(world, request.org, request.method, request.tail, &params))
             .or_else(|| analytics::route(world, request, &params))
             .unwrap_or_else(|| error(404, "not_found_error", "Not found"))
     }

@@ -165,6 +165,30 @@ impl Ids<'_> {
     }
 }
 
+/// The org's projects (index order) and keys with their project index, the
+/// same ids the usage carries: what the projects and api_keys lists serve.
+pub(crate) fn name_ids(world: &World<'_>, org: &str) -> (Vec<String>, Vec<(String, usize)>) {
+    let draw = OrgDraw::new(world.seed, NAME, org);
+    let ids = Ids(&draw);
+    let mut projects: Vec<usize> = Vec::new();
+    let mut keys: Vec<(usize, usize)> = Vec::new();
+    for s in &STREAMS {
+        if let (Some(p), Some(k)) = (s.project, s.key) {
+            if !projects.contains(&p) {
+                projects.push(p);
+            }
+            if !keys.iter().any(|(key, _)| *key == k) {
+                keys.push((k, p));
+            }
+        }
+    }
+    let text = |v: Value| v.as_str().unwrap_or_default().to_string();
+    (
+        projects.iter().map(|p| text(ids.project(Some(*p)))).collect(),
+        keys.iter().map(|(k, p)| (text(ids.key(Some(*k))), *p)).collect(),
+    )
+}
+
 fn token_rows(world: &World<'_>, org: &str, hour: i64, embeddings: bool) -> Vec<Row> {
     if !world.has_data(hour) {
         return Vec::new();

@@ -7,6 +7,7 @@
 //! records computed from the whole day's usage as of now.
 
 mod data;
+mod names;
 
 use std::str::FromStr;
 
@@ -273,6 +274,15 @@ fn handle(world: &World<'_>, request: &SimRequest<'_>) -> Reply {
         return not_found();
     }
     let params = Params::parse(request.query);
+    if tail == "organization/projects" {
+        return names::projects(world, org, &params);
+    }
+    if let Some(project) = tail
+        .strip_prefix("organization/projects/")
+        .and_then(|rest| rest.strip_suffix("/api_keys"))
+    {
+        return names::project_keys(world, org, project, &params);
+    }
     let result = if tail == "organization/costs" {
         costs(world, org, &params)
     } else if let Some(name) = tail.strip_prefix("organization/usage/") {
