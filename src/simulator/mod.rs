@@ -47,6 +47,7 @@ use chrono::{DateTime, Utc};
 
 pub use data::{normalize_model, Restatement, TruthRow};
 pub use faults::FaultPlan;
+pub use providers::azure::{azure_credentials, AzureCredentials};
 pub use providers::TruthOptions;
 pub use server::StatEntry;
 
