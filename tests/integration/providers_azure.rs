@@ -302,7 +302,7 @@ async fn providers_azure_an_expired_token_is_refreshed_once_and_wrong_credential
     )
     .await;
     assert_eq!(
-        runs.trim(),
+        runs.trim_end_matches('\n'),
         "azure-apikey\tfailed\tauth\nazure-nocost\tfailed\tauth\nazure-ok\tsuccess\t\nazure-stale\tsuccess\t",
         "{runs}"
     );

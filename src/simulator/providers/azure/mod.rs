@@ -238,9 +238,19 @@ fn arm_error(status: u16, code: &str, message: &str) -> Reply {
 fn aad_error(status: u16, error: &str, description: &str) -> Reply {
     Reply::json(
         status,
-        json!({"error": error, "error_description": description, "error_codes": [description.get(5..12).unwrap_or("0")],
+        json!({"error": error, "error_description": description, "error_codes": [aad_code(description)],
                "timestamp": "2025-01-01 00:00:00Z", "trace_id": "00000000-0000-0000-0000-000000000000"}),
     )
+}
+
+/// The number of an `AADSTS<digits>:` message.
+fn aad_code(description: &str) -> Value {
+    let digits: String = description
+        .trim_start_matches("AADSTS")
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse::<u64>().map(Value::from).unwrap_or(Value::Null)
 }
 
 /// Secrets whose one stale token was already handed out.
@@ -431,11 +441,12 @@ fn paged(request: &SimRequest<'_>, items: Vec<Value>) -> Reply {
     Reply::json(200, body)
 }
 
-/// The account a path names (`.../accounts/{name}/...`).
-fn account_of(request: &SimRequest<'_>) -> Option<&'static Account> {
-    ACCOUNTS.iter().find(|a| {
+/// The index of the account a path names (`.../accounts/{name}/...`).
+fn account_of(request: &SimRequest<'_>) -> Option<usize> {
+    ACCOUNTS.iter().position(|a| {
         let id = account_id(request.org, a);
-        request.tail.starts_with(id.trim_start_matches('/')) && request.tail[id.len() - 1..].starts_with('/')
+        let id = id.trim_start_matches('/');
+        request.tail.strip_prefix(id).is_some_and(|rest| rest.starts_with('/'))
     })
 }
 
@@ -550,7 +561,7 @@ impl SimulatedProvider for Azure {
             }
             "POST" if tail.ends_with("/providers/Microsoft.CostManagement/query") => cost_query(world, request, token),
             "GET" if tail.ends_with("/providers/Microsoft.CognitiveServices/accounts") => list_accounts(request),
-            "GET" => match account_of(request).and_then(|a| ACCOUNTS.iter().position(|b| std::ptr::eq(a, b))) {
+            "GET" => match account_of(request) {
                 Some(i) if tail.ends_with("/deployments") => deployments(request, i),
                 Some(i) if tail.ends_with("/providers/Microsoft.Insights/metrics") => metrics(world, request, i),
                 _ => arm_error(404, "ResourceNotFound", "The Resource was not found."),
