@@ -27,6 +27,9 @@
 //!   <openrouter_management_key(org)>` (the inference key gets 403).
 //! - `/litellm/{org}/user/daily/activity`: `Authorization: Bearer
 //!   <litellm_api_key(org)>`; row-paged, dates cut across pages.
+//! - `/azure/{org}/...`: Entra ID login (`login/{tenant}/oauth2/v2.0/token`), Cost
+//!   Management query, Cognitive Services accounts and deployments, Azure Monitor
+//!   metrics ([`azure_credentials`]; see `providers/azure`).
 //! - `GET /_sim/truth?provider=&org=&start=&end=[&api=]`, `POST /_sim/faults`,
 //!   `POST /_sim/restate`, `GET /_sim/stats` (provider requests only).
 

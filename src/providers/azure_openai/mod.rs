@@ -287,7 +287,7 @@ impl AzureAdapter {
         let Some(window) = Self::clamp(window, Granularity::Hour) else {
             return Ok(EndpointFetch::default());
         };
-        let mut jobs: Vec<(CognitiveAccount, Arc<BTreeMap<String, String>>, TimeWindow)> = Vec::new();
+        let mut jobs: Vec<MetricsJob> = Vec::new();
         for account in self.accounts().await? {
             let models = Arc::new(self.deployments(&account).await?);
             let mut start = window.start;
@@ -346,6 +346,9 @@ impl AzureAdapter {
             .await
     }
 }
+
+/// One metrics call: an account, its deployment -> model map, a time span.
+type MetricsJob = (CognitiveAccount, Arc<BTreeMap<String, String>>, TimeWindow);
 
 /// The `query` body; the same body is POSTed to every `nextLink`.
 fn cost_query_body(window: TimeWindow) -> Value {

@@ -323,10 +323,7 @@ const METER_FAMILIES: [&str; 10] = [
 /// the meter itself is always kept in `line_item`.
 pub fn meter_model(meter: &str) -> String {
     let lower = meter.to_ascii_lowercase();
-    let words: Vec<&str> = lower
-        .split(|c: char| c == '-' || c == ' ' || c == '_')
-        .filter(|w| !w.is_empty())
-        .collect();
+    let words: Vec<&str> = lower.split(['-', ' ', '_']).filter(|w| !w.is_empty()).collect();
     if !words
         .first()
         .is_some_and(|w| METER_FAMILIES.iter().any(|f| w.starts_with(f)))

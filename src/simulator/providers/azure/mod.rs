@@ -46,16 +46,19 @@ pub struct AzureCredentials {
     pub subscription_id: String,
 }
 
+/// A readable fake GUID: the kind in the second group, the org's number
+/// (`org-12` -> 12) in the last, so a config can be written by hand.
 fn guid(kind: &str, org: &str) -> String {
-    let h = xxhash_rust::xxh3::xxh3_64(format!("{kind}/{org}").as_bytes());
-    format!(
-        "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
-        h >> 32,
-        (h >> 16) & 0xffff,
-        h & 0xfff,
-        (h >> 20) & 0xfff,
-        h & 0xffff_ffff_ffff
-    )
+    let group = match kind {
+        "tenant" => "7e4a",
+        "client" => "c11e",
+        _ => "5b5c",
+    };
+    let number: u64 = org
+        .trim_start_matches("org-")
+        .parse()
+        .unwrap_or_else(|_| xxhash_rust::xxh3::xxh3_64(org.as_bytes()) & 0xffff_ffff_ffff);
+    format!("00000000-{group}-4000-a000-{number:012x}")
 }
 
 /// The credentials of `org`'s simulated service principal.
@@ -622,5 +625,21 @@ impl SimulatedProvider for Azure {
             }
         }
         Ok(book.finish())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn azure_demo_config_holds_the_simulated_principal_of_org_1() {
+        let demo = include_str!("../../../../config/demo.toml");
+        let c = azure_credentials("org-1");
+        for value in [&c.tenant_id, &c.client_id, &c.client_secret, &c.subscription_id] {
+            assert!(demo.contains(&format!("\"{value}\"")), "config/demo.toml lacks {value}");
+        }
+        assert_ne!(azure_credentials("org-2"), c);
+        assert!(crate::providers::azure_openai::wrong_secret_type(&c.client_secret).is_none());
     }
 }
