@@ -9,6 +9,7 @@
 //! redaction, JSON readers) lives once in [`platform`].
 
 pub mod anthropic;
+pub mod azure_openai;
 pub mod fal;
 pub mod litellm;
 pub mod names;

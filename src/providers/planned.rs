@@ -48,20 +48,6 @@ pub static AWS_BEDROCK: ProviderDescriptor = planned(
     &["cloudwatch_url"],
 );
 
-pub static AZURE_OPENAI: ProviderDescriptor = planned(
-    Provider::AzureOpenAi,
-    Some("https://management.azure.com"),
-    BILLING_INTERVAL,
-    3,
-    CredentialKeys {
-        required: &["tenant_id", "client_id", "client_secret", "subscription_id"],
-        optional: &["resource_group"],
-        one_of: &[],
-        identity: &["tenant_id", "subscription_id", "resource_group"],
-    },
-    &["login_url"],
-);
-
 pub static GOOGLE_VERTEX: ProviderDescriptor = planned(
     Provider::GoogleVertex,
     Some("https://bigquery.googleapis.com/bigquery/v2"),

@@ -94,7 +94,7 @@ static REGISTRY: [&ProviderDescriptor; 10] = [
     &super::openai::DESCRIPTOR,
     &super::anthropic::DESCRIPTOR,
     &super::planned::AWS_BEDROCK,
-    &super::planned::AZURE_OPENAI,
+    &super::azure_openai::DESCRIPTOR,
     &super::planned::GOOGLE_VERTEX,
     &super::openrouter::DESCRIPTOR,
     &super::litellm::DESCRIPTOR,

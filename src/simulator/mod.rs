@@ -30,6 +30,9 @@
 //!   <openrouter_management_key(org)>` (the inference key gets 403).
 //! - `/litellm/{org}/user/daily/activity`: `Authorization: Bearer
 //!   <litellm_api_key(org)>`; row-paged, dates cut across pages.
+//! - `/azure/{org}/...`: Entra ID login (`login/{tenant}/oauth2/v2.0/token`), Cost
+//!   Management query, Cognitive Services accounts and deployments, Azure Monitor
+//!   metrics ([`azure_credentials`]; see `providers/azure`).
 //! - `GET /_sim/truth?provider=&org=&start=&end=[&api=]`, `POST /_sim/faults`,
 //!   `POST /_sim/restate`, `GET /_sim/stats` (provider requests only),
 //!   `POST /_sim/org-faults` (orgs broken on every request, see [`fleet`]).
@@ -54,6 +57,7 @@ use chrono::{DateTime, Utc};
 pub use data::{normalize_model, Restatement, TruthRow};
 pub use faults::{FaultPlan, OrgFault};
 pub use names::NameChange;
+pub use providers::azure::{azure_credentials, AzureCredentials};
 pub use providers::TruthOptions;
 pub use server::StatEntry;
 
@@ -275,16 +279,24 @@ pub fn account_toml(
 ) -> Result<String, String> {
     let p = providers::find(provider)
         .ok_or_else(|| format!("no simulated provider '{provider}' (known: {})", providers::names()))?;
+    let credentials = p.account_credentials(org);
+    if credentials.is_empty() {
+        return Err(format!("simulated '{provider}' accounts cannot be generated (their credential is made outside)"));
+    }
     let mut out = format!(
-        "[[accounts]]\nid = \"{id}\"\nprovider = \"{provider}\"\nbase_url = \"{root}{}\"\n",
+        "[[accounts]]\nid = \"{id}\"\nprovider = \"{}\"\nbase_url = \"{root}{}\"\n",
+        p.config_provider(),
         p.base_path(org)
     );
+    for (key, path) in p.account_paths(org) {
+        out.push_str(&format!("{key} = \"{root}{path}\"\n"));
+    }
     if !options.extra.is_empty() {
         out.push_str(options.extra.trim_end());
         out.push('\n');
     }
     out.push_str("[accounts.credentials]\n");
-    for (key, value) in p.account_credentials(org) {
+    for (key, value) in credentials {
         let value = if options.wrong_credentials {
             format!("{value}-WRONG")
         } else {
@@ -296,9 +308,14 @@ pub fn account_toml(
     Ok(out)
 }
 
-/// Names of the simulated providers, in registry order.
+/// Names of the simulated providers whose accounts [`account_toml`] can
+/// generate, in registry order.
 pub fn provider_names() -> Vec<&'static str> {
-    providers::REGISTRY.iter().map(|p| p.name()).collect()
+    providers::REGISTRY
+        .iter()
+        .filter(|p| !p.account_credentials("org-1").is_empty())
+        .map(|p| p.name())
+        .collect()
 }
 
 /// The simulated org ids: `org-1`, `org-2`, ...

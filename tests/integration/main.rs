@@ -20,6 +20,7 @@ mod migrations;
 mod names;
 mod normalize;
 mod prometheus;
+mod providers_azure;
 mod providers_gateway;
 mod providers_media;
 mod proxy;

@@ -4,6 +4,7 @@
 //! adding a provider is its folder plus one line in the registry.
 
 pub(crate) mod anthropic;
+pub(crate) mod azure;
 pub(crate) mod fal;
 pub(crate) mod litellm;
 pub(crate) mod openai;
@@ -59,7 +60,21 @@ pub(crate) trait SimulatedProvider: Send + Sync + 'static {
     /// The `[accounts.credentials]` an account of `org` needs against the
     /// simulator, so demo, test and benchmark configs are generated, not
     /// hand-written per provider.
+    /// Empty when a config cannot be generated (the credential is made
+    /// outside, such as a key file): generated fleets leave the provider out.
     fn account_credentials(&self, org: &str) -> Vec<(&'static str, String)>;
+
+    /// The `provider = ...` of a config account for it (when the URL
+    /// segment is shorter).
+    fn config_provider(&self) -> &'static str {
+        self.name()
+    }
+
+    /// Account settings whose values are paths on the simulator (the
+    /// server root is put in front), such as a separate login URL.
+    fn account_paths(&self, _org: &str) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
 
     /// Checks the request's credentials and required headers; the error is
     /// the provider's own reply (401, 400, ...).
@@ -105,6 +120,7 @@ pub(crate) static REGISTRY: &[&dyn SimulatedProvider] = &[
     &piapi::PiApi,
     &openrouter::OpenRouter,
     &litellm::LiteLlm,
+    &azure::Azure,
 ];
 
 /// The provider registered under `name`.
