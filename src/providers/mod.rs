@@ -10,6 +10,7 @@
 
 pub mod anthropic;
 pub mod fal;
+pub mod google_vertex;
 pub mod litellm;
 pub mod openai;
 pub mod openrouter;
