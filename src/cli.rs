@@ -149,6 +149,10 @@ pub enum Command {
         orgs: u32,
         #[arg(long, default_value_t = 40)]
         history_days: u32,
+        /// A Google service-account key JSON whose JWTs the simulated token
+        /// endpoint accepts (repeatable; the demo makes one at start).
+        #[arg(long = "google-service-account")]
+        google_service_accounts: Vec<PathBuf>,
     },
     /// Encrypted credentials: make a key, encrypt a secret, rotate keys.
     Vault {
@@ -194,7 +198,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             seed,
             orgs,
             history_days,
-        } => simulate(listen, seed, orgs, history_days).await,
+            google_service_accounts,
+        } => {
+            for path in &google_service_accounts {
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+                let email = crate::simulator::register_google_service_account(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                tracing::info!(%email, "simulated Google service account");
+            }
+            simulate(listen, seed, orgs, history_days).await
+        }
         Command::Vault { command } => vault(command),
     }
 }

@@ -17,6 +17,7 @@ mod migrations;
 mod normalize;
 mod prometheus;
 mod providers_gateway;
+mod providers_google_vertex;
 mod providers_media;
 mod proxy;
 mod sync_e2e;

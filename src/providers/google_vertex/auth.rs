@@ -23,7 +23,8 @@ use crate::providers::{FailureKind, ProviderError, ProviderHttp};
 
 /// Read-only scopes: the billing export (BigQuery) and token counts
 /// (Cloud Monitoring).
-pub const SCOPES: &str = "https://www.googleapis.com/auth/bigquery.readonly https://www.googleapis.com/auth/monitoring.read";
+pub const SCOPES: &str =
+    "https://www.googleapis.com/auth/bigquery.readonly https://www.googleapis.com/auth/monitoring.read";
 
 /// Lifetime asked for the assertion; Google accepts at most one hour.
 const ASSERTION_SECONDS: i64 = 3_600;
@@ -149,9 +150,14 @@ pub struct TokenClassifier;
 
 impl RetryClassifier for TokenClassifier {
     fn classify(&self, status: reqwest::StatusCode, headers: &reqwest::header::HeaderMap, body: &str) -> Verdict {
-        let oauth_refusal = ["invalid_grant", "invalid_client", "unauthorized_client", "invalid_scope"]
-            .iter()
-            .any(|code| body.contains(code));
+        let oauth_refusal = [
+            "invalid_grant",
+            "invalid_client",
+            "unauthorized_client",
+            "invalid_scope",
+        ]
+        .iter()
+        .any(|code| body.contains(code));
         if status.is_client_error() && oauth_refusal {
             Verdict::Fail(FailureKind::Auth)
         } else {

@@ -57,7 +57,10 @@ impl TableId {
             ));
         }
         let name_ok = |s: &str, extra: &[char]| {
-            !s.is_empty() && s.len() <= 1024 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || extra.contains(&c))
+            !s.is_empty()
+                && s.len() <= 1024
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || extra.contains(&c))
         };
         if !name_ok(dataset, &[]) {
             return Err(format!("dataset '{dataset}' may only use letters, digits and '_'"));
@@ -265,8 +268,8 @@ pub fn service_account(text: &str) -> Result<ServiceAccount, String> {
     if trimmed.starts_with("ya29.") {
         return Err(format!("is an OAuth access token, which expires within an hour; {fix}"));
     }
-    let value: Value =
-        serde_json::from_str(trimmed).map_err(|_| format!("is not valid JSON (a service-account key file is); {fix}"))?;
+    let value: Value = serde_json::from_str(trimmed)
+        .map_err(|_| format!("is not valid JSON (a service-account key file is); {fix}"))?;
     let obj = value
         .as_object()
         .ok_or_else(|| format!("is not a JSON object; {fix}"))?;

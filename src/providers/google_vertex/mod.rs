@@ -265,6 +265,14 @@ impl ProviderAdapter for VertexAdapter {
     }
 }
 
+/// The DER public key (PKCS#1 `RSAPublicKey`) of a service account's PEM
+/// private key: what Google keeps to verify its JWTs (the simulator does too).
+pub fn public_key_der(pem: &str) -> Result<Vec<u8>, String> {
+    auth::signing_key(pem)
+        .map(|key| ring::signature::KeyPair::public_key(&key).as_ref().to_vec())
+        .map_err(|problem| format!("the private key {problem}"))
+}
+
 /// Runs each response parser on `data` (the first byte picks the parser, the
 /// rest is the body); never panics, ignores errors. For the fuzz targets.
 #[doc(hidden)]
@@ -285,7 +293,11 @@ pub fn fuzz_parse(data: &[u8]) {
         }
         1 => {
             let start = chrono::DateTime::<chrono::Utc>::MIN_UTC;
-            let _ = parse::time_series_page(&value, TOKENS.endpoint, (start, chrono::DateTime::<chrono::Utc>::MAX_UTC));
+            let _ = parse::time_series_page(
+                &value,
+                TOKENS.endpoint,
+                (start, chrono::DateTime::<chrono::Utc>::MAX_UTC),
+            );
         }
         _ => {
             let _ = auth::token(&value);

@@ -28,14 +28,17 @@ pub async fn fetch(adapter: &VertexAdapter, window: TimeWindow) -> Result<Endpoi
     if window.is_empty() {
         return Ok(EndpointFetch::default());
     }
-    let url = format!(
-        "{root}/v3/projects/{}/timeSeries",
-        adapter.config.monitoring_project
-    );
+    let url = format!("{root}/v3/projects/{}/timeSeries", adapter.config.monitoring_project);
     let query: Vec<(&str, String)> = vec![
         ("filter", format!("metric.type=\"{TOKEN_METRIC}\"")),
-        ("interval.startTime", window.start.to_rfc3339_opts(SecondsFormat::Secs, true)),
-        ("interval.endTime", window.end.to_rfc3339_opts(SecondsFormat::Secs, true)),
+        (
+            "interval.startTime",
+            window.start.to_rfc3339_opts(SecondsFormat::Secs, true),
+        ),
+        (
+            "interval.endTime",
+            window.end.to_rfc3339_opts(SecondsFormat::Secs, true),
+        ),
         ("aggregation.alignmentPeriod", "3600s".into()),
         ("aggregation.perSeriesAligner", "ALIGN_SUM".into()),
         ("aggregation.crossSeriesReducer", "REDUCE_SUM".into()),
@@ -64,8 +67,7 @@ pub async fn fetch(adapter: &VertexAdapter, window: TimeWindow) -> Result<Endpoi
                         }
                     })
                     .await?;
-                let (records, next) =
-                    parse::time_series_page(&body, TOKENS.endpoint, (window.start, window.end))?;
+                let (records, next) = parse::time_series_page(&body, TOKENS.endpoint, (window.start, window.end))?;
                 let mut buckets: Vec<PageBucket> = Vec::new();
                 if number == 1 {
                     buckets.extend(bucket_starts(window, &TOKENS).into_iter().map(|start| PageBucket {

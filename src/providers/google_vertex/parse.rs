@@ -80,7 +80,10 @@ pub fn query_page(body: &Value, endpoint: &str) -> Result<QueryPage, JsonError> 
         });
     }
     if let Some(errors) = obj.get("errors").and_then(Value::as_array).filter(|e| !e.is_empty()) {
-        return Err(err(format!("the query job reported errors: {}", Value::Array(errors.clone()))));
+        return Err(err(format!(
+            "the query job reported errors: {}",
+            Value::Array(errors.clone())
+        )));
     }
     let fields = schema_fields(obj)?;
     let rows = match obj.get("rows") {
@@ -140,7 +143,11 @@ fn cells<'a>(fields: &'a [(String, String)], row: &'a Value) -> Result<BTreeMap<
         let text = match cell.get("v") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.as_str()),
-            Some(_) => return Err(err(format!("cell '{name}' is not a string (BigQuery sends every scalar as one)"))),
+            Some(_) => {
+                return Err(err(format!(
+                    "cell '{name}' is not a string (BigQuery sends every scalar as one)"
+                )))
+            }
         };
         out.insert(name.as_str(), text);
     }
@@ -180,7 +187,10 @@ fn billing_record(fields: &[(String, String)], row: &Value, endpoint: &str) -> R
         .ok_or_else(|| err("cell 'day' is missing or null"))?;
     let start = timestamp_micros(day_text, "day")?;
     if Granularity::Day.floor(start) != start {
-        return Err(err(format!("cell 'day' ({}) is not a UTC midnight", start.to_rfc3339())));
+        return Err(err(format!(
+            "cell 'day' ({}) is not a UTC midnight",
+            start.to_rfc3339()
+        )));
     }
     let mut raw_group = BTreeMap::new();
     for column in GROUP_COLUMNS {
@@ -202,7 +212,9 @@ fn billing_record(fields: &[(String, String)], row: &Value, endpoint: &str) -> R
     } else {
         let rate = decimal_cell(&cells, "conversion_rate")?;
         if rate <= Decimal::ZERO {
-            return Err(err(format!("conversion_rate {rate} of a {currency} row is not positive")));
+            return Err(err(format!(
+                "conversion_rate {rate} of a {currency} row is not positive"
+            )));
         }
         rate
     };
@@ -252,14 +264,38 @@ fn billing_record(fields: &[(String, String)], row: &Value, endpoint: &str) -> R
 
 /// Model families whose SKUs name a model.
 const FAMILIES: &[&str] = &[
-    "gemini", "gemma", "claude", "llama", "mistral", "codestral", "imagen", "veo", "chirp", "text-embedding", "embedding",
+    "gemini",
+    "gemma",
+    "claude",
+    "llama",
+    "mistral",
+    "codestral",
+    "imagen",
+    "veo",
+    "chirp",
+    "text-embedding",
+    "embedding",
 ];
 
 /// Where a SKU's model name ends: the token direction or modality that
 /// follows it ("Gemini 2.5 Flash Text Input - Predictions").
 const MODEL_ENDS: &[&str] = &[
-    " text input", " text output", " input", " output", " image", " audio", " video", " cached", " context cache",
-    " batch", " tokens", " token", " characters", " - ", ":", " (",
+    " text input",
+    " text output",
+    " input",
+    " output",
+    " image",
+    " audio",
+    " video",
+    " cached",
+    " context cache",
+    " batch",
+    " tokens",
+    " token",
+    " characters",
+    " - ",
+    ":",
+    " (",
 ];
 
 /// The model a SKU description names, as Vertex spells model ids
@@ -434,8 +470,22 @@ mod tests {
     fn vertex_billing_rows_net_credits_positive_and_rows_without_credits_are_kept() {
         let body = page(
             vec![
-                row("1736899200000000", "Gemini 2.5 Flash Text Input - Predictions", "USD", "1", "12.345678901", "-1.2"),
-                row("1736899200000000", "Gemini 2.5 Flash Text Output - Predictions", "USD", "1", "3.5", "0"),
+                row(
+                    "1736899200000000",
+                    "Gemini 2.5 Flash Text Input - Predictions",
+                    "USD",
+                    "1",
+                    "12.345678901",
+                    "-1.2",
+                ),
+                row(
+                    "1736899200000000",
+                    "Gemini 2.5 Flash Text Output - Predictions",
+                    "USD",
+                    "1",
+                    "3.5",
+                    "0",
+                ),
             ],
             Some("BGFJ2YQ"),
         );
@@ -455,10 +505,23 @@ mod tests {
 
     #[test]
     fn vertex_other_currencies_are_converted_exactly_and_keep_the_original() {
-        let body = page(vec![row("1736899200000000", "Gemini 2.5 Pro Text Input", "EUR", "0.9", "9", "-0.9")], None);
+        let body = page(
+            vec![row(
+                "1736899200000000",
+                "Gemini 2.5 Pro Text Input",
+                "EUR",
+                "0.9",
+                "9",
+                "-0.9",
+            )],
+            None,
+        );
         let r = &query_page(&body, "billing_export").unwrap().records[0];
         assert_eq!((r.measures.cost, r.measures.credits), (d("10"), d("1")));
-        assert_eq!((r.measures.amount_original, r.measures.currency.as_str()), (d("9"), "EUR"));
+        assert_eq!(
+            (r.measures.amount_original, r.measures.currency.as_str()),
+            (d("9"), "EUR")
+        );
     }
 
     #[test]
@@ -482,10 +545,16 @@ mod tests {
 
     #[test]
     fn vertex_models_from_skus() {
-        assert_eq!(model_of_sku("Gemini 2.5 Flash Text Input - Predictions"), "gemini-2.5-flash");
+        assert_eq!(
+            model_of_sku("Gemini 2.5 Flash Text Input - Predictions"),
+            "gemini-2.5-flash"
+        );
         assert_eq!(model_of_sku("Gemini 2.0 Flash Input token count"), "gemini-2.0-flash");
         assert_eq!(model_of_sku("Claude Sonnet 4 Output Tokens"), "claude-sonnet-4");
-        assert_eq!(model_of_sku("Vertex AI Prediction: Online Prediction n1-standard-4"), "");
+        assert_eq!(
+            model_of_sku("Vertex AI Prediction: Online Prediction n1-standard-4"),
+            ""
+        );
         assert_eq!(model_of_sku(""), "");
     }
 

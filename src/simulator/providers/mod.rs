@@ -5,6 +5,7 @@
 
 pub(crate) mod anthropic;
 pub(crate) mod fal;
+pub(crate) mod google_vertex;
 pub(crate) mod litellm;
 pub(crate) mod openai;
 pub(crate) mod openrouter;
@@ -100,6 +101,7 @@ pub(crate) static REGISTRY: &[&dyn SimulatedProvider] = &[
     &piapi::PiApi,
     &openrouter::OpenRouter,
     &litellm::LiteLlm,
+    &google_vertex::GoogleVertex,
 ];
 
 /// The provider registered under `name`.
