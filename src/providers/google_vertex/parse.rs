@@ -186,7 +186,7 @@ fn billing_record(fields: &[(String, String)], row: &Value, endpoint: &str) -> R
         .flatten()
         .ok_or_else(|| err("cell 'day' is missing or null"))?;
     let start = timestamp_micros(day_text, "day")?;
-    if Granularity::Day.floor(start) != start {
+    if start.timestamp().rem_euclid(86_400) != 0 || start.timestamp_subsec_nanos() != 0 {
         return Err(err(format!(
             "cell 'day' ({}) is not a UTC midnight",
             start.to_rfc3339()
