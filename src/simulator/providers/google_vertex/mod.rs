@@ -219,7 +219,7 @@ fn day_rows(world: &World<'_>, org: &str, day: i64) -> Vec<DayRow> {
                 // Free tier: the first 0.25 (billing currency) of Flash input each day.
                 0 => -cost.min(Decimal::new(25, 2)),
                 // A promotion on some days: 10% off Pro.
-                2 | 3 if draw.at(&[day, -7]) % 3 == 0 => -round9(cost / Decimal::from(10)),
+                2 | 3 if draw.at(&[day, -7]).is_multiple_of(3) => -round9(cost / Decimal::from(10)),
                 _ => Decimal::ZERO,
             };
             DayRow { sku: i, cost, credits }
