@@ -250,11 +250,7 @@ async fn providers_google_vertex_match_truth_with_credits_restatement_and_empty_
     let written_before = support::count(&client, written).await;
     let (code, stdout, _) = run_cli_sync(&config, &since, &until).await;
     assert_eq!(code, Some(0), "{stdout}");
-    assert_eq!(
-        support::count(&client, live).await,
-        rows_before,
-        "{stdout}"
-    );
+    assert_eq!(support::count(&client, live).await, rows_before, "{stdout}");
     assert_eq!(
         support::count(&client, written).await,
         written_before,
