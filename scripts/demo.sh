@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README run command: on a fresh Debian machine, installs and starts a
 # local ClickHouse (127.0.0.1:8123), starts the bundled provider simulator
-# (127.0.0.1:8787), runs the daemon against both with config/demo.toml, and
+# (127.0.0.1:8787), runs the daemon against both with config/demo.toml (plus a
+# Google Vertex account whose key it makes at start, in .demo/demo.toml), and
 # shows the backfill's progress. No real credentials are involved.
 #
 # Ctrl-C, or `kill <pid of this script>` (TERM, INT or HUP), stops everything
@@ -15,6 +16,7 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v clickhouse-server >/dev/null 2>&1 || [ -x /usr/sbin/clickhouse-server ] || missing+=(clickhouse-server)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]} (Debian packages)"
   export DEBIAN_FRONTEND=noninteractive
@@ -70,7 +72,36 @@ else
   scripts/clickhouse-server.sh start .demo/clickhouse 8123 UTC
 fi
 
-"$bin" simulate --listen 127.0.0.1:8787 --orgs 2 --seed 42 2>.demo/simulator.log &
+# A throwaway service-account key for the simulated Google Vertex org (the
+# simulator verifies the daemon's JWTs with its public half).
+command -v openssl >/dev/null 2>&1 || { echo "openssl is needed to make the demo's Google key" >&2; exit 1; }
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out .demo/google-vertex-key.pem 2>/dev/null
+pem=$(awk '{printf "%s\\n", $0}' .demo/google-vertex-key.pem)
+cat > .demo/google-vertex-org-1.json <<JSON
+{"type": "service_account", "project_id": "org-1-vertex", "private_key_id": "demo-key-1",
+ "private_key": "$pem", "client_email": "tokentra-demo@org-1-vertex.iam.gserviceaccount.com",
+ "client_id": "100000000000000000001", "token_uri": "http://127.0.0.1:8787/google_vertex/org-1/token"}
+JSON
+chmod 600 .demo/google-vertex-key.pem .demo/google-vertex-org-1.json
+# The demo config: config/demo.toml plus the Vertex account of that key.
+{
+  cat config/demo.toml
+  cat <<'TOML'
+
+[[accounts]]
+id = "vertex-org-1"
+provider = "google_vertex"
+interval = "1m"
+base_url = "http://127.0.0.1:8787/google_vertex/org-1/bigquery/v2"
+billing_table = "org-1-billing.billing_export.gcp_billing_export_v1_0A1B2C_3D4E5F_6A7B8C"
+monitoring_url = "http://127.0.0.1:8787/google_vertex/org-1/monitoring"
+[accounts.credentials]
+service_account_file = ".demo/google-vertex-org-1.json"
+TOML
+} > .demo/demo.toml
+
+"$bin" simulate --listen 127.0.0.1:8787 --orgs 2 --seed 42 \
+  --google-service-account .demo/google-vertex-org-1.json 2>.demo/simulator.log &
 sim_pid=$!
 pids+=("$sim_pid")
 for _ in $(seq 1 100); do
@@ -80,7 +111,7 @@ for _ in $(seq 1 100); do
 done
 
 started=$(date -u +%s)
-"$bin" run -c config/demo.toml 2>.demo/daemon.log &
+"$bin" run -c .demo/demo.toml 2>.demo/daemon.log &
 daemon_pid=$!
 pids+=("$daemon_pid")
 
@@ -100,7 +131,7 @@ where_to_look
 
 # Backfill progress from the sync log and the watermarks, every 3 seconds
 # until every account has caught up, then a line whenever new rows arrive.
-accounts=$(grep -c '^\[\[accounts\]\]' config/demo.toml)
+accounts=$(grep -c '^\[\[accounts\]\]' .demo/demo.toml)
 progress() {
   local sleeper=
   trap '[ -n "$sleeper" ] && kill "$sleeper" 2>/dev/null; exit 0' TERM

@@ -10,6 +10,7 @@ log() { printf '\n== %s\n' "$*"; }
 missing=()
 command -v clickhouse-server >/dev/null 2>&1 || [ -x /usr/sbin/clickhouse-server ] || missing+=(clickhouse-server)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # Tools of the ops checks, installed without their recommendations (the
 # prometheus package would pull in node-exporter, docker-compose a Docker engine).
 tools=()

@@ -151,6 +151,10 @@ pub enum Command {
         /// Server worker threads; 0 = one per core.
         #[arg(long, default_value_t = 0)]
         workers: usize,
+        /// A Google service-account key JSON whose JWTs the simulated token
+        /// endpoint accepts (repeatable; the demo makes one at start).
+        #[arg(long = "google-service-account")]
+        google_service_accounts: Vec<PathBuf>,
         #[command(flatten)]
         fleet: FleetArgs,
     },
@@ -246,8 +250,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             orgs,
             history_days,
             workers,
+            google_service_accounts,
             fleet,
         } => {
+            for path in &google_service_accounts {
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+                let email = crate::simulator::register_google_service_account(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                tracing::info!(%email, "simulated Google service account");
+            }
             let config = crate::simulator::SimConfig {
                 listen,
                 seed,

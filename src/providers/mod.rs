@@ -11,6 +11,7 @@
 pub mod anthropic;
 pub mod azure_openai;
 pub mod fal;
+pub mod google_vertex;
 pub mod litellm;
 pub mod names;
 pub mod openai;

@@ -47,17 +47,3 @@ pub static AWS_BEDROCK: ProviderDescriptor = planned(
     },
     &["cloudwatch_url"],
 );
-
-pub static GOOGLE_VERTEX: ProviderDescriptor = planned(
-    Provider::GoogleVertex,
-    Some("https://bigquery.googleapis.com/bigquery/v2"),
-    BILLING_INTERVAL,
-    3,
-    CredentialKeys {
-        required: &[],
-        optional: &[],
-        one_of: &["service_account_json", "service_account_file"],
-        identity: &["service_account_json", "service_account_file"],
-    },
-    &["monitoring_url", "billing_table"],
-);

@@ -95,7 +95,7 @@ static REGISTRY: [&ProviderDescriptor; 10] = [
     &super::anthropic::DESCRIPTOR,
     &super::planned::AWS_BEDROCK,
     &super::azure_openai::DESCRIPTOR,
-    &super::planned::GOOGLE_VERTEX,
+    &super::google_vertex::DESCRIPTOR,
     &super::openrouter::DESCRIPTOR,
     &super::litellm::DESCRIPTOR,
     &super::fal::DESCRIPTOR,

@@ -33,6 +33,10 @@
 //! - `/azure/{org}/...`: Entra ID login (`login/{tenant}/oauth2/v2.0/token`), Cost
 //!   Management query, Cognitive Services accounts and deployments, Azure Monitor
 //!   metrics ([`azure_credentials`]; see `providers/azure`).
+//! - `/google_vertex/{org}/token` (service-account JWT grant, keys registered
+//!   with [`register_google_service_account`]), `/google_vertex/{org}/bigquery/v2/...`
+//!   (`jobs.query`, `getQueryResults`) and `/google_vertex/{org}/monitoring/v3/...`:
+//!   `Authorization: Bearer` with a token from that endpoint.
 //! - `GET /_sim/truth?provider=&org=&start=&end=[&api=]`, `POST /_sim/faults`,
 //!   `POST /_sim/restate`, `GET /_sim/stats` (provider requests only),
 //!   `POST /_sim/org-faults` (orgs broken on every request, see [`fleet`]).
@@ -58,6 +62,10 @@ pub use data::{normalize_model, Restatement, TruthRow};
 pub use faults::{FaultPlan, OrgFault};
 pub use names::NameChange;
 pub use providers::azure::{azure_credentials, AzureCredentials};
+pub use providers::google_vertex::{
+    billing_table as google_billing_table, register_service_account as register_google_service_account,
+    service_account_json as google_service_account_json,
+};
 pub use providers::TruthOptions;
 pub use server::StatEntry;
 
@@ -141,6 +149,16 @@ impl SimHandle {
     /// The `base_url` of the simulated LiteLLM proxy of `org`.
     pub fn litellm_base_url(&self, org: &str) -> String {
         format!("{}/litellm/{org}", self.base_url())
+    }
+
+    /// The BigQuery `base_url` of a Google Vertex account of `org`.
+    pub fn google_vertex_base_url(&self, org: &str) -> String {
+        format!("{}/google_vertex/{org}/bigquery/v2", self.base_url())
+    }
+
+    /// The `monitoring_url` of a Google Vertex account of `org`.
+    pub fn google_vertex_monitoring_url(&self, org: &str) -> String {
+        format!("{}/google_vertex/{org}/monitoring", self.base_url())
     }
 
     /// Ground truth with this simulator's seed, history and restatements,

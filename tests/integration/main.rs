@@ -22,6 +22,7 @@ mod normalize;
 mod prometheus;
 mod providers_azure;
 mod providers_gateway;
+mod providers_google_vertex;
 mod providers_media;
 mod proxy;
 mod reload;

@@ -6,6 +6,7 @@
 pub(crate) mod anthropic;
 pub(crate) mod azure;
 pub(crate) mod fal;
+pub(crate) mod google_vertex;
 pub(crate) mod litellm;
 pub(crate) mod openai;
 pub(crate) mod openrouter;
@@ -121,6 +122,7 @@ pub(crate) static REGISTRY: &[&dyn SimulatedProvider] = &[
     &openrouter::OpenRouter,
     &litellm::LiteLlm,
     &azure::Azure,
+    &google_vertex::GoogleVertex,
 ];
 
 /// The provider registered under `name`.
