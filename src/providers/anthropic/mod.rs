@@ -317,6 +317,42 @@ impl ProviderAdapter for AnthropicAdapter {
     }
 }
 
+/// Every Anthropic response parser on fuzzer input (`fuzz/`): the first
+/// byte picks the API and endpoint (legacy usage or cost report, analytics
+/// usage or cost, the names list), the rest is the body. Never panics.
+#[doc(hidden)]
+pub fn fuzz_parse(data: &[u8]) {
+    let Some((which, body)) = crate::providers::json::fuzz_input(data) else {
+        return;
+    };
+    match which % 5 {
+        0 | 1 => {
+            let spec = if which % 5 == 0 { &USAGE } else { &COST };
+            let Ok(parsed) = report::parse_page(&body, spec.granularity) else {
+                return;
+            };
+            for bucket in &parsed.buckets {
+                for (i, result) in bucket.results.iter().enumerate() {
+                    let path = format!("{}.results[{i}]", bucket.path);
+                    match spec.record_type {
+                        RecordType::Usage => drop(usage::records(spec, bucket, result, &path)),
+                        _ => drop(cost::record(spec, bucket, result, &path)),
+                    }
+                }
+            }
+        }
+        2 => drop(analytics::parse_page(&analytics::USAGE, analytics::USAGE_GROUP_BY, &body)),
+        3 => drop(analytics::parse_page(&analytics::COST, analytics::COST_GROUP_BY, &body)),
+        _ => {
+            if let Ok(page) = crate::providers::names::id_cursor_page(&body) {
+                for (i, item) in page.items.iter().enumerate() {
+                    let _ = crate::providers::names::item_text(item, i, "partial_key_hint");
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

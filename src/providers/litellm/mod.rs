@@ -211,5 +211,14 @@ impl ProviderAdapter for LiteLlmAdapter {
     }
 }
 
+/// The LiteLLM daily-activity parser on fuzzer input (`fuzz/`): the first
+/// byte is ignored, the rest is the body. Never panics.
+#[doc(hidden)]
+pub fn fuzz_parse(data: &[u8]) {
+    if let Some((_, body)) = super::json::fuzz_input(data) {
+        drop(parse::page(&body));
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -424,5 +424,25 @@ fn into_buckets(page: parse::Page) -> Page {
     }
 }
 
+/// Every OpenAI response parser on fuzzer input (`fuzz/`): the first byte
+/// picks the endpoint (or the names list), the rest is the body. Never
+/// panics; errors are the expected outcome.
+#[doc(hidden)]
+pub fn fuzz_parse(data: &[u8]) {
+    let Some((which, body)) = super::json::fuzz_input(data) else {
+        return;
+    };
+    match ENDPOINTS.get(usize::from(which) % (ENDPOINTS.len() + 1)) {
+        Some(def) => drop(parse::page(def, &body)),
+        None => {
+            if let Ok(page) = super::names::id_cursor_page(&body) {
+                for (i, item) in page.items.iter().enumerate() {
+                    let _ = (super::names::item_id(item, i), super::names::item_text(item, i, "name"));
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

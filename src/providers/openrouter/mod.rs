@@ -227,5 +227,15 @@ impl ProviderAdapter for OpenRouterAdapter {
     }
 }
 
+/// The OpenRouter activity parser on fuzzer input (`fuzz/`): the first byte
+/// picks the record type, the rest is the body. Never panics.
+#[doc(hidden)]
+pub fn fuzz_parse(data: &[u8]) {
+    if let Some((which, body)) = super::json::fuzz_input(data) {
+        let record_type = if which % 2 == 0 { RecordType::Usage } else { RecordType::Cost };
+        drop(parse::activity(&body, record_type));
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -274,5 +274,14 @@ impl ProviderAdapter for PiApiAdapter {
     }
 }
 
+/// The PiAPI account-info parser on fuzzer input (`fuzz/`): the first byte
+/// is ignored, the rest is the body. Never panics.
+#[doc(hidden)]
+pub fn fuzz_parse(data: &[u8]) {
+    if let Some((_, body)) = super::json::fuzz_input(data) {
+        drop(parse::reading(&body));
+    }
+}
+
 #[cfg(test)]
 mod tests;

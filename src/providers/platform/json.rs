@@ -178,3 +178,11 @@ mod tests {
         assert_eq!(next_page(v.as_object().unwrap()).unwrap(), None);
     }
 }
+
+/// A fuzz input for a provider's `fuzz_parse`: the first byte picks which of
+/// its parsers runs, the rest is the response body; `None` when the body is
+/// not JSON (the HTTP layer refuses those before any parser sees them).
+pub fn fuzz_input(data: &[u8]) -> Option<(u8, Value)> {
+    let (&which, body) = data.split_first()?;
+    serde_json::from_slice(body).ok().map(|value| (which, value))
+}
