@@ -9,6 +9,7 @@
 //! redaction, JSON readers) lives once in [`platform`].
 
 pub mod anthropic;
+pub mod aws_bedrock;
 pub mod fal;
 pub mod litellm;
 pub mod openai;

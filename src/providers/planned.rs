@@ -34,20 +34,6 @@ const fn planned(
     }
 }
 
-pub static AWS_BEDROCK: ProviderDescriptor = planned(
-    Provider::AwsBedrock,
-    Some("https://ce.us-east-1.amazonaws.com"),
-    BILLING_INTERVAL,
-    3,
-    CredentialKeys {
-        required: &["access_key_id", "secret_access_key", "region"],
-        optional: &["session_token", "role_arn", "external_id"],
-        one_of: &[],
-        identity: &["access_key_id", "role_arn"],
-    },
-    &["cloudwatch_url"],
-);
-
 pub static AZURE_OPENAI: ProviderDescriptor = planned(
     Provider::AzureOpenAi,
     Some("https://management.azure.com"),

@@ -93,7 +93,7 @@ pub const BILLING_INTERVAL: Duration = Duration::from_secs(3_600);
 static REGISTRY: [&ProviderDescriptor; 10] = [
     &super::openai::DESCRIPTOR,
     &super::anthropic::DESCRIPTOR,
-    &super::planned::AWS_BEDROCK,
+    &super::aws_bedrock::DESCRIPTOR,
     &super::planned::AZURE_OPENAI,
     &super::planned::GOOGLE_VERTEX,
     &super::openrouter::DESCRIPTOR,

@@ -47,6 +47,11 @@ use chrono::{DateTime, Utc};
 
 pub use data::{normalize_model, Restatement, TruthRow};
 pub use faults::FaultPlan;
+#[doc(hidden)]
+pub use providers::aws_bedrock::cbor as aws_cbor;
+pub use providers::aws_bedrock::{
+    bedrock_access_key_id, bedrock_external_id, bedrock_role_arn, bedrock_secret_access_key,
+};
 pub use providers::TruthOptions;
 pub use server::StatEntry;
 

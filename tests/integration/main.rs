@@ -16,6 +16,7 @@ mod logs;
 mod migrations;
 mod normalize;
 mod prometheus;
+mod providers_aws_bedrock;
 mod providers_gateway;
 mod providers_media;
 mod proxy;

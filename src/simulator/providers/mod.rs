@@ -4,6 +4,7 @@
 //! adding a provider is its folder plus one line in the registry.
 
 pub(crate) mod anthropic;
+pub(crate) mod aws_bedrock;
 pub(crate) mod fal;
 pub(crate) mod litellm;
 pub(crate) mod openai;
@@ -100,6 +101,7 @@ pub(crate) static REGISTRY: &[&dyn SimulatedProvider] = &[
     &piapi::PiApi,
     &openrouter::OpenRouter,
     &litellm::LiteLlm,
+    &aws_bedrock::AwsBedrock,
 ];
 
 /// The provider registered under `name`.
