@@ -317,7 +317,7 @@ async fn providers_aws_bedrock_expired_role_credentials_are_refreshed_once_and_a
     )
     .await;
     assert_eq!(
-        runs.trim(),
+        runs.trim_end_matches('\n'),
         "bedrock-absk\tfailed\tauth\nbedrock-role\tsuccess\t",
         "{runs}"
     );
