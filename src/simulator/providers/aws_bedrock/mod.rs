@@ -587,9 +587,8 @@ impl SimulatedProvider for AwsBedrock {
         };
         let token = request.header("x-amz-security-token").unwrap_or_default();
         let is_sts = request.tail.starts_with("sts");
-        if key == bedrock_access_key_id(request.org) {
-            Ok(())
-        } else if !is_sts && key == assumed_key_id(request.org) && token.starts_with(&session_prefix(request.org)) {
+        let assumed = !is_sts && key == assumed_key_id(request.org) && token.starts_with(&session_prefix(request.org));
+        if key == bedrock_access_key_id(request.org) || assumed {
             Ok(())
         } else if is_sts {
             Err(xml_error(
