@@ -181,13 +181,14 @@ api_key = "sk-admin-FAKE"
 fn unsupported_providers_must_be_disabled() {
     let text = r#"
 [[accounts]]
-id = "aws"
-provider = "aws_bedrock"
+id = "azure"
+provider = "azure_openai"
 enabled = ENABLED
 [accounts.credentials]
-access_key_id = "AKIAFAKE"
-secret_access_key = "FAKE"
-region = "us-east-1"
+tenant_id = "FAKE-tenant"
+client_id = "FAKE-client"
+client_secret = "FAKE"
+subscription_id = "FAKE-subscription"
 "#;
     let p = problems(&text.replace("ENABLED", "true"), &[]);
     assert!(p[0].contains("not supported by this release"), "{p:?}");
