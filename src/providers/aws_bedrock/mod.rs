@@ -13,9 +13,10 @@
 //!
 //! Cost Explorer charges $0.01 per request (every page): one request per
 //! stream and window plus its pages, nothing else (no GetDimensionValues;
-//! the Marketplace services are found by filtering on BILLING_ENTITY). The
-//! requests are counted with every other provider request
-//! (`tokentra_sync_provider_responses_total`) and logged per fetch.
+//! the Marketplace services are found by filtering on BILLING_ENTITY). Each
+//! is counted in `tokentra_sync_provider_billed_requests_total{api =
+//! "GetCostAndUsage"}` (and, like every request, in the HTTP response
+//! counters) and logged per fetch.
 //!
 //! Days Cost Explorer marks `Estimated` are re-read by every later sync until
 //! they are final: the adapter widens the next window back to the earliest
@@ -363,6 +364,7 @@ impl BedrockAdapter {
                     let answer = self
                         .call("GetCostAndUsage", || {
                             self.ce_requests.fetch_add(1, Ordering::Relaxed);
+                            crate::metrics::billed_request(&self.account, Provider::AwsBedrock, "GetCostAndUsage");
                             self.ce
                                 .get_cost_and_usage()
                                 .time_period(period.clone())

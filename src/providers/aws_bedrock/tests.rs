@@ -22,6 +22,10 @@ const AKID: &str = "AKIAFAKETESTKEY00001";
 const SECRET: &str = "fakeTestSecretKey/0123456789abcdefghijklmn";
 
 fn adapter(base_url: &str, access_key_id: &str) -> BedrockAdapter {
+    adapter_of("bedrock", base_url, access_key_id)
+}
+
+fn adapter_of(id: &str, base_url: &str, access_key_id: &str) -> BedrockAdapter {
     let creds: BTreeMap<String, Secret> = [
         ("access_key_id", access_key_id),
         ("secret_access_key", SECRET),
@@ -32,7 +36,7 @@ fn adapter(base_url: &str, access_key_id: &str) -> BedrockAdapter {
     .collect();
     let settings = BTreeMap::from([("cloudwatch_url".to_string(), format!("{base_url}/cw"))]);
     let view = AccountView {
-        id: "bedrock",
+        id,
         base_url,
         credentials: &creds,
         settings: &settings,
@@ -43,7 +47,7 @@ fn adapter(base_url: &str, access_key_id: &str) -> BedrockAdapter {
         max_delay: Duration::from_millis(50),
         ..RetryPolicy::default()
     };
-    BedrockAdapter::new("bedrock", base_url, &config, policy).unwrap()
+    BedrockAdapter::new(id, base_url, &config, policy).unwrap()
 }
 
 fn window() -> TimeWindow {
@@ -95,7 +99,7 @@ async fn aws_bedrock_cost_explorer_pages_with_identical_parameters_and_counts_re
         .respond_with(ResponseTemplate::new(200).set_body_json(page("2026-11-01", "1.000000001", Some("page-2"))))
         .mount(&server)
         .await;
-    let a = adapter(&server.uri(), AKID);
+    let a = adapter_of("bedrock-paging", &server.uri(), AKID);
     let fetched = a.fetch(&SPECS[0], window()).await.unwrap();
     let costs: Vec<Decimal> = fetched.records.iter().map(|r| r.measures.cost).collect();
     assert_eq!(
@@ -129,6 +133,15 @@ async fn aws_bedrock_cost_explorer_pages_with_identical_parameters_and_counts_re
         "SigV4 signed"
     );
     assert_eq!(a.http_stats().requests.load(Ordering::Relaxed), 2);
+    let billed = crate::metrics::render()
+        .lines()
+        .find(|l| {
+            l.starts_with("tokentra_sync_provider_billed_requests_total")
+                && l.contains("account=\"bedrock-paging\"")
+                && l.contains("api=\"GetCostAndUsage\"")
+        })
+        .map(|l| l.rsplit(' ').next().unwrap_or_default().to_string());
+    assert_eq!(billed.as_deref(), Some("2"), "each page is a billed request, counted");
 }
 
 #[tokio::test]
