@@ -28,6 +28,10 @@ if ! python3 -c 'import chdb' >/dev/null 2>&1; then
   log "installing chdb (current ClickHouse engine, for the migration test)"
   python3 -m pip install --quiet --disable-pip-version-check 'chdb==4.4.0'
 fi
+if ! python3 -c 'import moto, flask; assert moto.__version__ == "5.2.1"' >/dev/null 2>&1; then
+  log "installing moto[server] (AWS API emulator, for the Bedrock tests)"
+  python3 -m pip install --quiet --disable-pip-version-check 'moto[server]==5.2.1'
+fi
 
 work=$(mktemp -d /tmp/tokentra-test.XXXXXX)
 port=$(python3 - <<'PY'

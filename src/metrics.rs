@@ -41,6 +41,7 @@ struct Metrics {
     rows_written: IntCounterVec,
     provider_responses: IntCounterVec,
     provider_retries: IntCounterVec,
+    billed_requests: IntCounterVec,
     rate_limit_waits: IntCounterVec,
     rate_limit_wait_seconds: prometheus::CounterVec,
     writer_queue_rows: IntGauge,
@@ -158,6 +159,17 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         provider_retries: register(
             &r,
             IntCounterVec::new(opts("provider_retries_total", "Provider requests retried."), account).unwrap(),
+        ),
+        billed_requests: register(
+            &r,
+            IntCounterVec::new(
+                opts(
+                    "provider_billed_requests_total",
+                    "Provider API requests the provider charges for (AWS Cost Explorer: $0.01 each), by API.",
+                ),
+                &["account", "provider", "api"],
+            )
+            .unwrap(),
         ),
         rate_limit_waits: register(
             &r,
@@ -366,6 +378,14 @@ pub fn provider_retry(account: &str, provider: Provider) {
     METRICS
         .provider_retries
         .with_label_values(&[account, provider.as_str()])
+        .inc();
+}
+
+/// One request to an API that bills per request (every page counts).
+pub fn billed_request(account: &str, provider: Provider, api: &str) {
+    METRICS
+        .billed_requests
+        .with_label_values(&[account, provider.as_str(), api])
         .inc();
 }
 

@@ -178,23 +178,6 @@ api_key = "sk-admin-FAKE"
 }
 
 #[test]
-fn unsupported_providers_must_be_disabled() {
-    let text = r#"
-[[accounts]]
-id = "aws"
-provider = "aws_bedrock"
-enabled = ENABLED
-[accounts.credentials]
-access_key_id = "AKIAFAKE"
-secret_access_key = "FAKE"
-region = "us-east-1"
-"#;
-    let p = problems(&text.replace("ENABLED", "true"), &[]);
-    assert!(p[0].contains("not supported by this release"), "{p:?}");
-    assert!(load(&text.replace("ENABLED", "false"), &[]).is_ok());
-}
-
-#[test]
 fn interpolation_handles_escapes_and_literals() {
     let vars = env(&[("A", "x")]);
     assert_eq!(expand("${A}-$$-$B-${", &vars).unwrap(), "x-$-$B-${");

@@ -277,11 +277,6 @@ fn validate_account(label: &str, raw: RawAccount, problems: &mut Vec<String>) ->
         },
     };
     let spec = registry::descriptor(provider);
-    if raw.enabled && spec.adapter.is_none() {
-        problems.push(format!(
-            "{label}: provider '{provider}' is not supported by this release yet; set enabled = false or remove the account"
-        ));
-    }
     let interval = match &raw.interval {
         Some(text) => bounded_duration(&format!("{label}: interval"), text, (60, 7 * DAY_SECS), problems),
         None => spec.default_interval,
@@ -365,11 +360,9 @@ fn validate_account(label: &str, raw: RawAccount, problems: &mut Vec<String>) ->
         settings,
     };
     // The provider's own typed config: key formats, setting values.
-    if let Some(hooks) = spec.adapter {
-        if let Err(typed) = (hooks.check)(account.view()) {
-            problems.extend(typed.into_iter().map(|p| format!("{label}: {p}")));
-            return None;
-        }
+    if let Err(typed) = (spec.adapter.check)(account.view()) {
+        problems.extend(typed.into_iter().map(|p| format!("{label}: {p}")));
+        return None;
     }
     Some(account)
 }

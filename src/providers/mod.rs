@@ -9,6 +9,7 @@
 //! redaction, JSON readers) lives once in [`platform`].
 
 pub mod anthropic;
+pub mod aws_bedrock;
 pub mod azure_openai;
 pub mod fal;
 pub mod google_vertex;
@@ -17,7 +18,6 @@ pub mod names;
 pub mod openai;
 pub mod openrouter;
 pub mod piapi;
-mod planned;
 pub mod platform;
 pub mod registry;
 pub mod runway;
@@ -249,11 +249,5 @@ pub fn build_adapter(
     provider: Provider,
     context: &BuildContext,
 ) -> Result<Arc<dyn ProviderAdapter>, ProviderError> {
-    match descriptor(provider).adapter {
-        Some(hooks) => (hooks.build)(account, context),
-        None => Err(ProviderError::Config {
-            account: account.id.to_string(),
-            detail: format!("provider '{provider}' is not supported by this release yet"),
-        }),
-    }
+    (descriptor(provider).adapter.build)(account, context)
 }

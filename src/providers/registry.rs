@@ -81,8 +81,7 @@ pub struct ProviderDescriptor {
     pub requests_per_second: u32,
     /// Wrong key types recognisable by their format.
     pub key_hints: &'static [KeyHint],
-    /// `None` while the provider is planned but not implemented.
-    pub adapter: Option<AdapterHooks>,
+    pub adapter: AdapterHooks,
 }
 
 pub const DAY: Duration = Duration::from_secs(86_400);
@@ -93,7 +92,7 @@ pub const BILLING_INTERVAL: Duration = Duration::from_secs(3_600);
 static REGISTRY: [&ProviderDescriptor; 10] = [
     &super::openai::DESCRIPTOR,
     &super::anthropic::DESCRIPTOR,
-    &super::planned::AWS_BEDROCK,
+    &super::aws_bedrock::DESCRIPTOR,
     &super::azure_openai::DESCRIPTOR,
     &super::google_vertex::DESCRIPTOR,
     &super::openrouter::DESCRIPTOR,
@@ -136,10 +135,6 @@ pub fn read_config<T>(
     })
 }
 
-pub fn is_implemented(provider: Provider) -> bool {
-    descriptor(provider).adapter.is_some()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +145,5 @@ mod tests {
             let count = REGISTRY.iter().filter(|d| d.provider == provider).count();
             assert_eq!(count, 1, "{provider}");
         }
-        assert!(is_implemented(Provider::OpenAi) && is_implemented(Provider::Anthropic));
     }
 }

@@ -129,7 +129,7 @@ mod tests {
     fn bad_key_accounts_get_credentials_the_simulator_refuses() {
         let accounts = fleet(10, &["openai"], 10);
         let toml = fleet_toml(&accounts, "http://127.0.0.1:1", "interval = \"5m\"").unwrap();
-        assert!(toml.contains("api_key = \"sk-admin-FAKE-sim-org-10-WRONG\""), "{toml}");
+        assert!(toml.contains("api_key = \"sk-admin-FAKE-sim-org-10WRONG\""), "{toml}");
         assert!(toml.contains("api_key = \"sk-admin-FAKE-sim-org-9\"\n"), "{toml}");
         assert_eq!(toml.matches("interval = \"5m\"").count(), 10);
     }

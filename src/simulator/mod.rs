@@ -66,6 +66,11 @@ pub use providers::google_vertex::{
     billing_table as google_billing_table, register_service_account as register_google_service_account,
     service_account_json as google_service_account_json,
 };
+#[doc(hidden)]
+pub use providers::aws_bedrock::cbor as aws_cbor;
+pub use providers::aws_bedrock::{
+    bedrock_access_key_id, bedrock_external_id, bedrock_role_arn, bedrock_secret_access_key,
+};
 pub use providers::TruthOptions;
 pub use server::StatEntry;
 
@@ -315,8 +320,8 @@ pub fn account_toml(
     }
     out.push_str("[accounts.credentials]\n");
     for (key, value) in credentials {
-        let value = if options.wrong_credentials {
-            format!("{value}-WRONG")
+        let value = if options.wrong_credentials && key == p.spoiled_credential() {
+            format!("{value}WRONG")
         } else {
             value
         };

@@ -20,6 +20,9 @@ pub(crate) struct Reply {
     pub status: u16,
     pub body: Value,
     pub retry_after: Option<u64>,
+    /// A body that is not JSON (AWS's CBOR and XML protocols) and its
+    /// content type; `body` is ignored when set.
+    pub raw: Option<(Vec<u8>, &'static str)>,
 }
 
 impl Reply {
@@ -28,6 +31,14 @@ impl Reply {
             status,
             body,
             retry_after: None,
+            raw: None,
+        }
+    }
+
+    pub fn raw(status: u16, body: Vec<u8>, content_type: &'static str) -> Self {
+        Reply {
+            raw: Some((body, content_type)),
+            ..Reply::json(status, Value::Null)
         }
     }
 }
@@ -251,19 +262,26 @@ async fn provider_route(req: HttpRequest, body: web::Bytes, state: web::Data<Sim
             }
         }
     };
-    let mut body = serde_json::to_vec(&reply.body).unwrap_or_default();
+    let (mut body, content_type) = match reply.raw {
+        Some((bytes, content_type)) => (bytes, content_type),
+        None => (serde_json::to_vec(&reply.body).unwrap_or_default(), "application/json"),
+    };
     if fault == Some(Fault::Truncate) {
         body.truncate(body.len() / 2);
     }
     state.watch_retry_after(req.path(), reply.retry_after);
     state.count(req.path(), reply.status);
     tracing::debug!(path = req.path(), status = reply.status, fault = ?fault, "simulator request");
-    respond(reply.status, reply.retry_after, body)
+    respond_as(reply.status, reply.retry_after, body, content_type)
 }
 
 fn respond(status: u16, retry_after: Option<u64>, body: Vec<u8>) -> HttpResponse {
+    respond_as(status, retry_after, body, "application/json")
+}
+
+fn respond_as(status: u16, retry_after: Option<u64>, body: Vec<u8>, content_type: &str) -> HttpResponse {
     let mut builder = HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
-    builder.content_type("application/json");
+    builder.content_type(content_type);
     if let Some(secs) = retry_after {
         builder.insert_header(("retry-after", secs.to_string()));
     }

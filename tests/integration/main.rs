@@ -20,6 +20,7 @@ mod migrations;
 mod names;
 mod normalize;
 mod prometheus;
+mod providers_aws_bedrock;
 mod providers_azure;
 mod providers_gateway;
 mod providers_google_vertex;

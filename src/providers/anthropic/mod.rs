@@ -55,7 +55,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
                     (sk-ant-admin01-...), which an organization admin creates in the Claude Console under \
                     Settings > Admin keys",
     }],
-    adapter: Some(AdapterHooks {
+    adapter: AdapterHooks {
         check: |account| AnthropicConfig::read(account).map(|_| ()),
         build: |account, context| {
             let config = crate::providers::registry::read_config(account, AnthropicConfig::read)?;
@@ -70,7 +70,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
                 .with_allocation(config.allocate_cost),
             ))
         },
-    }),
+    },
 };
 
 const API_VERSION: &str = "2023-06-01";

@@ -90,13 +90,13 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     // Cost Management allows about 12 queries per 10 s per scope.
     requests_per_second: 1,
     key_hints: &[],
-    adapter: Some(AdapterHooks {
+    adapter: AdapterHooks {
         check: |account| AzureConfig::read(account).map(|_| ()),
         build: |account, context| {
             let config = crate::providers::registry::read_config(account, AzureConfig::read)?;
             Ok(Arc::new(AzureAdapter::new(account.id, &config, context.retry.clone())?))
         },
-    }),
+    },
 };
 
 const COST: EndpointSpec = EndpointSpec {

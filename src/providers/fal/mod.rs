@@ -61,7 +61,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     },
     requests_per_second: 5,
     key_hints: &[],
-    adapter: Some(AdapterHooks {
+    adapter: AdapterHooks {
         check: |account| FalConfig::read(account).map(|_| ()),
         build: |account, context| {
             let config = crate::providers::registry::read_config(account, FalConfig::read)?;
@@ -72,7 +72,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
                 context.retry.clone(),
             )?))
         },
-    }),
+    },
 };
 
 /// Shown with a 401/403: the usual cause is an API-scope key.

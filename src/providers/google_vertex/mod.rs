@@ -88,7 +88,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
                         (IAM & Admin > Service Accounts > Keys > Add key > JSON)",
         },
     ],
-    adapter: Some(AdapterHooks {
+    adapter: AdapterHooks {
         check: |account| VertexConfig::read(account).map(|_| ()),
         build: |account, context| {
             let config = crate::providers::registry::read_config(account, VertexConfig::read)?;
@@ -99,7 +99,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
                 context.retry.clone(),
             )?))
         },
-    }),
+    },
 };
 
 pub(crate) const BILLING: EndpointSpec = EndpointSpec {

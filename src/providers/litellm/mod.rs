@@ -58,7 +58,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     },
     requests_per_second: 5,
     key_hints: &[],
-    adapter: Some(AdapterHooks {
+    adapter: AdapterHooks {
         check: |account| LiteLlmConfig::read(account).map(|_| ()),
         build: |account, context| {
             let config = crate::providers::registry::read_config(account, LiteLlmConfig::read)?;
@@ -68,7 +68,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
                 context.retry.clone(),
             )?))
         },
-    }),
+    },
 };
 
 const AUTH_HINT: &str = "the LiteLLM proxy refused the key for /user/daily/activity; use the proxy's master key \

@@ -66,7 +66,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
             diagnosis: "this is a service-account key; the usage and costs APIs need an Admin key (sk-admin-...)",
         },
     ],
-    adapter: Some(AdapterHooks {
+    adapter: AdapterHooks {
         check: |account| OpenAiConfig::read(account).map(|_| ()),
         build: |account, context| {
             let config = crate::providers::registry::read_config(account, OpenAiConfig::read)?;
@@ -77,7 +77,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
                 context.retry.clone(),
             )?))
         },
-    }),
+    },
 };
 
 /// OpenAI's 429 means two things: "slow down" (retry after the wait) and

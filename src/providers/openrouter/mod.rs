@@ -63,7 +63,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     },
     requests_per_second: 2,
     key_hints: &[],
-    adapter: Some(AdapterHooks {
+    adapter: AdapterHooks {
         check: |account| OpenRouterConfig::read(account).map(|_| ()),
         build: |account, context| {
             let config = crate::providers::registry::read_config(account, OpenRouterConfig::read)?;
@@ -74,7 +74,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
                 context.retry.clone(),
             )?))
         },
-    }),
+    },
 };
 
 /// Shown with a 401/403 of `/activity`.

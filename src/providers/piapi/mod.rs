@@ -79,7 +79,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     },
     requests_per_second: 1,
     key_hints: &[],
-    adapter: Some(AdapterHooks {
+    adapter: AdapterHooks {
         check: |account| PiApiConfig::read(account).map(|_| ()),
         build: |account, context| {
             let config = crate::providers::registry::read_config(account, PiApiConfig::read)?;
@@ -91,7 +91,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
                 context.retry.clone(),
             )?))
         },
-    }),
+    },
 };
 
 const AUTH_HINT: &str = "PiAPI rejected the key: use the API key of the PiAPI account whose balance you want \

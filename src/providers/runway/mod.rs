@@ -69,7 +69,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
     },
     requests_per_second: 2,
     key_hints: &[],
-    adapter: Some(AdapterHooks {
+    adapter: AdapterHooks {
         check: |account| RunwayConfig::read(account).map(|_| ()),
         build: |account, context| {
             let config = crate::providers::registry::read_config(account, RunwayConfig::read)?;
@@ -81,7 +81,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
                 context.retry.clone(),
             )?))
         },
-    }),
+    },
 };
 
 const VERSION: &str = "2024-11-06";

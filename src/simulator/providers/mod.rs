@@ -4,6 +4,7 @@
 //! adding a provider is its folder plus one line in the registry.
 
 pub(crate) mod anthropic;
+pub(crate) mod aws_bedrock;
 pub(crate) mod azure;
 pub(crate) mod fal;
 pub(crate) mod google_vertex;
@@ -65,6 +66,12 @@ pub(crate) trait SimulatedProvider: Send + Sync + 'static {
     /// outside, such as a key file): generated fleets leave the provider out.
     fn account_credentials(&self, org: &str) -> Vec<(&'static str, String)>;
 
+    /// The credential a generated bad-key account gets wrong (the one the
+    /// simulator checks; the others keep their valid format).
+    fn spoiled_credential(&self) -> &'static str {
+        "api_key"
+    }
+
     /// The `provider = ...` of a config account for it (when the URL
     /// segment is shorter).
     fn config_provider(&self) -> &'static str {
@@ -121,6 +128,7 @@ pub(crate) static REGISTRY: &[&dyn SimulatedProvider] = &[
     &piapi::PiApi,
     &openrouter::OpenRouter,
     &litellm::LiteLlm,
+    &aws_bedrock::AwsBedrock,
     &azure::Azure,
     &google_vertex::GoogleVertex,
 ];

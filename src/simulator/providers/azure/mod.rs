@@ -541,6 +541,10 @@ impl SimulatedProvider for Azure {
         format!("/{NAME}/{org}")
     }
 
+    fn spoiled_credential(&self) -> &'static str {
+        "client_secret"
+    }
+
     fn account_credentials(&self, org: &str) -> Vec<(&'static str, String)> {
         let c = azure_credentials(org);
         vec![

@@ -163,6 +163,10 @@ impl SimulatedProvider for OpenRouter {
         format!("/{NAME}/{org}/api/v1")
     }
 
+    fn spoiled_credential(&self) -> &'static str {
+        "management_key"
+    }
+
     fn account_credentials(&self, org: &str) -> Vec<(&'static str, String)> {
         vec![
             ("api_key", super::super::openrouter_api_key(org)),
