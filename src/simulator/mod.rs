@@ -61,15 +61,15 @@ use chrono::{DateTime, Utc};
 pub use data::{normalize_model, Restatement, TruthRow};
 pub use faults::{FaultPlan, OrgFault};
 pub use names::NameChange;
-pub use providers::azure::{azure_credentials, AzureCredentials};
-pub use providers::google_vertex::{
-    billing_table as google_billing_table, register_service_account as register_google_service_account,
-    service_account_json as google_service_account_json,
-};
 #[doc(hidden)]
 pub use providers::aws_bedrock::cbor as aws_cbor;
 pub use providers::aws_bedrock::{
     bedrock_access_key_id, bedrock_external_id, bedrock_role_arn, bedrock_secret_access_key,
+};
+pub use providers::azure::{azure_credentials, AzureCredentials};
+pub use providers::google_vertex::{
+    billing_table as google_billing_table, register_service_account as register_google_service_account,
+    service_account_json as google_service_account_json,
 };
 pub use providers::TruthOptions;
 pub use server::StatEntry;
@@ -304,7 +304,9 @@ pub fn account_toml(
         .ok_or_else(|| format!("no simulated provider '{provider}' (known: {})", providers::names()))?;
     let credentials = p.account_credentials(org);
     if credentials.is_empty() {
-        return Err(format!("simulated '{provider}' accounts cannot be generated (their credential is made outside)"));
+        return Err(format!(
+            "simulated '{provider}' accounts cannot be generated (their credential is made outside)"
+        ));
     }
     let mut out = format!(
         "[[accounts]]\nid = \"{id}\"\nprovider = \"{}\"\nbase_url = \"{root}{}\"\n",

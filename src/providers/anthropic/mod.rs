@@ -341,7 +341,11 @@ pub fn fuzz_parse(data: &[u8]) {
                 }
             }
         }
-        2 => drop(analytics::parse_page(&analytics::USAGE, analytics::USAGE_GROUP_BY, &body)),
+        2 => drop(analytics::parse_page(
+            &analytics::USAGE,
+            analytics::USAGE_GROUP_BY,
+            &body,
+        )),
         3 => drop(analytics::parse_page(&analytics::COST, analytics::COST_GROUP_BY, &body)),
         _ => {
             if let Ok(page) = crate::providers::names::id_cursor_page(&body) {

@@ -232,7 +232,11 @@ impl ProviderAdapter for OpenRouterAdapter {
 #[doc(hidden)]
 pub fn fuzz_parse(data: &[u8]) {
     if let Some((which, body)) = super::json::fuzz_input(data) {
-        let record_type = if which % 2 == 0 { RecordType::Usage } else { RecordType::Cost };
+        let record_type = if which % 2 == 0 {
+            RecordType::Usage
+        } else {
+            RecordType::Cost
+        };
         drop(parse::activity(&body, record_type));
     }
 }

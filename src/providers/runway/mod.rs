@@ -265,7 +265,13 @@ pub fn fuzz_parse(data: &[u8]) {
     let Some((which, body)) = super::json::fuzz_input(data) else {
         return;
     };
-    let day = |d: u32| NaiveDate::from_ymd_opt(2025, 1, d).unwrap_or_default().and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+    let day = |d: u32| {
+        NaiveDate::from_ymd_opt(2025, 1, d)
+            .unwrap_or_default()
+            .and_hms_opt(0, 0, 0)
+            .unwrap_or_default()
+            .and_utc()
+    };
     let usd_per_credit = Decimal::new(1, u32::from(which % 12));
     drop(parse::answer(&body, day(1), day(31), usd_per_credit));
 }
