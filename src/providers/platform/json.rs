@@ -129,6 +129,14 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
+/// A fuzz input for a provider's `fuzz_parse`: the first byte picks which of
+/// its parsers runs, the rest is the response body; `None` when the body is
+/// not JSON (the HTTP layer refuses those before any parser sees them).
+pub fn fuzz_input(data: &[u8]) -> Option<(u8, Value)> {
+    let (&which, body) = data.split_first()?;
+    serde_json::from_slice(body).ok().map(|value| (which, value))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,12 +185,4 @@ mod tests {
         let v: Value = serde_json::from_str(r#"{"has_more": false, "next_page": null}"#).unwrap();
         assert_eq!(next_page(v.as_object().unwrap()).unwrap(), None);
     }
-}
-
-/// A fuzz input for a provider's `fuzz_parse`: the first byte picks which of
-/// its parsers runs, the rest is the response body; `None` when the body is
-/// not JSON (the HTTP layer refuses those before any parser sees them).
-pub fn fuzz_input(data: &[u8]) -> Option<(u8, Value)> {
-    let (&which, body) = data.split_first()?;
-    serde_json::from_slice(body).ok().map(|value| (which, value))
 }
