@@ -24,4 +24,4 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 cargo build --release --locked
-exec python3 scripts/scale_bench.py --binary "${CARGO_TARGET_DIR:-target}/release/tokentra-sync" "$@"
+exec python3 -u scripts/scale_bench.py --binary "${CARGO_TARGET_DIR:-target}/release/tokentra-sync" "$@"
