@@ -116,7 +116,17 @@ async fn reload_adds_changes_and_removes_accounts_without_touching_the_others() 
     assert_eq!(sorted(&body["restarted"]), ["anthropic-org-1"]);
     assert_eq!(sorted(&body["unchanged"]), ["openai-org-1"]);
 
-    let after = metrics(&http, port).await;
+    // Actors start on their arbiter after the reload answers: wait until the
+    // restarted and the added one have started, then look at the untouched one.
+    let after = eventually(
+        "the restarted and the added actors started",
+        Duration::from_secs(30),
+        || async {
+            let text = metrics(&http, port).await;
+            (starts(&text, "anthropic-org-1") >= 2.0 && starts(&text, "anthropic-org-2") >= 1.0).then_some(text)
+        },
+    )
+    .await;
     assert_eq!(
         starts(&after, "openai-org-1"),
         1.0,
