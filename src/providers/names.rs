@@ -105,6 +105,33 @@ where
     )))
 }
 
+/// One cursor-paged list endpoint (OpenAI's and Anthropic's shape): `limit`
+/// per page, the cursor sent as `cursor_param` (`after` / `after_id`),
+/// `extra` query pairs on every page.
+pub async fn list_all(
+    http: &super::ProviderHttp,
+    endpoint: &'static str,
+    url: &str,
+    limit: &'static str,
+    cursor_param: &'static str,
+    extra: &[(&'static str, &'static str)],
+) -> Result<Vec<Value>, ProviderError> {
+    collect_list(
+        |after| async move {
+            http.get_json(endpoint, |client| {
+                let request = client.get(url).query(&[("limit", limit)]).query(extra);
+                match &after {
+                    Some(id) => request.query(&[(cursor_param, id)]),
+                    None => request,
+                }
+            })
+            .await
+        },
+        |detail| http.malformed(endpoint, detail),
+    )
+    .await
+}
+
 /// A masked key hint as stored: the provider's masked value when it is
 /// visibly masked and short, else empty (never a whole key).
 pub fn masked_hint(value: &str) -> String {

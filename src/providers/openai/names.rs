@@ -55,20 +55,7 @@ async fn list(
     url: &str,
     extra: &[(&'static str, &'static str)],
 ) -> Result<Vec<serde_json::Value>, ProviderError> {
-    names::collect_list(
-        |after| async move {
-            http.get_json(endpoint, |client| {
-                let request = client.get(url).query(&[("limit", LIMIT)]).query(extra);
-                match &after {
-                    Some(id) => request.query(&[("after", id)]),
-                    None => request,
-                }
-            })
-            .await
-        },
-        |detail| http.malformed(endpoint, detail),
-    )
-    .await
+    names::list_all(http, endpoint, url, LIMIT, "after", extra).await
 }
 
 /// A path segment from a provider id (ids are plain, but never trusted).
