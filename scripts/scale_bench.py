@@ -182,7 +182,7 @@ def scenario(args, repo, binary, accounts, broken):
         procs.append(sim)
         sim_url = f"http://127.0.0.1:{sim_port}"
         wait_for("the simulator", lambda: os.path.exists(accounts_file) and sim_requests(sim_url) == 0, 30)
-        token = "bench-admin-token-0123456789abcdef"
+        token = "FAKE-bench-admin-token-0123456789"
         config = os.path.join(work, "config.toml")
         with open(config, "w") as f:
             f.write(

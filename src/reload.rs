@@ -253,7 +253,7 @@ mod tests {
         let old = load(base);
         let live = load(&format!(
             "{base}[vault]\nkey_file = \"/k\"\n[[webhooks]]\nid = \"h\"\nurl = \"https://h.example\"\nsecret = \"s\"\n\
-             [[accounts]]\nid = \"a\"\nprovider = \"openai\"\n[accounts.credentials]\napi_key = \"sk-admin-0123456789abcdef\"\n"
+             [[accounts]]\nid = \"a\"\nprovider = \"openai\"\n[accounts.credentials]\napi_key = \"sk-admin-FAKE-0123456789abcdef\"\n"
         ));
         assert!(restart_required(&old, &live).is_empty());
         let fixed = load(

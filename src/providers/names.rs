@@ -172,7 +172,10 @@ mod tests {
     fn hints_are_kept_only_when_visibly_masked_and_short() {
         assert_eq!(masked_hint("sk-ant-api03-R2D...igAA"), "sk-ant-api03-R2D...igAA");
         assert_eq!(masked_hint("sk-abc*****wxyz"), "sk-abc*****wxyz");
-        assert_eq!(masked_hint("sk-proj-abcdefghijklmnopqrstuvwxyz0123456789"), "");
+        assert_eq!(
+            masked_hint("sk-proj-FAKE-TEST-abcdefghijklmnopqrstuvwxyz0123456789"),
+            ""
+        );
         assert_eq!(masked_hint(&format!("sk-{}...{}", "a".repeat(40), "b")), "");
         assert_eq!(masked_hint(""), "");
     }

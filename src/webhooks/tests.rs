@@ -18,7 +18,7 @@ fn hook(id: &str, events: Vec<WebhookEvent>) -> WebhookConfig {
 fn event(kind: WebhookEvent) -> SyncEvent {
     let account = crate::config::load_str(
         "[[accounts]]\nid = \"acme-openai\"\nprovider = \"openai\"\n[accounts.credentials]\n\
-         api_key = \"sk-admin-THISISASECRETKEY0123456789\"\n",
+         api_key = \"sk-admin-FAKETESTSECRETKEY0123456789\"\n",
         std::path::Path::new("t.toml"),
         &Default::default(),
     )
@@ -28,7 +28,7 @@ fn event(kind: WebhookEvent) -> SyncEvent {
     SyncEvent::not_run(
         &account,
         "store",
-        "ClickHouse said no to sk-admin-THISISASECRETKEY0123456789\nforged log line",
+        "ClickHouse said no to sk-admin-FAKETESTSECRETKEY0123456789\nforged log line",
     )
     .with_kind(kind)
 }

@@ -13,7 +13,7 @@ use crate::daemon::{start_daemon_with, stop_with_sigterm};
 use crate::reload::{metric_value, metrics};
 use crate::support::{self, eventually};
 
-const SECRET: &str = "whsec-test-0123456789abcdef";
+const SECRET: &str = "whsec-FAKE-TEST-0123456789abcdef";
 
 /// One request the receiver saw.
 #[derive(Clone, Debug)]

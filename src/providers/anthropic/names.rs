@@ -105,7 +105,7 @@ mod tests {
             .and(path("/v1/organizations/api_keys"))
             .and(query_param("after_id", "apikey_1"))
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-                "data": [{"id": "apikey_2", "type": "api_key", "name": "ci", "partial_key_hint": "sk-ant-api03-a-whole-key-that-is-not-masked-at-all", "workspace_id": null}],
+                "data": [{"id": "apikey_2", "type": "api_key", "name": "ci", "partial_key_hint": "sk-ant-api03-FAKE-TEST-whole-key-not-masked-at-all", "workspace_id": null}],
                 "has_more": false, "first_id": "apikey_2", "last_id": "apikey_2"
             })))
             .expect(1)

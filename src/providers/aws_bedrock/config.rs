@@ -224,7 +224,7 @@ mod tests {
         // A Bedrock API key is accepted at load and named at sync.
         let c = read(
             &[
-                ("access_key_id", "ABSKQmVkcm9ja0FQSUtleS1GQUtFVEVTVA=="),
+                ("access_key_id", "ABSK-FAKE-TEST-bedrock-api-key"),
                 ("secret_access_key", SECRET),
                 ("region", "us-east-1"),
             ],

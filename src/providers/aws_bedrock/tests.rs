@@ -190,7 +190,7 @@ async fn aws_bedrock_an_expired_static_key_fails_as_auth_with_the_fix() {
 #[tokio::test]
 async fn aws_bedrock_api_key_is_refused_before_any_request() {
     let server = MockServer::start().await;
-    let a = adapter(&server.uri(), "ABSKQmVkcm9ja0FQSUtleS1GQUtFVEVTVA==");
+    let a = adapter(&server.uri(), "ABSK-FAKE-TEST-bedrock-api-key");
     for spec in &SPECS {
         let err = a.fetch(spec, window()).await.unwrap_err();
         assert_eq!(err.kind(), FailureKind::Auth);
