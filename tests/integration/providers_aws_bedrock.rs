@@ -37,10 +37,6 @@ struct Daily {
     credits: String,
 }
 
-fn canonical(text: &str) -> String {
-    Decimal::from_str(text).expect("decimal").normalize().to_string()
-}
-
 fn settle(rows: impl IntoIterator<Item = Daily>) -> Vec<Daily> {
     let mut out: Vec<Daily> = rows
         .into_iter()
@@ -70,9 +66,9 @@ async fn stored(client: &ClickhouseClient, account: &str, since: &str, until: &s
             model: f[1].to_string(),
             unit: f[2].to_string(),
             tokens: [3, 4, 5, 6, 7].map(|i| f[i].parse().unwrap()),
-            quantity: canonical(f[8]),
-            cost: canonical(f[9]),
-            credits: canonical(f[10]),
+            quantity: support::canonical(f[8]),
+            cost: support::canonical(f[9]),
+            credits: support::canonical(f[10]),
         }
     }))
 }
@@ -104,9 +100,9 @@ fn truth(sim: &SimHandle, org: &str, since: &str, until: &str) -> Vec<Daily> {
             r.cache_creation_tokens,
             r.requests,
         ],
-        quantity: canonical(&r.quantity.to_string()),
-        cost: canonical(&r.cost.to_string()),
-        credits: canonical(&r.credits.to_string()),
+        quantity: support::canonical(&r.quantity.to_string()),
+        cost: support::canonical(&r.cost.to_string()),
+        credits: support::canonical(&r.credits.to_string()),
     }))
 }
 
@@ -262,7 +258,7 @@ async fn providers_aws_bedrock_simulated_accounts_match_truth_with_credits_resta
 #[actix_rt::test]
 async fn providers_aws_bedrock_expired_role_credentials_are_refreshed_once_and_a_bedrock_api_key_fails_alone() {
     let sim = support::start_sim(43, 2).await;
-    let absk = "ABSKQmVkcm9ja0FQSUtleS1GQUtFVEVTVC0wMTIzNDU2Nzg5";
+    let absk = "ABSK-FAKE-TEST-bedrock-api-key-0123456789";
     let mut accounts = account(
         &sim,
         "bedrock-role",

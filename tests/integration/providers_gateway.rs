@@ -5,10 +5,7 @@
 //! the way; a re-sync writes nothing; a wrong key type fails only its account,
 //! with a message that says which key to use.
 
-use std::str::FromStr;
-
 use chrono::{Duration, NaiveDate, Utc};
-use rust_decimal::Decimal;
 use tokentra_sync::simulator::{FaultPlan, SimHandle};
 use tokentra_sync::store::ClickhouseClient;
 
@@ -25,10 +22,6 @@ struct Daily {
     quantity: String,
     cost: String,
     estimated_cost: String,
-}
-
-fn canonical(text: &str) -> String {
-    Decimal::from_str(text).expect("decimal").normalize().to_string()
 }
 
 fn settle(rows: impl IntoIterator<Item = Daily>) -> Vec<Daily> {
@@ -60,9 +53,9 @@ async fn stored(client: &ClickhouseClient, account: &str, since: &str, until: &s
             model: f[1].to_string(),
             unit: f[2].to_string(),
             tokens: [3, 4, 5, 6, 7].map(|i| f[i].parse().unwrap()),
-            quantity: canonical(f[8]),
-            cost: canonical(f[9]),
-            estimated_cost: canonical(f[10]),
+            quantity: support::canonical(f[8]),
+            cost: support::canonical(f[9]),
+            estimated_cost: support::canonical(f[10]),
         }
     }))
 }
@@ -88,9 +81,9 @@ fn truth(sim: &SimHandle, provider: &str, org: &str, since: &str, until: &str) -
             r.cache_creation_tokens,
             r.requests,
         ],
-        quantity: canonical(&r.quantity.to_string()),
-        cost: canonical(&r.cost.to_string()),
-        estimated_cost: canonical(&r.estimated_cost.to_string()),
+        quantity: support::canonical(&r.quantity.to_string()),
+        cost: support::canonical(&r.cost.to_string()),
+        estimated_cost: support::canonical(&r.estimated_cost.to_string()),
     }))
 }
 
@@ -167,10 +160,16 @@ async fn providers_gateway_openrouter_and_litellm_match_truth_and_resyncs_write_
     };
     let openrouter = support::query_tsv(&client, &money("openrouter")).await;
     let (cost, byok) = openrouter.trim().split_once('\t').unwrap();
-    assert!(canonical(cost) != "0" && canonical(byok) != "0", "{openrouter}");
+    assert!(
+        support::canonical(cost) != "0" && support::canonical(byok) != "0",
+        "{openrouter}"
+    );
     let litellm = support::query_tsv(&client, &money("litellm")).await;
     let (cost, estimate) = litellm.trim().split_once('\t').unwrap();
-    assert!(canonical(cost) == "0" && canonical(estimate) != "0", "{litellm}");
+    assert!(
+        support::canonical(cost) == "0" && support::canonical(estimate) != "0",
+        "{litellm}"
+    );
     // LiteLLM's days really were cut across pages.
     let pages = sim
         .stats()

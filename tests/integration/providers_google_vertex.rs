@@ -25,10 +25,6 @@ struct Daily {
     credits: String,
 }
 
-fn canonical(text: &str) -> String {
-    Decimal::from_str(text).expect("decimal").normalize().to_string()
-}
-
 /// A throwaway RSA key made by openssl for this run (never stored).
 fn key_pem() -> String {
     let out = std::process::Command::new("openssl")
@@ -85,8 +81,8 @@ async fn stored(client: &ClickhouseClient, account: &str, since: &str, until: &s
                 day: f[0].to_string(),
                 model: f[1].to_string(),
                 tokens: [f[2].parse().unwrap(), f[3].parse().unwrap()],
-                cost: canonical(f[4]),
-                credits: canonical(f[5]),
+                cost: support::canonical(f[4]),
+                credits: support::canonical(f[5]),
             }
         })
         .filter(|r| r.tokens != [0, 0] || r.cost != "0" || r.credits != "0")
@@ -117,8 +113,8 @@ fn truth(sim: &SimHandle, org: &str, since: &str, until: &str) -> Vec<Daily> {
             day: r.day.to_string(),
             model: r.model,
             tokens: [r.input_tokens, r.output_tokens],
-            cost: canonical(&r.cost.to_string()),
-            credits: canonical(&r.credits.to_string()),
+            cost: support::canonical(&r.cost.to_string()),
+            credits: support::canonical(&r.credits.to_string()),
         })
         .collect();
     rows.sort();

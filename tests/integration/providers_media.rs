@@ -18,10 +18,6 @@ const ORGS: [&str; 2] = ["org-1", "org-2"];
 /// (day, model, unit, quantity, cost), decimals canonical.
 type Daily = (String, String, String, String, String);
 
-fn canonical(text: &str) -> String {
-    Decimal::from_str(text).expect("decimal").normalize().to_string()
-}
-
 async fn stored(client: &ClickhouseClient, account: &str, since: &str, until: &str) -> Vec<Daily> {
     let tsv = support::query_tsv(
         client,
@@ -37,7 +33,13 @@ async fn stored(client: &ClickhouseClient, account: &str, since: &str, until: &s
         .lines()
         .map(|line| {
             let f: Vec<&str> = line.split('\t').collect();
-            (f[0].into(), f[1].into(), f[2].into(), canonical(f[3]), canonical(f[4]))
+            (
+                f[0].into(),
+                f[1].into(),
+                f[2].into(),
+                support::canonical(f[3]),
+                support::canonical(f[4]),
+            )
         })
         .filter(|r| !(r.3 == "0" && r.4 == "0"))
         .collect();
@@ -60,8 +62,8 @@ fn truth(sim: &SimHandle, provider: &str, org: &str, since: &str, until: &str) -
                 r.day.to_string(),
                 r.model,
                 r.unit,
-                canonical(&r.quantity.to_string()),
-                canonical(&r.cost.to_string()),
+                support::canonical(&r.quantity.to_string()),
+                support::canonical(&r.cost.to_string()),
             )
         })
         .filter(|r| !(r.3 == "0" && r.4 == "0"))
@@ -272,7 +274,7 @@ async fn piapi_spend_is_each_fall_of_the_balance_once_and_top_ups_are_not_spend(
         )
         .await;
         let f: Vec<String> = text.trim().split('\t').map(str::to_string).collect();
-        (canonical(&f[0]), f[1].clone())
+        (support::canonical(&f[0]), f[1].clone())
     };
     let run = || async {
         let reports = sync.run(kind, "test").await.unwrap();
@@ -292,7 +294,7 @@ async fn piapi_spend_is_each_fall_of_the_balance_once_and_top_ups_are_not_spend(
     let b1 = piapi_balance(&sim, "org-1").await;
     assert!(b1 < b0);
     run().await;
-    assert_eq!(spend().await.0, canonical(&(b0 - b1).to_string()));
+    assert_eq!(spend().await.0, support::canonical(&(b0 - b1).to_string()));
     // A re-sync of the same readings writes nothing.
     assert_eq!(run().await, 0, "a re-sync wrote rows");
 
@@ -300,7 +302,7 @@ async fn piapi_spend_is_each_fall_of_the_balance_once_and_top_ups_are_not_spend(
     support::restate(&sim, "piapi", "org-1", &day, "1.5").await;
     let b2 = piapi_balance(&sim, "org-1").await;
     run().await;
-    assert_eq!(spend().await.0, canonical(&(b0 - b1).to_string()));
+    assert_eq!(spend().await.0, support::canonical(&(b0 - b1).to_string()));
     // Spending after the top-up adds that fall only.
     support::restate(&sim, "piapi", "org-1", &day, "1.2").await;
     let b3 = piapi_balance(&sim, "org-1").await;
@@ -308,7 +310,10 @@ async fn piapi_spend_is_each_fall_of_the_balance_once_and_top_ups_are_not_spend(
     run().await;
     assert_eq!(
         spend().await,
-        (canonical(&((b0 - b1) + (b2 - b3)).to_string()), "1".to_string()),
+        (
+            support::canonical(&((b0 - b1) + (b2 - b3)).to_string()),
+            "1".to_string()
+        ),
         "each fall counted once, in one live row"
     );
     let attributes = support::query_tsv(

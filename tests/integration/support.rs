@@ -261,3 +261,13 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// A decimal as ClickHouse prints it, in one canonical text (trailing zeros
+/// dropped), so stored sums compare with the simulator's truth as text.
+pub fn canonical(text: &str) -> String {
+    use std::str::FromStr;
+    rust_decimal::Decimal::from_str(text)
+        .expect("decimal")
+        .normalize()
+        .to_string()
+}

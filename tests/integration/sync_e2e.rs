@@ -2,10 +2,7 @@
 //! binary) -> ClickHouse -> `usage_daily`, compared with the simulator's ground
 //! truth to the last decimal, per day, model and unit.
 
-use std::str::FromStr;
-
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use rust_decimal::Decimal;
 use tokentra_sync::actors::writer::WriterActor;
 use tokentra_sync::app::App;
 use tokentra_sync::simulator::{SimHandle, TruthOptions};
@@ -34,10 +31,6 @@ pub(crate) struct Daily {
     quantity: String,
     cost: String,
     credits: String,
-}
-
-fn canonical(text: &str) -> String {
-    Decimal::from_str(text).expect("decimal").normalize().to_string()
 }
 
 impl Daily {
@@ -101,9 +94,9 @@ pub(crate) async fn stored_in(
             cached_input_tokens: f[5].parse().unwrap(),
             cache_creation_tokens: f[6].parse().unwrap(),
             requests: f[7].parse().unwrap(),
-            quantity: canonical(f[8]),
-            cost: canonical(f[9]),
-            credits: canonical(f[10]),
+            quantity: support::canonical(f[8]),
+            cost: support::canonical(f[9]),
+            credits: support::canonical(f[10]),
         }
     }))
 }
@@ -140,9 +133,9 @@ pub(crate) fn truth(
         cached_input_tokens: r.cached_input_tokens,
         cache_creation_tokens: r.cache_creation_tokens,
         requests: r.requests,
-        quantity: canonical(&r.quantity.to_string()),
-        cost: canonical(&r.cost.to_string()),
-        credits: canonical(&r.credits.to_string()),
+        quantity: support::canonical(&r.quantity.to_string()),
+        cost: support::canonical(&r.cost.to_string()),
+        credits: support::canonical(&r.credits.to_string()),
     }))
 }
 
