@@ -262,6 +262,7 @@ def scenario(args, repo, binary, accounts, broken):
             "first_sync": {
                 "healthy_synced": ok_first,
                 "wall_s": round(t1 - t0, 1),
+                "healthy_done_after_s": round(max((first[a][4] for a in healthy), default=t0) - t0, 1),
                 "rows": rows,
                 "daemon_cpu_s": round(cpu1["daemon"], 1),
                 "ch_cpu_s": round(cpu1["ch"] - cpu0["ch"], 1),
@@ -320,7 +321,8 @@ def report(name, r):
     print(f"\n== {name}: {r['accounts']} accounts, {r['broken']} broken")
     f, c, i = r["first_sync"], r["cycle"], r["idle"]
     healthy = r["accounts"] - r["broken"]
-    print(f"first sync     : {f['healthy_synced']}/{healthy} healthy synced in {f['wall_s']} s, {f['rows']} rows, "
+    print(f"first sync     : {f['healthy_synced']}/{healthy} healthy synced in {f['wall_s']} s "
+          f"(the last healthy one after {f['healthy_done_after_s']} s), {f['rows']} rows, "
           f"{f['requests_per_account']} requests/account, peak RSS {f['peak_rss_mb']} MB")
     print(f"                 CPU s: daemon {f['daemon_cpu_s']}, simulator {f['sim_cpu_s']}, ClickHouse {f['ch_cpu_s']}")
     print(f"idle           : RSS {i['rss_mb']} MB, CPU {i['cpu_pct']}% of a core")

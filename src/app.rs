@@ -28,8 +28,12 @@ pub struct App {
     pub retry: RetryPolicy,
     /// Syncs in flight across all accounts (`[sync] max_concurrent_syncs`):
     /// a thousand accounts starting at once would open more connections to
-    /// ClickHouse and the providers than either accepts.
+    /// the providers than they accept and hold every answer in memory.
     pub sync_slots: Arc<tokio::sync::Semaphore>,
+    /// ClickHouse work in flight (`[sync] max_concurrent_store`), taken only
+    /// around scope reads, diffs and writes: a sync that waits on a hanging
+    /// provider holds a sync slot, never one of these.
+    pub store_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl App {
@@ -48,6 +52,7 @@ impl App {
                 ..RetryPolicy::default()
             },
             sync_slots: Arc::new(tokio::sync::Semaphore::new(config.sync.max_concurrent_syncs)),
+            store_slots: Arc::new(tokio::sync::Semaphore::new(config.sync.max_concurrent_store)),
             config,
         })
     }
@@ -82,9 +87,13 @@ impl App {
             writer,
             policy: self.window_policy(account),
             endpoint_deadline: self.retry.endpoint_deadline,
-            slots: self.sync_slots.clone(),
+            sync_slots: self.sync_slots.clone(),
+            store_slots: self.store_slots.clone(),
             known_state: Default::default(),
             names: Arc::new(crate::names::NamesGate::new(self.config.sync.names_interval)),
+            settled: Arc::new(crate::sync::settled::SettledBuckets::new(
+                self.config.sync.stored_state_ttl,
+            )),
             rollup_to_verify: Arc::new(crate::sync::pending_verify::PendingVerify::load(
                 &self.config.state_dir,
                 &account.id,

@@ -254,8 +254,8 @@ impl ConnectionActor {
 /// Daily consistency check of the account's recent days; repairs are logged
 /// and counted, failures only logged (the next day tries again).
 async fn verify(sync: &AccountSync, days: u32) {
-    // Shares the bound on concurrent syncs: it reads as much as one.
-    let _slot = sync.slots.acquire().await.expect("sync slots are never closed");
+    // Shares the bound on ClickHouse work: it reads as much as a sync stores.
+    let _slot = sync.store_slot().await;
     let until = crate::normalize::schema::Granularity::Day.floor(Utc::now()) + chrono::Duration::days(1);
     let since = until - chrono::Duration::days(i64::from(days) + 1);
     match crate::store::verify::verify_connection(&sync.store, sync.writer.as_ref(), &sync.account.id, since, until)

@@ -111,10 +111,17 @@ pub struct SyncConfig {
     pub endpoint_deadline: Duration,
     /// The largest provider response accepted, in bytes.
     pub max_response_bytes: usize,
-    /// Syncs in flight across all accounts.
+    /// Syncs in flight across all accounts (provider waits included).
     pub max_concurrent_syncs: usize,
+    /// ClickHouse work in flight across all accounts: scope reads, diffs and
+    /// writes of syncs, and verifies. Separate from `max_concurrent_syncs` so
+    /// a sync waiting on a slow provider never holds back another's store.
+    pub max_concurrent_store: usize,
     /// How often an account's workspace and key names are re-read (0 = every sync).
     pub names_interval: Duration,
+    /// How long a sync trusts what this process knows of an account's stored
+    /// rows before reading them back from ClickHouse (0 = read every sync).
+    pub stored_state_ttl: Duration,
 }
 
 /// One provider account, checked: its provider is known, every required
@@ -365,8 +372,9 @@ fn apply_env_overrides(value: &mut toml::Value, env: &BTreeMap<String, String>, 
 
 /// Keys whose values are whole numbers; every other override stays text, so a
 /// numeric password is still a string.
-const INTEGER_KEYS: [&str; 6] = [
+const INTEGER_KEYS: [&str; 7] = [
     "max_concurrent_syncs",
+    "max_concurrent_store",
     "max_batch_rows",
     "max_buffer_rows",
     "deep_resync_days",

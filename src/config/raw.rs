@@ -140,10 +140,14 @@ pub struct RawSync {
     pub endpoint_deadline: String,
     /// The largest provider response accepted, in MiB.
     pub max_response_mb: u64,
-    /// Syncs in flight across all accounts.
+    /// Syncs in flight across all accounts, provider waits included.
     pub max_concurrent_syncs: u64,
+    /// ClickHouse reads, diffs and writes in flight across all accounts.
+    pub max_concurrent_store: u64,
     /// How often each account re-reads the provider's workspace and key names.
     pub names_interval: String,
+    /// How long known stored rows are trusted without reading them back.
+    pub stored_state_ttl: String,
 }
 
 impl Default for RawSync {
@@ -157,8 +161,10 @@ impl Default for RawSync {
             request_timeout: "60s".into(),
             endpoint_deadline: "10m".into(),
             max_response_mb: 32,
-            max_concurrent_syncs: 16,
+            max_concurrent_syncs: 64,
+            max_concurrent_store: 16,
             names_interval: "1h".into(),
+            stored_state_ttl: "1h".into(),
         }
     }
 }

@@ -187,7 +187,7 @@ fn interpolation_handles_escapes_and_literals() {
 #[test]
 fn every_number_is_bounded_at_load() {
     let text = format!(
-        "[sync]\ndeep_resync_days = 4000000000\nbackfill_chunk_days = 0\nmax_response_mb = 0\nmax_concurrent_syncs = 0\n\
+        "[sync]\ndeep_resync_days = 4000000000\nbackfill_chunk_days = 0\nmax_response_mb = 0\nmax_concurrent_syncs = 0\nmax_concurrent_store = 0\n\
          endpoint_deadline = \"100000d\"\n[writer]\nmax_batch_rows = 0\n{OPENAI}"
     );
     let p = problems(&text, &[("OPENAI_ADMIN_KEY", "sk-admin-FAKE-1")]);
@@ -196,6 +196,7 @@ fn every_number_is_bounded_at_load() {
         "sync.backfill_chunk_days",
         "sync.max_response_mb",
         "sync.max_concurrent_syncs",
+        "sync.max_concurrent_store",
         "sync.endpoint_deadline",
         "writer.max_batch_rows",
     ] {

@@ -164,6 +164,12 @@ pub(super) fn validate(value: toml::Value) -> Result<ValidatedConfig, ConfigErro
             max_concurrent_syncs: bounded(
                 "sync.max_concurrent_syncs",
                 raw.sync.max_concurrent_syncs,
+                (1, 16_384),
+                &mut problems,
+            ) as usize,
+            max_concurrent_store: bounded(
+                "sync.max_concurrent_store",
+                raw.sync.max_concurrent_store,
                 (1, 1_024),
                 &mut problems,
             ) as usize,
@@ -171,6 +177,12 @@ pub(super) fn validate(value: toml::Value) -> Result<ValidatedConfig, ConfigErro
                 "sync.names_interval",
                 &raw.sync.names_interval,
                 (0, 7 * DAY_SECS),
+                &mut problems,
+            ),
+            stored_state_ttl: bounded_duration(
+                "sync.stored_state_ttl",
+                &raw.sync.stored_state_ttl,
+                (0, DAY_SECS),
                 &mut problems,
             ),
         },

@@ -7,6 +7,7 @@
 //! when every endpoint of the chunk converged (docs/DESIGN.md rule 6).
 
 pub mod pending_verify;
+pub mod settled;
 pub mod status;
 pub mod window;
 
@@ -56,6 +57,24 @@ struct EndpointCounts {
 struct EndpointRows {
     rows: Arc<Vec<UsageRow>>,
     scope: Arc<BTreeSet<u32>>,
+}
+
+/// What is left to diff of an endpoint's answer once the buckets known to be
+/// stored exactly as fetched are taken out.
+struct ChangedBuckets {
+    rows: Arc<Vec<UsageRow>>,
+    scope: Arc<BTreeSet<u32>>,
+    /// Digests of the buckets left: what becomes known once they are stored.
+    digests: std::collections::BTreeMap<u32, settled::BucketDigest>,
+    /// The first bucket of the whole answer: anything known before it is
+    /// dropped (the next sync starts no earlier).
+    first: Option<u32>,
+}
+
+impl ChangedBuckets {
+    fn confirm(&self, settled: &settled::SettledBuckets, key: (crate::normalize::schema::RecordType, &'static str)) {
+        settled.confirm(key, &self.digests, self.first);
+    }
 }
 
 /// What a bill endpoint receives from its usage endpoint: the usage rows, or
@@ -148,14 +167,20 @@ pub struct AccountSync {
     /// before a sync of this account may report success: set when a write's
     /// outcome was uncertain, cleared once verify succeeds.
     pub rollup_to_verify: Arc<pending_verify::PendingVerify>,
-    /// Shared by every account: a sync runs only while it holds a slot.
-    pub slots: Arc<tokio::sync::Semaphore>,
+    /// Shared by every account: a sync runs only while it holds one.
+    pub sync_slots: Arc<tokio::sync::Semaphore>,
+    /// Shared by every account: ClickHouse reads, diffs and writes run only
+    /// while they hold one, fetches never do.
+    pub store_slots: Arc<tokio::sync::Semaphore>,
     /// The account's `sync_state` as last read or stored by this process
     /// (the account lock makes it the only writer), so a sync reads it from
     /// ClickHouse once, not on every run.
     pub known_state: Arc<std::sync::Mutex<Option<Watermark>>>,
     /// When the provider's workspace and key names are due again.
     pub names: Arc<crate::names::NamesGate>,
+    /// Buckets whose stored rows this process knows, so an unchanged one is
+    /// neither read nor diffed again.
+    pub settled: Arc<settled::SettledBuckets>,
 }
 
 impl AccountSync {
@@ -175,7 +200,7 @@ impl AccountSync {
         run_id: Option<String>,
     ) -> Result<Vec<SyncReport>, SyncError> {
         // Waits for a slot; the semaphore is never closed.
-        let _slot = self.slots.acquire().await.expect("sync slots are never closed");
+        let _slot = self.sync_slots.acquire().await.expect("sync slots are never closed");
         let stored = self.sync_state().await?;
         let now = Utc::now();
         let mut watermark = stored.as_ref().map(|s| s.watermark);
@@ -215,6 +240,7 @@ impl AccountSync {
         if let Some(known) = self.known_state.lock().unwrap_or_else(|p| p.into_inner()).clone() {
             return Ok(Some(known));
         }
+        let _store = self.store_slot().await;
         let stored = read_watermark(&self.store, &self.account.id)
             .await
             .map_err(|source| SyncError::State {
@@ -223,6 +249,11 @@ impl AccountSync {
             })?;
         *self.known_state.lock().unwrap_or_else(|p| p.into_inner()) = stored.clone();
         Ok(stored)
+    }
+
+    /// Waits for a turn at ClickHouse; the semaphore is never closed.
+    pub async fn store_slot(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.store_slots.acquire().await.expect("store slots are never closed")
     }
 
     /// Re-reads the provider's workspace and key names when due. Never part
@@ -450,6 +481,7 @@ impl AccountSync {
         let Some((start, end)) = self.rollup_to_verify.get() else {
             return Ok(0);
         };
+        let _store = self.store_slot().await;
         let account = &self.account.id;
         let report = crate::store::verify::verify_connection(
             &self.store,
@@ -602,6 +634,49 @@ impl AccountSync {
         })
     }
 
+    /// The rows and scope left to diff once the buckets known to be stored
+    /// exactly as fetched are taken out, and the digests of those left (what
+    /// becomes known once they are stored).
+    async fn changed_buckets(
+        &self,
+        key: (crate::normalize::schema::RecordType, &'static str),
+        rows: Arc<Vec<UsageRow>>,
+        scope: Arc<BTreeSet<u32>>,
+    ) -> Result<ChangedBuckets, EndpointFailure> {
+        let settled = self.settled.clone();
+        let account = self.account.id.clone();
+        tokio::task::spawn_blocking(move || {
+            let first = scope.first().copied();
+            let mut digests = settled::bucket_digests(&rows, &scope);
+            let unchanged = settled.unchanged(key, &digests);
+            if unchanged.is_empty() {
+                return ChangedBuckets {
+                    rows,
+                    scope,
+                    digests,
+                    first,
+                };
+            }
+            digests.retain(|bucket, _| !unchanged.contains(bucket));
+            let left: Vec<UsageRow> = rows
+                .iter()
+                .filter(|r| !unchanged.contains(&r.bucket_start))
+                .cloned()
+                .collect();
+            ChangedBuckets {
+                rows: Arc::new(left),
+                scope: Arc::new(digests.keys().copied().collect()),
+                digests,
+                first,
+            }
+        })
+        .await
+        .map_err(|e| EndpointFailure {
+            kind: FailureKind::Store,
+            message: format!("account '{account}': {}: diff failed: {e}", key.1),
+        })
+    }
+
     /// Diffs `fetched` against the stored rows of its scope and writes the
     /// delta until a re-read finds nothing left.
     async fn store_rows(
@@ -616,6 +691,13 @@ impl AccountSync {
             message: format!("account '{account}': {}: {what}: {e}", endpoint.endpoint),
         };
         let EndpointRows { rows, scope } = fetched;
+        let known_key = (endpoint.record_type, endpoint.endpoint);
+        let changed = self.changed_buckets(known_key, rows, scope).await?;
+        let (rows, scope) = (changed.rows.clone(), changed.scope.clone());
+        if scope.is_empty() {
+            changed.confirm(&self.settled, known_key);
+            return Ok(());
+        }
         let stored_scope = Scope {
             connection_id: &self.account.id,
             record_type: endpoint.record_type,
@@ -623,6 +705,10 @@ impl AccountSync {
             buckets: &scope,
         };
         for _round in 0..MAX_ROUNDS {
+            // Held to the write's acknowledgement: the writer's batches then
+            // hold at most this many syncs' deltas, and a sync never holds
+            // one while it waits on its provider.
+            let store = self.store_slot().await;
             // Narrow first: an unchanged scope is settled from five small
             // columns; whole rows are read only for the records that changed.
             let stored = read_scope_keys(&self.store, &stored_scope)
@@ -654,6 +740,7 @@ impl AccountSync {
             .await
             .map_err(|e| store_failure("diff failed", &e))?;
             if delta.is_empty() {
+                changed.confirm(&self.settled, known_key);
                 return Ok(());
             }
             counts.added += delta.added as u64;
@@ -661,16 +748,21 @@ impl AccountSync {
             counts
                 .days
                 .extend(delta.rows.iter().map(|r| r.bucket_start - r.bucket_start % DAY_SECS));
-            let ack = match self.writer.write_usage(delta.rows).await {
+            let written = self.writer.write_usage(delta.rows).await;
+            drop(store);
+            let ack = match written {
                 Ok(ack) => ack,
                 Err(e) => {
+                    self.settled.forget(known_key);
                     self.note_uncertain(&counts.days);
                     return Err(store_failure("writing", &e));
                 }
             };
             if !ack.retried {
+                changed.confirm(&self.settled, known_key);
                 return Ok(());
             }
+            self.settled.forget(known_key);
             // The outcome was uncertain (a failed attempt may have stored the
             // table part without its rollup part). Written down at once: a process killed before the verify at the
             // end of this sync still repairs these days on its next start.

@@ -106,9 +106,11 @@ async fn harness(test: &str) -> Harness {
         policy: app.window_policy(&account),
         endpoint_deadline: app.retry.endpoint_deadline,
         rollup_to_verify: Default::default(),
-        slots: app.sync_slots.clone(),
+        sync_slots: app.sync_slots.clone(),
+        store_slots: app.store_slots.clone(),
         known_state: Default::default(),
         names: Default::default(),
+        settled: Default::default(),
         account,
     };
     let schedule = Schedule {
@@ -292,4 +294,52 @@ async fn syncs_in_flight_are_bounded_across_accounts() {
     assert!(first_run.await.unwrap().unwrap().iter().all(|r| r.succeeded));
     assert!(second_run.await.unwrap().iter().all(|r| r.succeeded));
     assert!(second_fetches.load(Ordering::SeqCst) >= 1);
+}
+
+/// A sync waiting on its provider holds a sync slot, never a store slot:
+/// with one store slot, another account's sync stores and finishes while
+/// the first one's fetch hangs (a hanging provider cannot stall ClickHouse
+/// work for the healthy accounts).
+#[actix_rt::test]
+async fn a_hanging_fetch_does_not_hold_the_store_slot() {
+    let accounts = "[sync]\nmax_concurrent_syncs = 2\nmax_concurrent_store = 1\n\
+        [[accounts]]\nid = \"hangs\"\nprovider = \"openai\"\nbackfill_days = 1\n[accounts.credentials]\napi_key = \"sk-admin-FAKE-a\"\n\
+        [[accounts]]\nid = \"healthy\"\nprovider = \"openai\"\nbackfill_days = 1\n[accounts.credentials]\napi_key = \"sk-admin-FAKE-b\"\n";
+    let config = TestConfig::new("store_slots", accounts).validated();
+    let app = App::new(config.clone()).unwrap();
+    migrations::migrate(&app.store).await.unwrap();
+    let writer = WriterActor::start_with_handle(app.store.clone(), config.writer.clone());
+    let sync_of = |index: usize, gate: Arc<Semaphore>, fetches: Arc<AtomicU32>| {
+        let mut sync = app.account_sync(&config.accounts[index], writer.sink()).unwrap();
+        sync.adapter = Arc::new(GatedAdapter {
+            gate,
+            fetches,
+            panic_next: Arc::new(AtomicBool::new(false)),
+            fail_next: Arc::new(AtomicBool::new(false)),
+            windows: Arc::new(std::sync::Mutex::new(Vec::new())),
+            stats: Arc::new(HttpStats::default()),
+        });
+        sync
+    };
+    let (hang_gate, hang_fetches) = (Arc::new(Semaphore::new(0)), Arc::new(AtomicU32::new(0)));
+    let hangs = sync_of(0, hang_gate.clone(), hang_fetches.clone());
+    let healthy = sync_of(1, Arc::new(Semaphore::new(1000)), Arc::new(AtomicU32::new(0)));
+    let hanging_run = actix_rt::spawn(async move { hangs.run(SyncKind::Incremental, "test").await });
+    eventually("the first sync waiting on its provider", || {
+        hang_fetches.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(app.store_slots.available_permits(), 1, "a fetch holds no store slot");
+    let reports = tokio::time::timeout(Duration::from_secs(60), healthy.run(SyncKind::Incremental, "test"))
+        .await
+        .expect("the healthy sync must not wait for the hanging one")
+        .unwrap();
+    assert!(
+        !reports.is_empty() && reports.iter().all(|r| r.succeeded),
+        "{reports:?}"
+    );
+    assert_eq!(hang_fetches.load(Ordering::SeqCst), 1, "still hanging");
+    hang_gate.add_permits(1000);
+    assert!(hanging_run.await.unwrap().unwrap().iter().all(|r| r.succeeded));
+    assert_eq!(app.store_slots.available_permits(), 1);
 }

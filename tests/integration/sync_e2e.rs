@@ -302,6 +302,78 @@ async fn an_insert_retried_after_a_timeout_converges() {
     sim.stop().await;
 }
 
+/// A re-sync of unchanged buckets reads nothing from ClickHouse: after the
+/// first sync, the account's reads go to a closed port and the next sync
+/// still succeeds, writing nothing; the same sync without the known buckets
+/// fails there (so the first result is not luck). A restated day changes its
+/// buckets' digests: only those are read again, and with the real server
+/// back the stored rows follow the new truth exactly.
+#[actix_rt::test]
+async fn unchanged_buckets_are_not_read_again_and_changed_ones_are() {
+    let sim = support::start_sim(11, 1).await;
+    let accounts = support::sim_accounts(&sim, &["org-1"], &["openai"]);
+    let config = TestConfig::new("settled", &accounts);
+    let validated = config.validated();
+    let client = config.client();
+    let app = App::new(validated.clone()).unwrap();
+    migrations::migrate(&app.store).await.unwrap();
+    let writer = WriterActor::start_with_handle(app.store.clone(), validated.writer.clone());
+    let mut sync = app.account_sync(&validated.accounts[0], writer.sink()).unwrap();
+    let (since, until) = window();
+    let kind = SyncKind::Explicit {
+        since: tokentra_sync::cli::parse_time(&since).unwrap(),
+        until: Some(tokentra_sync::cli::parse_time(&until).unwrap()),
+    };
+    let written = |reports: &[tokentra_sync::sync::SyncReport]| {
+        reports.iter().map(|r| r.rows_added + r.rows_cancelled).sum::<u64>()
+    };
+
+    // The scheduled sync stores the watermark (so it is known, not read);
+    // the explicit one then covers the whole week.
+    let backfill = sync.run(SyncKind::Incremental, "test").await.unwrap();
+    assert!(backfill.iter().all(|r| r.succeeded), "{backfill:?}");
+    let first = sync.run(kind, "test").await.unwrap();
+    assert!(first.iter().all(|r| r.succeeded), "{first:?}");
+    assert_account_matches_truth(&sim, &client, ("openai", "org-1", None), &since, &until).await;
+
+    let live_store = sync.store.clone();
+    let mut unreachable = validated.clickhouse.clone();
+    unreachable.url = "http://127.0.0.1:9".into();
+    sync.store = ClickhouseClient::new(&unreachable);
+    let again = sync.run(kind, "test").await.unwrap();
+    assert!(
+        again.iter().all(|r| r.succeeded),
+        "unchanged buckets need no read: {again:?}"
+    );
+    assert_eq!(written(&again), 0);
+
+    let mut forgetful = sync.clone();
+    forgetful.settled = Default::default();
+    let control = forgetful.run(kind, "test").await.unwrap();
+    assert!(
+        control.iter().any(|r| !r.succeeded),
+        "without known buckets the sync must read (and fail on the closed port): {control:?}"
+    );
+
+    let restated_day = (Utc::now().date_naive() - Duration::days(3)).to_string();
+    support::restate(&sim, "openai", "org-1", &restated_day, "1.5").await;
+    let restated = sync.run(kind, "test").await.unwrap();
+    assert!(
+        restated.iter().any(|r| !r.succeeded),
+        "the restated day's buckets must be read: {restated:?}"
+    );
+    sync.store = live_store;
+    let repaired = sync.run(kind, "test").await.unwrap();
+    assert!(
+        repaired.iter().all(|r| r.succeeded) && written(&repaired) > 0,
+        "{repaired:?}"
+    );
+    assert_account_matches_truth(&sim, &client, ("openai", "org-1", None), &since, &until).await;
+    let settled = sync.run(kind, "test").await.unwrap();
+    assert_eq!(written(&settled), 0, "{settled:?}");
+    sim.stop().await;
+}
+
 /// `[[accounts]]` blocks for simulated Anthropic orgs, with the `api` setting.
 fn anthropic_accounts(sim: &SimHandle, orgs: &[(&str, &str)]) -> String {
     orgs.iter()

@@ -4,47 +4,7 @@ use proptest::prelude::*;
 use std::collections::BTreeMap;
 
 fn row(key: u64, bucket: u32, tokens: i64, cost: i128) -> UsageRow {
-    UsageRow {
-        connection_id: "c".into(),
-        provider: "openai".into(),
-        record_type: "usage".into(),
-        endpoint: "completions".into(),
-        bucket_start: bucket,
-        bucket_end: bucket + 3600,
-        granularity: "1h".into(),
-        record_key: key,
-        model: format!("m{}", key % 3),
-        model_raw: String::new(),
-        model_family: String::new(),
-        service: String::new(),
-        workspace_id: String::new(),
-        project_id: String::new(),
-        api_key_id: String::new(),
-        api_key_hint: String::new(),
-        user_id: String::new(),
-        region: String::new(),
-        resource_id: String::new(),
-        line_item: String::new(),
-        attributes: String::new(),
-        input_tokens: tokens,
-        output_tokens: 0,
-        cached_input_tokens: 0,
-        cache_creation_tokens: 0,
-        requests: 0,
-        requests_reported: 1,
-        quantity: Dec9::default(),
-        unit: String::new(),
-        cost: Dec9(cost),
-        estimated_cost: Dec9::default(),
-        credits: Dec9::default(),
-        cost_source: String::new(),
-        currency: String::new(),
-        amount_original: Dec9::default(),
-        sign: 1,
-        version: 0,
-        synced_at: 0,
-        content_hash: 0,
-    }
+    UsageRow::for_test(key, bucket, tokens, cost)
 }
 
 fn buckets(list: &[u32]) -> BTreeSet<u32> {
