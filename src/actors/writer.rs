@@ -24,7 +24,7 @@ use crate::store::state::{SyncRunRow, SyncStateRow};
 use crate::store::verify::DailyRow;
 use crate::store::ClickhouseClient;
 
-use crate::store::sink::RowSink;
+use crate::store::sink::{RowSink, StoredAck};
 pub use crate::store::sink::{SinkError as WriterError, WriteAck};
 
 /// Rows bound for one table.
@@ -356,10 +356,15 @@ pub struct WriterHandle {
 #[async_trait::async_trait]
 impl RowSink for WriterHandle {
     async fn write_usage(&self, rows: Vec<UsageRow>) -> Result<WriteAck, WriterError> {
+        self.queue_usage(rows).await?.await
+    }
+
+    async fn queue_usage(&self, rows: Vec<UsageRow>) -> Result<StoredAck, WriterError> {
         if rows.is_empty() {
-            return Ok(WriteAck::default());
+            return Ok(Box::pin(async { Ok(WriteAck::default()) }));
         }
-        self.send(Payload::Usage(rows)).await
+        let ack = self.queue(Payload::Usage(rows)).await?;
+        Ok(Box::pin(async move { ack.await.map_err(|_| WriterError::Stopped)? }))
     }
 
     async fn write_daily(&self, rows: Vec<DailyRow>) -> Result<WriteAck, WriterError> {
@@ -393,12 +398,19 @@ impl WriterHandle {
     }
 
     async fn send(&self, payload: Payload) -> Result<WriteAck, WriterError> {
+        let ack = self.queue(payload).await?;
+        ack.await.map_err(|_| WriterError::Stopped)?
+    }
+
+    /// Puts `payload` in the buffer (waiting for room); the receiver answers
+    /// once it is stored.
+    async fn queue(&self, payload: Payload) -> Result<oneshot::Receiver<Result<WriteAck, WriterError>>, WriterError> {
         let (pending, ack) = self.pending(payload).await?;
         self.addr
             .send(Enqueue(pending))
             .await
             .map_err(|_| WriterError::Stopped)?;
-        ack.await.map_err(|_| WriterError::Stopped)?
+        Ok(ack)
     }
 
     /// Takes buffer permits for `payload` (waiting while the buffer is full).

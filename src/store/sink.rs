@@ -27,12 +27,20 @@ pub enum SinkError {
     Rejected(String),
 }
 
+/// Resolves once queued rows are stored.
+pub type StoredAck = std::pin::Pin<Box<dyn std::future::Future<Output = Result<WriteAck, SinkError>> + Send>>;
+
 /// Stores rows; every method resolves once its rows are stored (or queued,
 /// for `enqueue_run`, whose row is bookkeeping).
 #[async_trait]
 pub trait RowSink: Send + Sync + 'static {
     /// Rows for `usage_records`.
     async fn write_usage(&self, rows: Vec<UsageRow>) -> Result<WriteAck, SinkError>;
+    /// Rows for `usage_records` in two steps: resolves once they are queued
+    /// (the buffer had room), with what resolves once they are stored. A
+    /// sender can let go of what it holds (a store slot) in between, so the
+    /// wait for a batch does not hold back other syncs' ClickHouse work.
+    async fn queue_usage(&self, rows: Vec<UsageRow>) -> Result<StoredAck, SinkError>;
     /// Repairs summed into `usage_daily`.
     async fn write_daily(&self, rows: Vec<DailyRow>) -> Result<WriteAck, SinkError>;
     /// A `sync_runs` row, without waiting for it to be stored.

@@ -705,9 +705,9 @@ impl AccountSync {
             buckets: &scope,
         };
         for _round in 0..MAX_ROUNDS {
-            // Held to the write's acknowledgement: the writer's batches then
-            // hold at most this many syncs' deltas, and a sync never holds
-            // one while it waits on its provider.
+            // Held until the delta is queued, not until it is stored: the
+            // wait for a batch would otherwise cap the writer's batches at
+            // this many syncs' deltas. Never held while waiting on a provider.
             let store = self.store_slot().await;
             // Narrow first: an unchanged scope is settled from five small
             // columns; whole rows are read only for the records that changed.
@@ -748,8 +748,12 @@ impl AccountSync {
             counts
                 .days
                 .extend(delta.rows.iter().map(|r| r.bucket_start - r.bucket_start % DAY_SECS));
-            let written = self.writer.write_usage(delta.rows).await;
+            let queued = self.writer.queue_usage(delta.rows).await;
             drop(store);
+            let written = match queued {
+                Ok(stored) => stored.await,
+                Err(e) => Err(e),
+            };
             let ack = match written {
                 Ok(ack) => ack,
                 Err(e) => {
