@@ -237,8 +237,14 @@ impl ClickhouseClient {
 
     /// Runs one statement; `{db}` in it is replaced by the database name.
     pub async fn execute(&self, sql: &str) -> Result<(), StoreError> {
+        self.execute_for(sql, self.query_timeout).await
+    }
+
+    /// [`Self::execute`] with its own time limit (a migration's table copy).
+    pub async fn execute_for(&self, sql: &str, limit: Duration) -> Result<(), StoreError> {
         let sql = sql.replace("{db}", &self.database);
-        self.run(&self.inner, &sql).await
+        let work = async { self.inner.query(&sql).execute().await.map_err(|e| self.err(e)) };
+        self.bounded(&statement_head(&sql), limit, work).await
     }
 
     pub async fn create_database(&self) -> Result<(), StoreError> {

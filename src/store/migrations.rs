@@ -21,7 +21,32 @@ pub struct Migration {
     pub sql: &'static str,
     /// Lowest server `(major, minor)` that supports it; `None` = every server.
     pub requires: Option<(u32, u32)>,
+    /// Set when `sql` creates the replacement of a table to rebuild.
+    pub rebuild: Option<&'static Rebuild>,
 }
+
+/// A table rebuilt by copy, for what 18.16 cannot change in place (its
+/// `index_granularity`): the migration's `sql` creates `<table>_rebuild`,
+/// every row is copied and counted, and one RENAME swaps the two. The view
+/// that reads the table is dropped before the copy and created again after:
+/// an 18.16 view follows the table it was created on, not its name. Every
+/// step is repeated safely after a crash (see [`rebuild`]).
+#[derive(Debug)]
+pub struct Rebuild {
+    pub table: &'static str,
+    /// What `system.tables.engine_full` of the table shows once rebuilt.
+    pub done_marker: &'static str,
+    /// The materialized view reading the table, and its migration.
+    pub view: &'static str,
+    pub view_sql: &'static str,
+}
+
+const USAGE_RECORDS_GRANULARITY: Rebuild = Rebuild {
+    table: "usage_records",
+    done_marker: "index_granularity = 1024",
+    view: "usage_daily_mv",
+    view_sql: include_str!("../../schemas/0003_usage_daily_mv.sql"),
+};
 
 macro_rules! migration {
     ($version:expr, $name:expr, $file:expr) => {
@@ -30,6 +55,7 @@ macro_rules! migration {
             name: $name,
             sql: include_str!(concat!("../../schemas/", $file)),
             requires: None,
+            rebuild: None,
         }
     };
     ($version:expr, $name:expr, $file:expr, $requires:expr) => {
@@ -38,6 +64,7 @@ macro_rules! migration {
             name: $name,
             sql: include_str!(concat!("../../schemas/", $file)),
             requires: Some($requires),
+            rebuild: None,
         }
     };
 }
@@ -55,6 +82,13 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(8, "api_key_names", "0008_api_key_names.sql"),
     migration!(9, "workspace_display_names", "0009_workspace_display_names.sql"),
     migration!(12, "usage_records_content_hash", "0012_usage_records_content_hash.sql"),
+    Migration {
+        version: 13,
+        name: "usage_records_granularity",
+        sql: include_str!("../../schemas/0013_usage_records_granularity.sql"),
+        requires: None,
+        rebuild: Some(&USAGE_RECORDS_GRANULARITY),
+    },
     // TTL: ClickHouse 19.6.
     migration!(1001, "sync_runs_ttl", "gated/1001_sync_runs_ttl.sql", (19, 6)),
 ];
@@ -134,7 +168,11 @@ pub async fn migrate(client: &ClickhouseClient) -> Result<MigrationReport, Store
     let (run, unsupported) = plan(server, &applied_versions);
     let mut report = MigrationReport::default();
     for migration in run {
-        match client.execute(migration.sql).await {
+        let applied = match migration.rebuild {
+            Some(spec) => rebuild(client, migration, spec).await,
+            None => client.execute(migration.sql).await,
+        };
+        match applied {
             Ok(()) => {}
             // An ADD COLUMN that ran before a crash kept it from being recorded.
             Err(e) if is_column_add(migration.sql) && e.server_code().is_some_and(|c| COLUMN_EXISTS.contains(&c)) => {}
@@ -165,6 +203,108 @@ pub async fn migrate(client: &ClickhouseClient) -> Result<MigrationReport, Store
     Ok(report)
 }
 
+/// Runs a [`Rebuild`]. Repeatable at any point of a crash: a table not yet
+/// rebuilt is copied again from scratch (the old one is untouched until the
+/// RENAME, and the copy is counted before it); a table missing between the
+/// two halves of the RENAME is the complete copy's; the view and the old
+/// table's removal are idempotent.
+async fn rebuild(client: &ClickhouseClient, migration: &Migration, spec: &Rebuild) -> Result<(), StoreError> {
+    let table = spec.table;
+    let staged = format!("{table}_rebuild");
+    let replaced = format!("{table}_before_rebuild");
+    match engine_full(client, table).await? {
+        None => {
+            client
+                .execute(&format!("RENAME TABLE {{db}}.{staged} TO {{db}}.{table}"))
+                .await?;
+        }
+        Some(engine) if engine.contains(spec.done_marker) => {}
+        Some(_) => {
+            client.execute(&format!("DROP TABLE IF EXISTS {{db}}.{staged}")).await?;
+            client.execute(migration.sql).await?;
+            client
+                .execute(&format!("DROP TABLE IF EXISTS {{db}}.{}", spec.view))
+                .await?;
+            let columns = column_list(client, table).await?;
+            client
+                .execute_for(
+                    &format!("INSERT INTO {{db}}.{staged} ({columns}) SELECT {columns} FROM {{db}}.{table}"),
+                    REBUILD_COPY_LIMIT,
+                )
+                .await?;
+            let (before, after) = (row_counts(client, table).await?, row_counts(client, &staged).await?);
+            if before != after {
+                return Err(StoreError::Unexpected {
+                    url: client.url().to_string(),
+                    detail: format!(
+                        "rebuilding {table}: the copy has {after:?} (rows, net sign) but the table {before:?}; \
+                         nothing was swapped, the next start copies again"
+                    ),
+                });
+            }
+            client
+                .execute(&format!("DROP TABLE IF EXISTS {{db}}.{replaced}"))
+                .await?;
+            client
+                .execute(&format!(
+                    "RENAME TABLE {{db}}.{table} TO {{db}}.{replaced}, {{db}}.{staged} TO {{db}}.{table}"
+                ))
+                .await?;
+        }
+    }
+    client.execute(spec.view_sql).await?;
+    client
+        .execute(&format!("DROP TABLE IF EXISTS {{db}}.{replaced}"))
+        .await?;
+    tracing::info!(table, "table rebuilt");
+    Ok(())
+}
+
+/// The copy of a large table takes as long as it takes: an hour covers
+/// hundreds of millions of rows on a small server.
+const REBUILD_COPY_LIMIT: std::time::Duration = std::time::Duration::from_secs(3_600);
+
+async fn engine_full(client: &ClickhouseClient, table: &str) -> Result<Option<String>, StoreError> {
+    #[derive(Deserialize, clickhouse::Row)]
+    struct Engine {
+        engine_full: String,
+    }
+    let query = client
+        .query("SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = ?")
+        .bind(table);
+    let row: Option<Engine> = client.fetch_optional("read of a table's engine", query).await?;
+    Ok(row.map(|r| r.engine_full))
+}
+
+async fn column_list(client: &ClickhouseClient, table: &str) -> Result<String, StoreError> {
+    #[derive(Deserialize, clickhouse::Row)]
+    struct Column {
+        name: String,
+    }
+    let query = client
+        .query("SELECT name FROM system.columns WHERE database = currentDatabase() AND table = ?")
+        .bind(table);
+    let columns: Vec<Column> = client.fetch_all("read of a table's columns", query).await?;
+    Ok(columns.into_iter().map(|c| c.name).collect::<Vec<_>>().join(", "))
+}
+
+/// (rows, sum of sign): equal for a complete copy whatever merges did.
+async fn row_counts(client: &ClickhouseClient, table: &str) -> Result<(u64, i64), StoreError> {
+    #[derive(Debug, Deserialize, clickhouse::Row)]
+    struct Counts {
+        rows: u64,
+        net: i64,
+    }
+    let query = client.query(&format!(
+        "SELECT count() AS rows, sum(toInt64(sign)) AS net FROM {table}"
+    ));
+    let counts: Counts = client
+        .fetch_optional("count of a table's rows", query)
+        .await?
+        .unwrap_or(Counts { rows: 0, net: 0 });
+    Ok((counts.rows, counts.net))
+}
+
 fn wrap(migration: &Migration, source: StoreError) -> StoreError {
     StoreError::Migration {
         version: migration.version,
@@ -177,7 +317,34 @@ fn wrap(migration: &Migration, source: StoreError) -> StoreError {
 /// `{db}` filled in. Used by `migrate --print-sql` and the chdb test.
 pub fn fresh_plan_sql(server: (u32, u32), database: &str) -> Vec<String> {
     let (run, _) = plan(server, &BTreeSet::new());
-    run.iter().map(|m| m.sql.replace("{db}", database)).collect()
+    run.iter()
+        .flat_map(|m| match m.rebuild {
+            Some(spec) => spec.fresh_statements(m.sql),
+            None => vec![m.sql.to_string()],
+        })
+        .map(|sql| sql.replace("{db}", database))
+        .collect()
+}
+
+impl Rebuild {
+    /// What [`rebuild`] runs on a table that was never rebuilt (the
+    /// statements `migrate --print-sql` shows).
+    fn fresh_statements(&self, create_staged: &str) -> Vec<String> {
+        let (table, view) = (self.table, self.view);
+        let columns = crate::normalize::schema::UsageRow::COLUMNS.join(", ");
+        vec![
+            format!("DROP TABLE IF EXISTS {{db}}.{table}_rebuild"),
+            create_staged.to_string(),
+            format!("DROP TABLE IF EXISTS {{db}}.{view}"),
+            format!("INSERT INTO {{db}}.{table}_rebuild ({columns}) SELECT {columns} FROM {{db}}.{table}"),
+            format!("DROP TABLE IF EXISTS {{db}}.{table}_before_rebuild"),
+            format!(
+                "RENAME TABLE {{db}}.{table} TO {{db}}.{table}_before_rebuild, {{db}}.{table}_rebuild TO {{db}}.{table}"
+            ),
+            self.view_sql.to_string(),
+            format!("DROP TABLE IF EXISTS {{db}}.{table}_before_rebuild"),
+        ]
+    }
 }
 
 #[cfg(test)]

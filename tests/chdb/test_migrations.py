@@ -39,6 +39,9 @@ def main(plan_path: str) -> None:
         for column in ["error_kind", "connection_status"]:
             assert column in ddl, f"sync_runs lacks {column}: {ddl}"
 
+        ddl = sess.query("SHOW CREATE TABLE tokentra.usage_records", "TSVRaw").bytes().decode()
+        assert "index_granularity = 1024" in ddl, f"usage_records was not rebuilt with 1,024-row granules: {ddl}"
+
         cols = "connection_id, provider, record_type, endpoint, bucket_start, bucket_end, granularity, record_key, model, cost, input_tokens, sign, version, synced_at"
         row = "'c1', 'openai', 'cost', 'costs', toDateTime('2025-01-15 00:00:00', 'UTC'), toDateTime('2025-01-16 00:00:00', 'UTC'), '1d', 7, 'gpt-4o', toDecimal128('{cost}', 9), {tokens}, {sign}, {version}, now()"
         sess.query(f"INSERT INTO tokentra.usage_records ({cols}) VALUES ({row.format(cost='0.412345678', tokens=10, sign=1, version=1)})")
