@@ -352,6 +352,71 @@ impl Drop for Moto {
     }
 }
 
+/// A Cost Explorer that answers 500 through every retry, and one that never
+/// answers, fail as `provider_5xx` and `timeout`: the AWS SDK must not take
+/// a request that waits longer than its five-second stall grace (backoff, a
+/// request timeout) for a stalled upload and hide the platform's error as
+/// `malformed`. The waits here are longer than that grace on purpose.
+#[actix_rt::test]
+async fn providers_aws_bedrock_a_failing_or_hanging_api_fails_with_its_own_kind() {
+    use tokentra_sync::actors::writer::WriterActor;
+    use tokentra_sync::app::App;
+    use tokentra_sync::providers::FailureKind;
+    use tokentra_sync::simulator::OrgFault;
+    use tokentra_sync::sync::window::SyncKind;
+    let sim = support::start_sim(47, 2).await;
+    let mut accounts = account(
+        &sim,
+        "bedrock-500",
+        "org-1",
+        &simulator::bedrock_access_key_id("org-1"),
+        false,
+    );
+    accounts.push_str(&account(
+        &sim,
+        "bedrock-hang",
+        "org-2",
+        &simulator::bedrock_access_key_id("org-2"),
+        false,
+    ));
+    sim.set_org_faults(
+        [
+            ("org-1".to_string(), OrgFault::ServerError),
+            ("org-2".to_string(), OrgFault::Hang),
+        ]
+        .into_iter()
+        .collect(),
+    );
+    let config = TestConfig::new("aws_bedrock_kinds", &accounts).validated();
+    let mut app = App::new(config.clone()).unwrap();
+    app.retry.max_attempts = 2;
+    app.retry.base_delay = Duration::from_secs(7);
+    app.retry.max_delay = Duration::from_secs(7);
+    app.retry.request_timeout = Duration::from_secs(3);
+    tokentra_sync::store::migrations::migrate(&app.store).await.unwrap();
+    let writer = WriterActor::start_with_handle(app.store.clone(), config.writer.clone());
+    let runs = config.accounts.iter().map(|account| {
+        let sync = app.account_sync(account, writer.sink()).unwrap();
+        async move {
+            (
+                account.id.clone(),
+                sync.run(SyncKind::Incremental, "test").await.unwrap(),
+            )
+        }
+    });
+    for (id, reports) in futures::future::join_all(runs).await {
+        let report = &reports[0];
+        let wanted = if id == "bedrock-500" {
+            FailureKind::ProviderServer
+        } else {
+            FailureKind::Timeout
+        };
+        assert!(!report.succeeded, "{id}: {report:?}");
+        assert_eq!(report.error_kind, Some(wanted), "{id}: {:?}", report.errors);
+    }
+    sim.stop().await;
+}
+
 async fn start_moto() -> Moto {
     let port = support::free_port();
     let child = std::process::Command::new("python3")

@@ -25,7 +25,11 @@
 //! The SDK clients' HTTP runs through the platform ([`transport`]); their own
 //! retries and identity cache are off, so retries, counting and the
 //! refresh-once of expired role credentials ([`credentials`]) each happen in
-//! one place.
+//! one place. Their stalled-stream protection is off too: the transport hands
+//! the SDK whole answers, so the SDK saw a request that waited more than five
+//! seconds (a retried 500, a hang until `request_timeout`, a long
+//! `Retry-After`) as a stalled upload and failed it as its own error, which
+//! hid the platform's typed error and surfaced as `malformed`.
 
 mod config;
 mod credentials;
@@ -220,6 +224,7 @@ impl BedrockAdapter {
                 .credentials_provider(base.clone())
                 .http_client(transport.clone())
                 .retry_config(RetryConfig::disabled())
+                .stalled_stream_protection(aws_sdk_sts::config::StalledStreamProtectionConfig::disabled())
                 .identity_cache(aws_sdk_sts::config::IdentityCache::no_cache());
             if let Some(url) = &config.sts_url {
                 sts = sts.endpoint_url(url);
@@ -238,6 +243,7 @@ impl BedrockAdapter {
             .credentials_provider(credentials.clone())
             .http_client(transport.clone())
             .retry_config(RetryConfig::disabled())
+            .stalled_stream_protection(aws_sdk_costexplorer::config::StalledStreamProtectionConfig::disabled())
             .identity_cache(aws_sdk_costexplorer::config::IdentityCache::no_cache())
             .endpoint_url(&ce_url)
             .build();
@@ -247,6 +253,7 @@ impl BedrockAdapter {
             .credentials_provider(credentials.clone())
             .http_client(transport)
             .retry_config(RetryConfig::disabled())
+            .stalled_stream_protection(aws_sdk_cloudwatch::config::StalledStreamProtectionConfig::disabled())
             .identity_cache(aws_sdk_cloudwatch::config::IdentityCache::no_cache());
         if let Some(url) = &config.cloudwatch_url {
             cw = cw.endpoint_url(url);
