@@ -251,6 +251,27 @@ async fn a_failed_deep_sync_is_retried_as_a_deep_sync() {
     );
 }
 
+/// The sync of `config.accounts[index]` with a [`GatedAdapter`] behind `gate`.
+fn gated_sync(
+    app: &App,
+    config: &tokentra_sync::config::ValidatedConfig,
+    writer: &tokentra_sync::actors::writer::WriterHandle,
+    index: usize,
+    gate: Arc<Semaphore>,
+    fetches: Arc<AtomicU32>,
+) -> AccountSync {
+    let mut sync = app.account_sync(&config.accounts[index], writer.sink()).unwrap();
+    sync.adapter = Arc::new(GatedAdapter {
+        gate,
+        fetches,
+        panic_next: Arc::new(AtomicBool::new(false)),
+        fail_next: Arc::new(AtomicBool::new(false)),
+        windows: Arc::new(std::sync::Mutex::new(Vec::new())),
+        stats: Arc::new(HttpStats::default()),
+    });
+    sync
+}
+
 /// With one sync slot, a second account's sync waits until the first one
 /// ends: `[sync] max_concurrent_syncs` bounds syncs in flight across accounts.
 #[actix_rt::test]
@@ -264,18 +285,8 @@ async fn syncs_in_flight_are_bounded_across_accounts() {
     migrations::migrate(&app.store).await.unwrap();
     let writer = WriterActor::start_with_handle(app.store.clone(), config.writer.clone());
     let gate = Arc::new(Semaphore::new(0));
-    let sync_of = |index: usize, fetches: Arc<AtomicU32>| {
-        let mut sync = app.account_sync(&config.accounts[index], writer.sink()).unwrap();
-        sync.adapter = Arc::new(GatedAdapter {
-            gate: gate.clone(),
-            fetches,
-            panic_next: Arc::new(AtomicBool::new(false)),
-            fail_next: Arc::new(AtomicBool::new(false)),
-            windows: Arc::new(std::sync::Mutex::new(Vec::new())),
-            stats: Arc::new(HttpStats::default()),
-        });
-        sync
-    };
+    let sync_of =
+        |index: usize, fetches: Arc<AtomicU32>| gated_sync(&app, &config, &writer, index, gate.clone(), fetches);
     let (first_fetches, second_fetches) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
     let (first, second) = (sync_of(0, first_fetches.clone()), sync_of(1, second_fetches.clone()));
     let first_run = actix_rt::spawn(async move { first.run(SyncKind::Incremental, "test").await });
@@ -310,16 +321,7 @@ async fn a_hanging_fetch_does_not_hold_the_store_slot() {
     migrations::migrate(&app.store).await.unwrap();
     let writer = WriterActor::start_with_handle(app.store.clone(), config.writer.clone());
     let sync_of = |index: usize, gate: Arc<Semaphore>, fetches: Arc<AtomicU32>| {
-        let mut sync = app.account_sync(&config.accounts[index], writer.sink()).unwrap();
-        sync.adapter = Arc::new(GatedAdapter {
-            gate,
-            fetches,
-            panic_next: Arc::new(AtomicBool::new(false)),
-            fail_next: Arc::new(AtomicBool::new(false)),
-            windows: Arc::new(std::sync::Mutex::new(Vec::new())),
-            stats: Arc::new(HttpStats::default()),
-        });
-        sync
+        gated_sync(&app, &config, &writer, index, gate, fetches)
     };
     let (hang_gate, hang_fetches) = (Arc::new(Semaphore::new(0)), Arc::new(AtomicU32::new(0)));
     let hangs = sync_of(0, hang_gate.clone(), hang_fetches.clone());
