@@ -5,7 +5,8 @@
 #   scripts/clickhouse-server.sh stop DIR
 #
 # With TOKENTRA_CH_QUERY_LOG=1 the server logs every query to
-# system.query_log (the scale benchmark counts queries and their cost).
+# system.query_log and every new, merged or removed part to system.part_log
+# (the scale benchmark counts queries, merges and their cost).
 #
 # The server keeps everything under DIR (data, logs, pid) and listens only on
 # 127.0.0.1. The test suite starts it with a non-UTC server time zone on purpose:
@@ -47,7 +48,10 @@ case "$cmd" in
     tcp_port=$((port + 1))
     query_log='' log_queries=''
     if [ "${TOKENTRA_CH_QUERY_LOG:-0}" = 1 ]; then
-      query_log='<query_log><database>system</database><table>query_log</table><flush_interval_milliseconds>1000</flush_interval_milliseconds></query_log>'
+      # ClickHouse's own default flush interval: a shorter one would charge
+      # the benchmark for the log table's own parts and merges.
+      query_log='<query_log><database>system</database><table>query_log</table><flush_interval_milliseconds>7500</flush_interval_milliseconds></query_log>'
+      query_log="$query_log<part_log><database>system</database><table>part_log</table><flush_interval_milliseconds>7500</flush_interval_milliseconds></part_log>"
       log_queries='<log_queries>1</log_queries>'
     fi
     cat > "$dir/config.xml" <<XML

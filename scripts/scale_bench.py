@@ -159,6 +159,81 @@ def query_log(ch, since, until):
     return int(count), int(micros) / 1e6, int(inserts), int(read_rows)
 
 
+def query_kinds(ch, since, until):
+    """The daemon's queries in [since, until) by kind (their first words): count, CPU seconds, rows read."""
+    tsv = ch.query(
+        "SELECT replaceRegexpAll(substring(query, 1, 60), '[0-9]+', 'N') AS kind, count(), "
+        "sum(arraySum(arrayMap(v -> toUInt64(v), arrayFilter((v, n) -> n IN "
+        "('UserTimeMicroseconds', 'SystemTimeMicroseconds'), ProfileEvents.Values, ProfileEvents.Names)))), "
+        "sum(read_rows) "
+        f"FROM system.query_log WHERE type = 2 AND event_time >= toDateTime({int(since)}, 'UTC') "
+        f"AND event_time < toDateTime({int(until) + 1}, 'UTC') AND http_user_agent NOT LIKE 'Python%' "
+        "GROUP BY kind ORDER BY kind"
+    )
+    out = {}
+    for line in tsv.splitlines():
+        kind, count, micros, read_rows = line.split("\t")
+        out[" ".join(kind.split())] = {"count": int(count), "cpu_s": int(micros) / 1e6, "read_rows": int(read_rows)}
+    return out
+
+
+CH_EVENTS = ("InsertQuery", "SelectQuery", "InsertedRows", "MergedRows", "MergesTimeMilliseconds")
+
+
+def ch_events(ch):
+    """The server's cumulative counters this benchmark reports (merges are not in the query log)."""
+    names = ", ".join(f"'{e}'" for e in CH_EVENTS)
+    tsv = ch.query(f"SELECT event, value FROM system.events WHERE event IN ({names})")
+    values = dict.fromkeys(CH_EVENTS, 0)
+    for line in tsv.splitlines():
+        name, value = line.split("\t")
+        values[name] = int(value)
+    return values
+
+
+def part_log(ch, since):
+    """Per table, from `since`: parts inserted, merges, rows the merges read, their milliseconds."""
+    ch.query("SYSTEM FLUSH LOGS")
+    tsv = ch.query(
+        "SELECT table, countIf(event_type = 1), countIf(event_type = 2), sumIf(read_rows, event_type = 2), "
+        "sumIf(duration_ms, event_type = 2) FROM system.part_log "
+        f"WHERE event_time >= toDateTime({int(since)}, 'UTC') AND database != 'system' GROUP BY table ORDER BY table"
+    )
+    out = {}
+    for line in tsv.splitlines():
+        table, new, merges, read, ms = line.split("\t")
+        out[table] = {"new_parts": int(new), "merges": int(merges), "merge_read_rows": int(read), "merge_ms": int(ms)}
+    return out
+
+
+def settle_merges(ch, limit=300):
+    """Waits until ClickHouse has had no merge running for two seconds."""
+    deadline, quiet = time.time() + limit, 0
+    while quiet < 4 and time.time() < deadline:
+        quiet = quiet + 1 if ch.query("SELECT count() FROM system.merges") == "0" else 0
+        time.sleep(0.5)
+
+
+class Profile:
+    """`perf record` of the daemon and the simulator during the cycle (--perf DIR)."""
+
+    def __init__(self, out_dir, pids):
+        self.procs = []
+        if not out_dir:
+            return
+        os.makedirs(out_dir, exist_ok=True)
+        for name, pid in pids.items():
+            self.procs.append(subprocess.Popen(
+                ["perf", "record", "-F", "199", "-g", "-p", str(pid), "-o", os.path.join(out_dir, f"{name}.data")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    def stop(self):
+        for p in self.procs:
+            p.send_signal(2)
+        for p in self.procs:
+            p.wait(timeout=120)
+
+
 def sim_requests(sim_url):
     return json.loads(http("GET", sim_url + "/_sim/stats"))["total"]
 
@@ -197,7 +272,7 @@ def scenario(args, repo, binary, accounts, broken):
         daemon_log = open(os.path.join(work, "daemon.log"), "w")
         t0 = time.time()
         cpu0 = {"ch": cpu_seconds(ch.pid), "sim": cpu_seconds(sim.pid)}
-        daemon = subprocess.Popen([binary, "run", "-c", config], stdout=subprocess.DEVNULL, stderr=daemon_log,
+        daemon = subprocess.Popen(args.daemon_prefix.split() + [binary, "run", "-c", config], stdout=subprocess.DEVNULL, stderr=daemon_log,
                                   env=dict(os.environ, TOKENTRA_LOG="warn"))
         procs.append(daemon)
         rss = RssWatch(daemon.pid)
@@ -223,7 +298,9 @@ def scenario(args, repo, binary, accounts, broken):
         healthy = [a for a in ids if a not in expected_broken]
         rows = int(ch.query(f"SELECT count() FROM {db}.usage_records"))
 
-        # Idle: the daemon with nothing due.
+        # Idle: the daemon with nothing due. The backfill's merges finish
+        # first, so the cycle is not charged for them.
+        settle_merges(ch)
         time.sleep(args.idle_secs)
         idle_cpu = (cpu_seconds(daemon.pid) - cpu1["daemon"]) / args.idle_secs
         idle_rss = rss_mb(daemon.pid)
@@ -234,6 +311,8 @@ def scenario(args, repo, binary, accounts, broken):
         cpu2 = {"daemon": cpu_seconds(daemon.pid), "ch": cpu_seconds(ch.pid), "sim": cpu_seconds(sim.pid)}
         req2 = sim_requests(sim_url)
         written0 = int(ch.query(f"SELECT count() FROM {db}.usage_records"))
+        events0 = ch_events(ch)
+        profile = Profile(args.perf, {"daemon": daemon.pid, "simulator": sim.pid, "clickhouse": ch.pid})
         time.sleep(1.05)  # sync_runs times are whole seconds: runs of this cycle start after c0
         since = int(time.time())
         trigger = lambda account: http(
@@ -250,12 +329,20 @@ def scenario(args, repo, binary, accounts, broken):
 
         cycle = wait_for("an incremental sync of every account", cycle_runs, args.timeout)
         c1 = time.time()
+        profile.stop()
+        events = {k: v - events0[k] for k, v in ch_events(ch).items()}
         cpu3 = {"daemon": cpu_seconds(daemon.pid), "ch": cpu_seconds(ch.pid), "sim": cpu_seconds(sim.pid)}
         req3 = sim_requests(sim_url)
         peak_cycle = rss.take_peak()
         written = int(ch.query(f"SELECT count() FROM {db}.usage_records")) - written0
+        # The merges the cycle's inserts started, to their end.
+        settle_merges(ch)
+        ch_cpu_settled = cpu_seconds(ch.pid) - cpu2["ch"]
+        events_settled = {k: v - events0[k] for k, v in ch_events(ch).items()}
+        parts = part_log(ch, since)
         last_finish = max(cycle[a][4] for a in healthy)
         q_count, q_cpu, q_inserts, q_read = query_log(ch, since, last_finish)
+        q_kinds = query_kinds(ch, since, last_finish)
 
         # The broken accounts' first attempts, however long a hang takes.
         # (A hang fails only after request_timeout x attempts: at most
@@ -300,6 +387,11 @@ def scenario(args, repo, binary, accounts, broken):
                 "ch_process_cpu_ms_per_account": round(1000 * (cpu3["ch"] - cpu2["ch"]) / len(ids), 2),
                 "ch_rows_read_per_account": round(q_read / len(ids), 1),
                 "requests_per_account": round((req3 - req2) / len(ids), 2),
+                "ch_events": events,
+                "ch_events_settled": events_settled,
+                "ch_parts_by_table": parts,
+                "ch_query_kinds": q_kinds,
+                "ch_process_cpu_ms_per_account_merges_settled": round(1000 * ch_cpu_settled / len(ids), 2),
                 "peak_rss_mb": round(peak_cycle, 1),
                 "sync_ms_healthy": percentiles([cycle[a][3] for a in healthy]),
             },
@@ -346,6 +438,18 @@ def report(name, r):
     print(f"                 ClickHouse per account: {c['ch_queries_per_account']} queries, "
           f"{c['ch_query_cpu_ms_per_account']} ms query CPU, {c['ch_process_cpu_ms_per_account']} ms process CPU, "
           f"{c['ch_rows_read_per_account']} rows read; {c['ch_inserts']} INSERTs in all")
+    e = c["ch_events"]
+    print(f"                 ClickHouse events: {e['InsertQuery']} inserts of {e['InsertedRows']} rows, "
+          f"{e['SelectQuery']} selects, merges {e['MergedRows']} rows in {e['MergesTimeMilliseconds'] / 1000:.1f} s")
+    s = c["ch_events_settled"]
+    print(f"                 with the cycle's merges run to their end: ClickHouse process CPU "
+          f"{c['ch_process_cpu_ms_per_account_merges_settled']} ms per account, merges {s['MergedRows']} rows "
+          f"in {s['MergesTimeMilliseconds'] / 1000:.1f} s")
+    for kind, q in c["ch_query_kinds"].items():
+        print(f"                   {q['count']:6} x {kind[:60]:60} {q['cpu_s']:7.2f} CPU s, {q['read_rows']} rows read")
+    for table, p in c["ch_parts_by_table"].items():
+        print(f"                   {table}: {p['new_parts']} parts inserted, {p['merges']} merges reading "
+              f"{p['merge_read_rows']} rows in {p['merge_ms'] / 1000:.1f} s")
     print(f"                 provider requests per account: {c['requests_per_account']}; "
           f"healthy sync ms {c['sync_ms_healthy']}")
     if c["failed_healthy"]:
@@ -390,6 +494,9 @@ def main():
                         help="after the cycle, how long to wait for broken accounts' first attempts")
     parser.add_argument("--json", help="write all results here")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--daemon-prefix", default="",
+                        help="run the daemon under this command (e.g. a heap profiler); CPU and RSS are then the prefix's")
+    parser.add_argument("--perf", help="record a perf profile of each process during the cycle into this folder")
     args = parser.parse_args()
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     results = {}
