@@ -245,41 +245,56 @@ async fn store_items(
     max_delay: Duration,
 ) -> Result<bool, WriterError> {
     let started = Instant::now();
-    let mut usage: Vec<UsageRow> = Vec::new();
-    let mut daily: Vec<DailyRow> = Vec::new();
-    let mut runs: Vec<SyncRunRow> = Vec::new();
-    let mut states: Vec<SyncStateRow> = Vec::new();
-    for pending in items {
-        match &pending.payload {
-            Payload::Usage(rows) => usage.extend(rows.iter().cloned()),
-            Payload::Daily(rows) => daily.extend(rows.iter().cloned()),
-            Payload::Run(run) => runs.push(run.clone()),
-            Payload::State(state) => states.push(state.clone()),
-        }
-    }
+    // Rows are borrowed from the senders' payloads, never copied.
+    let usage = || {
+        items.iter().flat_map(|p| match &p.payload {
+            Payload::Usage(rows) => rows.as_slice(),
+            _ => &[],
+        })
+    };
+    let daily = || {
+        items.iter().flat_map(|p| match &p.payload {
+            Payload::Daily(rows) => rows.as_slice(),
+            _ => &[],
+        })
+    };
+    let runs = || {
+        items.iter().filter_map(|p| match &p.payload {
+            Payload::Run(run) => Some(run),
+            _ => None,
+        })
+    };
+    let states = || {
+        items.iter().filter_map(|p| match &p.payload {
+            Payload::State(state) => Some(state),
+            _ => None,
+        })
+    };
     let mut retried = false;
-    for part in usage.chunks(chunk.max(1)) {
-        retried |= with_retry("usage_records", client, max_delay, || client.insert_usage_rows(part)).await?;
-    }
-    if !daily.is_empty() {
-        retried |= with_retry("usage_daily", client, max_delay, || {
-            client.insert_rows("usage_daily", &daily)
+    let (usage_rows, chunk) = (usage().count(), chunk.max(1));
+    for offset in (0..usage_rows).step_by(chunk) {
+        let n = chunk.min(usage_rows - offset);
+        retried |= with_retry("usage_records", client, max_delay, || {
+            client.insert_iter("usage_records", usage().skip(offset).take(n), n)
         })
         .await?;
     }
-    if !runs.is_empty() {
-        retried |= with_retry("sync_runs", client, max_delay, || {
-            client.insert_rows("sync_runs", &runs)
-        })
-        .await?;
-    }
-    if !states.is_empty() {
-        retried |= with_retry("sync_state", client, max_delay, || {
-            client.insert_rows("sync_state", &states)
-        })
-        .await?;
-    }
-    metrics::writer_flushed(usage.len(), started.elapsed());
+    let count = daily().count();
+    retried |= with_retry("usage_daily", client, max_delay, || {
+        client.insert_iter("usage_daily", daily(), count)
+    })
+    .await?;
+    let count = runs().count();
+    retried |= with_retry("sync_runs", client, max_delay, || {
+        client.insert_iter("sync_runs", runs(), count)
+    })
+    .await?;
+    let count = states().count();
+    retried |= with_retry("sync_state", client, max_delay, || {
+        client.insert_iter("sync_state", states(), count)
+    })
+    .await?;
+    metrics::writer_flushed(usage_rows, started.elapsed());
     Ok(retried)
 }
 
@@ -382,8 +397,9 @@ impl RowSink for WriterHandle {
         self.addr.send(Enqueue(pending)).await.map_err(|_| WriterError::Stopped)
     }
 
-    async fn write_state(&self, state: SyncStateRow) -> Result<WriteAck, WriterError> {
-        self.send(Payload::State(state)).await
+    async fn queue_state(&self, state: SyncStateRow) -> Result<StoredAck, WriterError> {
+        let ack = self.queue(Payload::State(state)).await?;
+        Ok(Box::pin(async move { ack.await.map_err(|_| WriterError::Stopped)? }))
     }
 
     async fn flush(&self) -> Result<(), WriterError> {

@@ -8,7 +8,6 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::ClickhouseConfig;
-use crate::normalize::schema::UsageRow;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -273,20 +272,27 @@ impl ClickhouseClient {
         })
     }
 
-    /// Inserts rows into `usage_records` as one INSERT (RowBinary). The insert
-    /// is all or nothing for batches under ClickHouse's block size; a timeout
-    /// leaves it unknown whether it landed, which the next diff repairs.
-    pub async fn insert_usage_rows(&self, rows: &[UsageRow]) -> Result<(), StoreError> {
-        self.insert_rows("usage_records", rows).await
-    }
-
-    /// Inserts typed rows into a table of ours as one INSERT, bounded by
-    /// `insert_timeout` and never retried here (the writer decides that).
+    /// Inserts typed rows into a table of ours as one INSERT (RowBinary),
+    /// bounded by `insert_timeout` and never retried here (the writer decides
+    /// that). The insert is all or nothing for batches under ClickHouse's
+    /// block size; a timeout leaves it unknown whether it landed, which the
+    /// next diff repairs.
     pub async fn insert_rows<T>(&self, table: &str, rows: &[T]) -> Result<(), StoreError>
     where
-        T: clickhouse::RowOwned + clickhouse::RowWrite,
+        T: clickhouse::RowOwned + clickhouse::RowWrite + Sync,
     {
-        if rows.is_empty() {
+        self.insert_iter(table, rows.iter(), rows.len()).await
+    }
+
+    /// [`Self::insert_rows`] for `count` rows borrowed from wherever they are
+    /// (the writer's batch is many senders' vectors): none is copied on the
+    /// way to the wire.
+    pub async fn insert_iter<'r, T, I>(&self, table: &str, rows: I, count: usize) -> Result<(), StoreError>
+    where
+        T: clickhouse::RowOwned + clickhouse::RowWrite + 'r,
+        I: Iterator<Item = &'r T> + Send,
+    {
+        if count == 0 {
             return Ok(());
         }
         if table.is_empty() || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
@@ -304,7 +310,7 @@ impl ClickhouseClient {
             }
             insert.end().await.map_err(|e| self.err(e))
         };
-        let what = format!("insert of {} rows into {table}", rows.len());
+        let what = format!("insert of {count} rows into {table}");
         self.bounded(&what, self.insert_timeout, work).await
     }
 

@@ -45,8 +45,11 @@ pub trait RowSink: Send + Sync + 'static {
     async fn write_daily(&self, rows: Vec<DailyRow>) -> Result<WriteAck, SinkError>;
     /// A `sync_runs` row, without waiting for it to be stored.
     async fn enqueue_run(&self, run: SyncRunRow) -> Result<(), SinkError>;
-    /// A watermark row for `sync_state`.
-    async fn write_state(&self, state: SyncStateRow) -> Result<WriteAck, SinkError>;
+    /// A watermark row for `sync_state`, in two steps like `queue_usage`:
+    /// rows are stored in queue order, so a watermark queued after its
+    /// window's rows were stored never lands before them, and the sender
+    /// need not wait for it.
+    async fn queue_state(&self, state: SyncStateRow) -> Result<StoredAck, SinkError>;
     /// Stores everything buffered.
     async fn flush(&self) -> Result<(), SinkError>;
 }

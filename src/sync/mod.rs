@@ -6,6 +6,7 @@
 //! converged stay written (they are idempotent), but the watermark moves only
 //! when every endpoint of the chunk converged (docs/DESIGN.md rule 6).
 
+pub mod known_state;
 pub mod pending_verify;
 pub mod settled;
 pub mod status;
@@ -39,9 +40,11 @@ const MAX_ROUNDS: usize = 4;
 
 const DAY_SECS: u32 = 86_400;
 
-/// Endpoints of one account synced at once. Small, to stay well inside the
-/// providers' rate limits.
-const ENDPOINT_CONCURRENCY: usize = 3;
+/// Endpoints of one account fetched at once. Small, to stay well inside the
+/// providers' rate limits. Only fetches count: every endpoint's diff and
+/// write run together, so one sync's deltas share the writer's batch and the
+/// sync waits for one batch, not one per wave of endpoints.
+const FETCH_CONCURRENCY: usize = 3;
 
 /// What one endpoint fetched and wrote.
 #[derive(Debug, Default)]
@@ -172,10 +175,10 @@ pub struct AccountSync {
     /// Shared by every account: ClickHouse reads, diffs and writes run only
     /// while they hold one, fetches never do.
     pub store_slots: Arc<tokio::sync::Semaphore>,
-    /// The account's `sync_state` as last read or stored by this process
+    /// The account's `sync_state` as last read or written by this process
     /// (the account lock makes it the only writer), so a sync reads it from
     /// ClickHouse once, not on every run.
-    pub known_state: Arc<std::sync::Mutex<Option<Watermark>>>,
+    pub known_state: Arc<known_state::KnownState>,
     /// When the provider's workspace and key names are due again.
     pub names: Arc<crate::names::NamesGate>,
     /// Buckets whose stored rows this process knows, so an unchanged one is
@@ -237,8 +240,8 @@ impl AccountSync {
 
     /// The account's sync progress: from memory once known, else read.
     pub async fn sync_state(&self) -> Result<Option<Watermark>, SyncError> {
-        if let Some(known) = self.known_state.lock().unwrap_or_else(|p| p.into_inner()).clone() {
-            return Ok(Some(known));
+        if let Some(known) = self.known_state.get(&self.account.id).await {
+            return Ok(known);
         }
         let _store = self.store_slot().await;
         let stored = read_watermark(&self.store, &self.account.id)
@@ -247,7 +250,7 @@ impl AccountSync {
                 account: self.account.id.clone(),
                 source,
             })?;
-        *self.known_state.lock().unwrap_or_else(|p| p.into_inner()) = stored.clone();
+        self.known_state.read(stored.clone());
         Ok(stored)
     }
 
@@ -304,15 +307,21 @@ impl AccountSync {
             },
         };
         let row = SyncStateRow::new(&self.account.id, self.account.provider.as_str(), &state);
-        // Unknown until the write is acknowledged (a failed one may or may
-        // not have landed: the next run reads it back).
-        *self.known_state.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        self.writer.write_state(row).await.map_err(|source| SyncError::Writer {
-            account: self.account.id.clone(),
-            source,
-        })?;
-        *self.known_state.lock().unwrap_or_else(|p| p.into_inner()) = Some(state);
-        Ok(())
+        // Queued behind the rows it covers, which are stored already; the
+        // sync does not wait for it (`KnownState` settles it next time).
+        match self.writer.queue_state(row).await {
+            Ok(ack) => {
+                self.known_state.writing(state, ack);
+                Ok(())
+            }
+            Err(source) => {
+                self.known_state.forget();
+                Err(SyncError::Writer {
+                    account: self.account.id.clone(),
+                    source,
+                })
+            }
+        }
     }
 
     /// Syncs every endpoint for one window and records the attempt in
@@ -349,31 +358,34 @@ impl AccountSync {
             rollup_repairs: 0,
             connection_status: ConnectionStatus::Syncing,
         };
-        // Endpoints are independent scopes: a few run at once so their
-        // fetches overlap and their deltas share the writer's batches.
+        // Endpoints are independent scopes: all run at once, a few fetching
+        // at a time, so their deltas share the writer's batches.
         // With allocation, the bill waits for its usage's rows, so the usage
-        // endpoint is started first (no bill can wait on an endpoint behind it).
+        // endpoint fetches first (a bill never waits holding a fetch permit).
         let allocation = self.adapter.allocation();
         let mut endpoints = self.adapter.endpoints();
         endpoints.sort_by_key(|e| allocation.is_some_and(|a| a.bill == *e));
         let (basis_tx, basis_rx) = tokio::sync::watch::channel::<Option<BasisRows>>(None);
         let (basis_tx, basis_rx) = (&basis_tx, &basis_rx);
+        let fetches = &tokio::sync::Semaphore::new(FETCH_CONCURRENCY);
+        let all = endpoints.len().max(1);
         let outcomes: Vec<(EndpointSpec, EndpointCounts, Result<(), EndpointFailure>)> =
             futures::stream::iter(endpoints)
                 .map(|endpoint| async move {
                     let mut counts = EndpointCounts::default();
                     let result = match allocation {
                         Some(spec) if spec.basis == endpoint => {
-                            self.sync_basis(&spec, window, &mut counts, basis_tx).await
+                            self.sync_basis(&spec, window, &mut counts, fetches, basis_tx).await
                         }
                         Some(spec) if spec.bill == endpoint => {
-                            self.sync_bill(&spec, window, &mut counts, basis_rx.clone()).await
+                            self.sync_bill(&spec, window, &mut counts, fetches, basis_rx.clone())
+                                .await
                         }
-                        _ => self.sync_endpoint(&endpoint, window, &mut counts).await,
+                        _ => self.sync_endpoint(&endpoint, window, &mut counts, fetches).await,
                     };
                     (endpoint, counts, result)
                 })
-                .buffered(ENDPOINT_CONCURRENCY)
+                .buffered(all)
                 .collect()
                 .await;
         for (endpoint, counts, result) in outcomes {
@@ -515,8 +527,9 @@ impl AccountSync {
         endpoint: &EndpointSpec,
         window: TimeWindow,
         counts: &mut EndpointCounts,
+        fetches: &tokio::sync::Semaphore,
     ) -> Result<(), EndpointFailure> {
-        let fetched = self.fetch_rows(endpoint, window, counts).await?;
+        let fetched = self.fetch_rows(endpoint, window, counts, fetches).await?;
         self.store_rows(endpoint, fetched, counts).await
     }
 
@@ -529,10 +542,11 @@ impl AccountSync {
         spec: &AllocationSpec,
         window: TimeWindow,
         counts: &mut EndpointCounts,
+        fetches: &tokio::sync::Semaphore,
         basis: &tokio::sync::watch::Sender<Option<BasisRows>>,
     ) -> Result<(), EndpointFailure> {
         let window = window.snapped_out(spec.bill.granularity);
-        let fetched = self.fetch_rows(&spec.basis, window, counts).await;
+        let fetched = self.fetch_rows(&spec.basis, window, counts, fetches).await;
         basis.send_replace(Some(match &fetched {
             Ok(rows) => Ok(rows.rows.clone()),
             Err(failure) => Err(failure.kind),
@@ -550,10 +564,11 @@ impl AccountSync {
         spec: &AllocationSpec,
         window: TimeWindow,
         counts: &mut EndpointCounts,
+        fetches: &tokio::sync::Semaphore,
         mut basis: tokio::sync::watch::Receiver<Option<BasisRows>>,
     ) -> Result<(), EndpointFailure> {
         let account = &self.account.id;
-        let fetched = self.fetch_rows(&spec.bill, window, counts).await?;
+        let fetched = self.fetch_rows(&spec.bill, window, counts, fetches).await?;
         let not_stored = |kind| EndpointFailure {
             kind,
             message: format!(
@@ -589,14 +604,19 @@ impl AccountSync {
         self.store_rows(&spec.bill, rows, counts).await
     }
 
-    /// Fetches one endpoint and normalizes its answer; the scope is every
-    /// bucket the answer covered.
+    /// Fetches one endpoint (holding one of the sync's `fetches` permits)
+    /// and normalizes its answer; the scope is every bucket it covered.
     async fn fetch_rows(
         &self,
         endpoint: &EndpointSpec,
         window: TimeWindow,
         counts: &mut EndpointCounts,
+        fetches: &tokio::sync::Semaphore,
     ) -> Result<EndpointRows, EndpointFailure> {
+        let _fetching = fetches
+            .acquire()
+            .await
+            .expect("the sync's fetch permits are never closed");
         let account = &self.account.id;
         let store_failure = |what: &str, e: &dyn std::fmt::Display| EndpointFailure {
             kind: FailureKind::Store,
@@ -658,11 +678,12 @@ impl AccountSync {
                 };
             }
             digests.retain(|bucket, _| !unchanged.contains(bucket));
-            let left: Vec<UsageRow> = rows
-                .iter()
-                .filter(|r| !unchanged.contains(&r.bucket_start))
-                .cloned()
-                .collect();
+            let changed = |r: &UsageRow| !unchanged.contains(&r.bucket_start);
+            // Moved, not copied, unless a bill endpoint shares the rows.
+            let left: Vec<UsageRow> = match Arc::try_unwrap(rows) {
+                Ok(rows) => rows.into_iter().filter(changed).collect(),
+                Err(shared) => shared.iter().filter(|r| changed(r)).cloned().collect(),
+            };
             ChangedBuckets {
                 rows: Arc::new(left),
                 scope: Arc::new(digests.keys().copied().collect()),

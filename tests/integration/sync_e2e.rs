@@ -5,7 +5,11 @@
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use tokentra_sync::actors::writer::WriterActor;
 use tokentra_sync::app::App;
+use tokentra_sync::normalize::schema::UsageRow;
 use tokentra_sync::simulator::{SimHandle, TruthOptions};
+use tokentra_sync::store::sink::{RowSink, SinkError, StoredAck, WriteAck};
+use tokentra_sync::store::state::{SyncRunRow, SyncStateRow};
+use tokentra_sync::store::verify::DailyRow;
 use tokentra_sync::store::{migrations, ClickhouseClient};
 use tokentra_sync::sync::window::SyncKind;
 
@@ -460,5 +464,112 @@ async fn anthropic_analytics_and_legacy_accounts_match_truth_and_resyncs_write_n
     for (org, api) in accounts {
         assert_account_matches_truth(&sim, &client, ("anthropic", org, Some(api)), &since, &until).await;
     }
+    sim.stop().await;
+}
+
+/// A sink in front of the writer that counts the deltas queued and holds
+/// back every "stored" answer until the test opens its gate.
+struct HeldSink {
+    inner: std::sync::Arc<dyn RowSink>,
+    queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    gate: tokio::sync::watch::Receiver<bool>,
+}
+
+#[async_trait::async_trait]
+impl RowSink for HeldSink {
+    async fn write_usage(&self, rows: Vec<UsageRow>) -> Result<WriteAck, SinkError> {
+        self.queue_usage(rows).await?.await
+    }
+
+    async fn queue_usage(&self, rows: Vec<UsageRow>) -> Result<StoredAck, SinkError> {
+        if !rows.is_empty() {
+            self.queued.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        let stored = self.inner.queue_usage(rows).await?;
+        let mut gate = self.gate.clone();
+        Ok(Box::pin(async move {
+            let _ = gate.wait_for(|open| *open).await;
+            stored.await
+        }))
+    }
+
+    async fn write_daily(&self, rows: Vec<DailyRow>) -> Result<WriteAck, SinkError> {
+        self.inner.write_daily(rows).await
+    }
+
+    async fn enqueue_run(&self, run: SyncRunRow) -> Result<(), SinkError> {
+        self.inner.enqueue_run(run).await
+    }
+
+    async fn queue_state(&self, state: SyncStateRow) -> Result<StoredAck, SinkError> {
+        self.inner.queue_state(state).await
+    }
+
+    async fn flush(&self) -> Result<(), SinkError> {
+        self.inner.flush().await
+    }
+}
+
+/// Only fetches are limited per sync (three at a time): every endpoint's
+/// delta is queued before the sync waits for any of them to be stored, so a
+/// sync's deltas share the writer's batch and it waits for one batch, not
+/// one per three endpoints.
+#[actix_rt::test]
+async fn a_sync_queues_every_endpoints_delta_before_waiting_for_one() {
+    let sim = support::start_sim(12, 1).await;
+    let accounts = support::sim_accounts(&sim, &["org-1"], &["openai"]);
+    let queued_by_a_backfill = |name: &'static str, open: bool| {
+        let accounts = accounts.clone();
+        async move {
+            let config = TestConfig::new(name, &accounts);
+            let validated = config.validated();
+            let app = App::new(validated.clone()).unwrap();
+            migrations::migrate(&app.store).await.unwrap();
+            let writer = WriterActor::start_with_handle(app.store.clone(), validated.writer.clone());
+            let queued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let (open_gate, gate) = tokio::sync::watch::channel(open);
+            let sink = HeldSink {
+                inner: writer.sink(),
+                queued: queued.clone(),
+                gate,
+            };
+            let sync = app
+                .account_sync(&validated.accounts[0], std::sync::Arc::new(sink))
+                .unwrap();
+            // One window (one chunk): the next chunk would wait for this one's rows.
+            let day = |days_back: i64| (Utc::now() - Duration::days(days_back)).date_naive().to_string();
+            let kind = SyncKind::Explicit {
+                since: tokentra_sync::cli::parse_time(&day(2)).unwrap(),
+                until: Some(tokentra_sync::cli::parse_time(&day(0)).unwrap()),
+            };
+            let run = actix_rt::spawn(async move { sync.run(kind, "test").await });
+            (queued, open_gate, run)
+        }
+    };
+
+    // How many endpoints write rows in this window (nothing held back).
+    let (queued, _gate, run) = queued_by_a_backfill("endpoints_control", true).await;
+    let reports = run.await.unwrap().unwrap();
+    assert!(reports.iter().all(|r| r.succeeded), "{reports:?}");
+    let writing = queued.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        writing > 3,
+        "the simulated org must have more endpoints with rows than fetch at once: {writing}"
+    );
+
+    // The same sync with nothing ever stored: every one of them queues.
+    let (queued, open_gate, run) = queued_by_a_backfill("endpoints_held", false).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while queued.load(std::sync::atomic::Ordering::SeqCst) < writing {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of {writing} deltas were queued while none was stored",
+            queued.load(std::sync::atomic::Ordering::SeqCst)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    open_gate.send_replace(true);
+    let reports = run.await.unwrap().unwrap();
+    assert!(reports.iter().all(|r| r.succeeded), "{reports:?}");
     sim.stop().await;
 }

@@ -1,0 +1,126 @@
+//! An account's `sync_state` as this process last read or wrote it.
+//!
+//! The account lock makes this process the only writer of the account's
+//! watermark, so after the first read a sync never asks ClickHouse for it.
+//! A new watermark is queued behind the rows it covers (the writer stores in
+//! queue order and only after every earlier row is stored), so a sync need
+//! not wait for that write: it is settled at the start of the next sync, by
+//! which time it has long been stored. A write that failed leaves the state
+//! unknown, and the next sync reads it back.
+
+use std::sync::Mutex;
+
+use crate::store::sink::StoredAck;
+use crate::store::state::Watermark;
+
+#[derive(Default)]
+enum Known {
+    /// Not read yet, or a write's outcome is unknown: read it from ClickHouse.
+    #[default]
+    Unknown,
+    /// Read, or written and acknowledged. `None`: the account has no state.
+    Stored(Option<Watermark>),
+    /// Queued; `Watermark` holds once the ack says stored.
+    Writing(Watermark, StoredAck),
+}
+
+/// The account's progress as known to this process (see the module doc).
+#[derive(Default)]
+pub struct KnownState {
+    known: Mutex<Known>,
+}
+
+impl KnownState {
+    /// The progress if known; `None` when it must be read from ClickHouse.
+    /// Waits for a queued write's outcome first.
+    pub async fn get(&self, account: &str) -> Option<Option<Watermark>> {
+        let taken = std::mem::take(&mut *self.lock());
+        let settled = match taken {
+            Known::Unknown => return None,
+            Known::Stored(state) => state,
+            Known::Writing(state, ack) => match ack.await {
+                Ok(_) => Some(state),
+                Err(err) => {
+                    tracing::warn!(account, error = %err, "the last watermark write failed; reading the stored one");
+                    return None;
+                }
+            },
+        };
+        *self.lock() = Known::Stored(settled.clone());
+        Some(settled)
+    }
+
+    /// What a read from ClickHouse returned.
+    pub fn read(&self, state: Option<Watermark>) {
+        *self.lock() = Known::Stored(state);
+    }
+
+    /// A write of `state` was queued; `ack` resolves once it is stored.
+    pub fn writing(&self, state: Watermark, ack: StoredAck) {
+        *self.lock() = Known::Writing(state, ack);
+    }
+
+    /// A write could not even be queued: the stored state is unknown.
+    pub fn forget(&self) {
+        *self.lock() = Known::Unknown;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Known> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sink::{SinkError, WriteAck};
+    use chrono::{TimeZone, Utc};
+
+    fn state(hour: u32) -> Watermark {
+        let at = Utc.with_ymd_and_hms(2026, 11, 1, hour, 0, 0).unwrap();
+        Watermark {
+            watermark: at,
+            last_success_at: at,
+            last_deep_sync_at: at,
+        }
+    }
+
+    fn ack(outcome: Result<WriteAck, SinkError>) -> StoredAck {
+        Box::pin(async move { outcome })
+    }
+
+    #[tokio::test]
+    async fn unknown_until_read_then_kept() {
+        let known = KnownState::default();
+        assert_eq!(known.get("a").await, None);
+        known.read(None);
+        assert_eq!(known.get("a").await, Some(None));
+        known.read(Some(state(1)));
+        assert_eq!(known.get("a").await, Some(Some(state(1))));
+        assert_eq!(known.get("a").await, Some(Some(state(1))));
+    }
+
+    #[tokio::test]
+    async fn a_stored_write_becomes_the_known_state() {
+        let known = KnownState::default();
+        known.read(Some(state(1)));
+        known.writing(state(2), ack(Ok(WriteAck::default())));
+        assert_eq!(known.get("a").await, Some(Some(state(2))));
+        assert_eq!(known.get("a").await, Some(Some(state(2))));
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_makes_the_state_unknown() {
+        let known = KnownState::default();
+        known.read(Some(state(1)));
+        known.writing(state(2), ack(Err(SinkError::Rejected("bad".into()))));
+        assert_eq!(
+            known.get("a").await,
+            None,
+            "must be read back, neither 1 nor 2 is certain"
+        );
+        known.writing(state(3), ack(Err(SinkError::Stopped)));
+        known.forget();
+        assert_eq!(known.get("a").await, None);
+    }
+}
