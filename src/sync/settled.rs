@@ -54,13 +54,30 @@ pub fn bucket_digests(rows: &[UsageRow], scope: &BTreeSet<u32>) -> BTreeMap<u32,
 
 type EndpointKey = (RecordType, &'static str);
 
-/// Per endpoint: bucket start -> its digest and when it was confirmed.
-type Known = HashMap<EndpointKey, BTreeMap<u32, (BucketDigest, Instant)>>;
+/// One known bucket in 24 bytes (a B-tree entry holding an `Instant` took
+/// ~55): at 10,000 accounts of ~100 known buckets each, this is most of
+/// what the known buckets cost.
+#[derive(Clone, Copy, Debug)]
+struct KnownBucket {
+    start: u32,
+    /// Whole seconds since the cache was made (rounded so that knowledge
+    /// expires early, never late).
+    confirmed: u32,
+    digest: [u64; 2],
+}
+
+fn halves(digest: BucketDigest) -> [u64; 2] {
+    [digest as u64, (digest >> 64) as u64]
+}
+
+/// Per endpoint: its known buckets, sorted by start.
+type Known = HashMap<EndpointKey, Vec<KnownBucket>>;
 
 /// One account's known buckets per endpoint.
 #[derive(Debug)]
 pub struct SettledBuckets {
     ttl: Duration,
+    epoch: Instant,
     known: Mutex<Known>,
 }
 
@@ -76,8 +93,13 @@ impl SettledBuckets {
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
+            epoch: Instant::now(),
             known: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn now(&self) -> u32 {
+        u32::try_from(self.epoch.elapsed().as_secs()).unwrap_or(u32::MAX)
     }
 
     /// The buckets of `digests` whose stored rows are known to be exactly
@@ -86,18 +108,21 @@ impl SettledBuckets {
         if self.ttl.is_zero() {
             return BTreeSet::new();
         }
+        let now = self.now();
         let known = self.lock();
         let Some(buckets) = known.get(&key) else {
             return BTreeSet::new();
         };
         digests
             .iter()
-            .filter(|(bucket, digest)| {
+            .filter(|(start, digest)| {
                 buckets
-                    .get(bucket)
-                    .is_some_and(|(known, confirmed)| known == *digest && confirmed.elapsed() < self.ttl)
+                    .binary_search_by_key(*start, |k| k.start)
+                    .ok()
+                    .map(|at| buckets[at])
+                    .is_some_and(|k| k.digest == halves(**digest) && u64::from(now - k.confirmed) < self.ttl.as_secs())
             })
-            .map(|(bucket, _)| *bucket)
+            .map(|(start, _)| *start)
             .collect()
     }
 
@@ -109,14 +134,26 @@ impl SettledBuckets {
         if self.ttl.is_zero() {
             return;
         }
-        let now = Instant::now();
+        let now = self.now();
         let mut known = self.lock();
         let buckets = known.entry(key).or_default();
-        for (bucket, digest) in digests {
-            buckets.insert(*bucket, (*digest, now));
+        for (start, digest) in digests {
+            let bucket = KnownBucket {
+                start: *start,
+                confirmed: now,
+                digest: halves(*digest),
+            };
+            match buckets.binary_search_by_key(start, |k| k.start) {
+                Ok(at) => buckets[at] = bucket,
+                Err(at) => buckets.insert(at, bucket),
+            }
         }
         if let Some(first) = keep_from {
-            *buckets = buckets.split_off(&first);
+            let before = buckets.partition_point(|k| k.start < first);
+            buckets.drain(..before);
+        }
+        if buckets.capacity() > buckets.len() + buckets.len() / 4 + 4 {
+            buckets.shrink_to_fit();
         }
     }
 
