@@ -87,8 +87,10 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
         negative_money: true,
         negative_quantities: false,
     },
-    // Cost Management allows about 12 queries per 10 s per scope.
-    requests_per_second: 1,
+    // ARM listings and Azure Monitor metrics (thousands of reads an hour per
+    // subscription); the cost query has its own, stricter limit
+    // (COST_REQUESTS_PER_SECOND).
+    requests_per_second: 5,
     key_hints: &[],
     adapter: AdapterHooks {
         check: |account| AzureConfig::read(account).map(|_| ()),
@@ -98,6 +100,11 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
         },
     },
 };
+
+/// Cost Management allows about 12 queries per 10 s per scope: its queries
+/// are paced apart from the account's other requests, so a sync's listings
+/// and metrics do not wait a second each behind them.
+const COST_REQUESTS_PER_SECOND: u32 = 1;
 
 const COST: EndpointSpec = EndpointSpec {
     record_type: RecordType::Cost,
@@ -116,7 +123,10 @@ pub struct AzureAdapter {
     account: String,
     root: String,
     scope: String,
+    /// ARM listings and Azure Monitor metrics.
     http: ProviderHttp,
+    /// Cost Management queries (the same credentials, their own limit).
+    cost_http: ProviderHttp,
 }
 
 impl fmt::Debug for AzureAdapter {
@@ -169,6 +179,7 @@ impl AzureAdapter {
             account: account_id.to_string(),
             root,
             scope: config.scope(),
+            cost_http: http.with_own_limit(COST_REQUESTS_PER_SECOND),
             http,
         })
     }
@@ -204,7 +215,7 @@ impl AzureAdapter {
         );
         let body = cost_query_body(window);
         let pager = Pager {
-            http: &self.http,
+            http: &self.cost_http,
             spec: &COST,
             window,
             spread: Spread::RowsAcrossPages {
@@ -221,7 +232,7 @@ impl AzureAdapter {
                         Some(link) => self.same_origin(&link)?,
                     };
                     let value = self
-                        .http
+                        .cost_http
                         .send(COST.endpoint, |client| client.post(&target).json(body), json_or_empty)
                         .await?;
                     let page = parse::cost_page(&value, window)?;

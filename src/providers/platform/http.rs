@@ -121,6 +121,7 @@ pub fn shared_client() -> &'static reqwest::Client {
 }
 
 /// Everything about an account's HTTP that is not the request itself.
+#[derive(Clone)]
 pub struct HttpSetup {
     pub account: String,
     pub provider: Provider,
@@ -157,6 +158,22 @@ impl ProviderHttp {
                 limiter: RateLimiter::direct(Quota::per_second(rate)),
                 setup,
                 stats: Arc::new(HttpStats::default()),
+                paused_until: std::sync::Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The same account's HTTP under a limit of its own, for a part of the
+    /// provider's API with a stricter quota than the rest: same credentials,
+    /// retry policy and request counts; its own requests per second and
+    /// `Retry-After` pause.
+    pub fn with_own_limit(&self, requests_per_second: u32) -> Self {
+        let rate = NonZeroU32::new(requests_per_second.max(1)).expect("at least 1");
+        Self {
+            inner: Arc::new(Inner {
+                limiter: RateLimiter::direct(Quota::per_second(rate)),
+                setup: self.inner.setup.clone(),
+                stats: self.inner.stats.clone(),
                 paused_until: std::sync::Mutex::new(None),
             }),
         }
