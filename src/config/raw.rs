@@ -76,7 +76,7 @@ impl Default for RawWriter {
     fn default() -> Self {
         Self {
             max_batch_rows: 50_000,
-            max_batch_age: "200ms".into(),
+            max_batch_age: "1s".into(),
             max_buffer_rows: 500_000,
             retry_max_delay: "30s".into(),
         }
@@ -161,7 +161,7 @@ impl Default for RawSync {
             request_timeout: "60s".into(),
             endpoint_deadline: "10m".into(),
             max_response_mb: 32,
-            max_concurrent_syncs: 64,
+            max_concurrent_syncs: 256,
             max_concurrent_store: 16,
             names_interval: "1h".into(),
             stored_state_ttl: "1h".into(),
