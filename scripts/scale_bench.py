@@ -206,6 +206,26 @@ def part_log(ch, since):
     return out
 
 
+def ingest_baseline(ch, db, work):
+    """The same rows inserted by `clickhouse-client` alone (Native format, one
+    INSERT into a copy of usage_records): wall seconds and ClickHouse CPU."""
+    dump = os.path.join(work, "rows.native")
+    client = ["clickhouse-client", "--host", "127.0.0.1", "--port", str(ch.port + 1)]
+    ch.query(f"CREATE TABLE {db}.ingest_copy AS {db}.usage_records")
+    with open(dump, "wb") as out:
+        subprocess.run(client + ["--query", f"SELECT * FROM {db}.usage_records FORMAT Native"], stdout=out, check=True)
+    settle_merges(ch)
+    cpu0, t0 = cpu_seconds(ch.pid), time.time()
+    with open(dump, "rb") as rows:
+        subprocess.run(client + ["--query", f"INSERT INTO {db}.ingest_copy FORMAT Native"], stdin=rows, check=True)
+    wall = time.time() - t0
+    settle_merges(ch)
+    rows = int(ch.query(f"SELECT count() FROM {db}.ingest_copy"))
+    ch.query(f"DROP TABLE {db}.ingest_copy")
+    os.remove(dump)
+    return {"rows": rows, "insert_wall_s": round(wall, 2), "ch_cpu_s": round(cpu_seconds(ch.pid) - cpu0, 2)}
+
+
 def settle_merges(ch, limit=300):
     """Waits until ClickHouse has had no merge running for two seconds."""
     deadline, quiet = time.time() + limit, 0
@@ -298,6 +318,8 @@ def scenario(args, repo, binary, accounts, broken):
         healthy = [a for a in ids if a not in expected_broken]
         rows = int(ch.query(f"SELECT count() FROM {db}.usage_records"))
 
+        baseline = ingest_baseline(ch, db, work) if args.ingest_baseline else None
+
         # Idle: the daemon with nothing due. The backfill's merges finish
         # first, so the cycle is not charged for them.
         settle_merges(ch)
@@ -370,6 +392,7 @@ def scenario(args, repo, binary, accounts, broken):
                 "sim_cpu_s": round(cpu1["sim"] - cpu0["sim"], 1),
                 "requests_per_account": round(req1 / len(ids), 2),
                 "peak_rss_mb": round(peak_first, 1),
+                "ingest_baseline": baseline,
             },
             "idle": {"rss_mb": round(idle_rss, 1), "cpu_pct": round(100 * idle_cpu, 2)},
             "cycle": {
@@ -431,6 +454,12 @@ def report(name, r):
           f"(the last healthy one after {f['healthy_done_after_s']} s), {f['rows']} rows, "
           f"{f['requests_per_account']} requests/account, peak RSS {f['peak_rss_mb']} MB")
     print(f"                 CPU s: daemon {f['daemon_cpu_s']}, simulator {f['sim_cpu_s']}, ClickHouse {f['ch_cpu_s']}")
+    b = f.get("ingest_baseline")
+    if b:
+        serve = f["sim_cpu_s"] / (os.cpu_count() or 1)
+        print(f"                 baseline: clickhouse-client inserts the {b['rows']} rows in {b['insert_wall_s']} s "
+              f"({b['ch_cpu_s']} ClickHouse CPU s, merges included); the simulator's CPU spread over every core "
+              f"is {serve:.1f} s; first sync / (serving + insert) = {f['wall_s'] / (serve + b['insert_wall_s']):.2f}x")
     print(f"idle           : RSS {i['rss_mb']} MB, CPU {i['cpu_pct']}% of a core")
     print(f"incremental    : {c['healthy_synced']}/{healthy} healthy synced, cycle {c['wall_s']} s, "
           f"{c['rows_written']} rows written, peak RSS {c['peak_rss_mb']} MB")
@@ -494,6 +523,8 @@ def main():
                         help="after the cycle, how long to wait for broken accounts' first attempts")
     parser.add_argument("--json", help="write all results here")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--ingest-baseline", action="store_true",
+                        help="after the first sync, time clickhouse-client inserting the same rows alone")
     parser.add_argument("--daemon-prefix", default="",
                         help="run the daemon under this command (e.g. a heap profiler); CPU and RSS are then the prefix's")
     parser.add_argument("--perf", help="record a perf profile of each process during the cycle into this folder")
