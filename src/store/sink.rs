@@ -48,7 +48,7 @@ pub trait RowSink: Send + Sync + 'static {
     /// A watermark row for `sync_state`, in two steps like `queue_usage`:
     /// rows are stored in queue order, so a watermark queued after its
     /// window's rows were stored never lands before them, and the sender
-    /// need not wait for it.
+    /// need not wait for it while it holds anything.
     async fn queue_state(&self, state: SyncStateRow) -> Result<StoredAck, SinkError>;
     /// Stores everything buffered.
     async fn flush(&self) -> Result<(), SinkError>;

@@ -4,13 +4,13 @@
 //! watermark, so after the first read a sync never asks ClickHouse for it.
 //! A new watermark is queued behind the rows it covers (the writer stores in
 //! queue order and only after every earlier row is stored), so a sync need
-//! not wait for that write: it is settled at the start of the next sync, by
-//! which time it has long been stored. A write that failed leaves the state
-//! unknown, and the next sync reads it back.
+//! not wait for that write while it holds its slot: it is settled once the
+//! slot is released (or at the start of the next sync). A write that failed
+//! leaves the state unknown, and the next sync reads it back.
 
 use std::sync::Mutex;
 
-use crate::store::sink::StoredAck;
+use crate::store::sink::{SinkError, StoredAck};
 use crate::store::state::Watermark;
 
 #[derive(Default)]
@@ -50,6 +50,21 @@ impl KnownState {
         Some(settled)
     }
 
+    /// Waits for a queued write to be stored; its failure makes the state
+    /// unknown (read back next time) and is returned.
+    pub async fn settle(&self) -> Result<(), SinkError> {
+        let taken = std::mem::take(&mut *self.lock());
+        let settled = match taken {
+            Known::Writing(state, ack) => match ack.await {
+                Ok(_) => Known::Stored(Some(state)),
+                Err(err) => return Err(err),
+            },
+            other => other,
+        };
+        *self.lock() = settled;
+        Ok(())
+    }
+
     /// What a read from ClickHouse returned.
     pub fn read(&self, state: Option<Watermark>) {
         *self.lock() = Known::Stored(state);
@@ -73,7 +88,7 @@ impl KnownState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sink::{SinkError, WriteAck};
+    use crate::store::sink::WriteAck;
     use chrono::{TimeZone, Utc};
 
     fn state(hour: u32) -> Watermark {
@@ -107,6 +122,19 @@ mod tests {
         known.writing(state(2), ack(Ok(WriteAck::default())));
         assert_eq!(known.get("a").await, Some(Some(state(2))));
         assert_eq!(known.get("a").await, Some(Some(state(2))));
+    }
+
+    #[tokio::test]
+    async fn settling_waits_for_the_write_and_reports_its_failure() {
+        let known = KnownState::default();
+        known.settle().await.unwrap();
+        assert_eq!(known.get("a").await, None, "settling nothing knows nothing");
+        known.writing(state(2), ack(Ok(WriteAck::default())));
+        known.settle().await.unwrap();
+        assert_eq!(known.get("a").await, Some(Some(state(2))));
+        known.writing(state(3), ack(Err(SinkError::Stopped)));
+        assert!(matches!(known.settle().await, Err(SinkError::Stopped)));
+        assert_eq!(known.get("a").await, None, "a failed write is read back");
     }
 
     #[tokio::test]

@@ -203,7 +203,7 @@ impl AccountSync {
         run_id: Option<String>,
     ) -> Result<Vec<SyncReport>, SyncError> {
         // Waits for a slot; the semaphore is never closed.
-        let _slot = self.sync_slots.acquire().await.expect("sync slots are never closed");
+        let slot = self.sync_slots.acquire().await.expect("sync slots are never closed");
         let stored = self.sync_state().await?;
         let now = Utc::now();
         let mut watermark = stored.as_ref().map(|s| s.watermark);
@@ -235,6 +235,14 @@ impl AccountSync {
             }
         }
         self.refresh_names().await;
+        // The last watermark is stored with the next batch: waited for
+        // without the slot, so the wait holds back no other account, and a
+        // caller sees the run's watermark stored when it returns.
+        drop(slot);
+        self.known_state.settle().await.map_err(|source| SyncError::Writer {
+            account: self.account.id.clone(),
+            source,
+        })?;
         Ok(reports)
     }
 
@@ -308,7 +316,8 @@ impl AccountSync {
         };
         let row = SyncStateRow::new(&self.account.id, self.account.provider.as_str(), &state);
         // Queued behind the rows it covers, which are stored already; the
-        // sync does not wait for it (`KnownState` settles it next time).
+        // next chunk goes on, and the last write is waited for once the sync
+        // slot is released (`run_as`).
         match self.writer.queue_state(row).await {
             Ok(ack) => {
                 self.known_state.writing(state, ack);
