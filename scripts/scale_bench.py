@@ -145,12 +145,18 @@ def runs_since(ch, db, since, status=None):
     return out
 
 
+# A query's CPU: user + system time from its ProfileEvents.
+QUERY_CPU_MICROS = (
+    "sum(arraySum(arrayMap(v -> toUInt64(v), arrayFilter((v, n) -> n IN "
+    "('UserTimeMicroseconds', 'SystemTimeMicroseconds'), ProfileEvents.Values, ProfileEvents.Names))))"
+)
+
+
 def query_log(ch, since, until):
     """Queries the daemon sent in [since, until): count, CPU seconds by ProfileEvents."""
     ch.query("SYSTEM FLUSH LOGS")
     tsv = ch.query(
-        "SELECT count(), sum(arraySum(arrayMap(v -> toUInt64(v), arrayFilter((v, n) -> n IN "
-        "('UserTimeMicroseconds', 'SystemTimeMicroseconds'), ProfileEvents.Values, ProfileEvents.Names)))), "
+        f"SELECT count(), {QUERY_CPU_MICROS}, "
         "countIf(query LIKE 'INSERT%'), sum(read_rows) "
         f"FROM system.query_log WHERE type = 2 AND event_time >= toDateTime({int(since)}, 'UTC') "
         f"AND event_time < toDateTime({int(until) + 1}, 'UTC') AND http_user_agent NOT LIKE 'Python%'"
@@ -163,8 +169,7 @@ def query_kinds(ch, since, until):
     """The daemon's queries in [since, until) by kind (their first words): count, CPU seconds, rows read."""
     tsv = ch.query(
         "SELECT replaceRegexpAll(substring(query, 1, 60), '[0-9]+', 'N') AS kind, count(), "
-        "sum(arraySum(arrayMap(v -> toUInt64(v), arrayFilter((v, n) -> n IN "
-        "('UserTimeMicroseconds', 'SystemTimeMicroseconds'), ProfileEvents.Values, ProfileEvents.Names)))), "
+        f"{QUERY_CPU_MICROS}, "
         "sum(read_rows) "
         f"FROM system.query_log WHERE type = 2 AND event_time >= toDateTime({int(since)}, 'UTC') "
         f"AND event_time < toDateTime({int(until) + 1}, 'UTC') AND http_user_agent NOT LIKE 'Python%' "

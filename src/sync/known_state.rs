@@ -34,20 +34,14 @@ impl KnownState {
     /// The progress if known; `None` when it must be read from ClickHouse.
     /// Waits for a queued write's outcome first.
     pub async fn get(&self, account: &str) -> Option<Option<Watermark>> {
-        let taken = std::mem::take(&mut *self.lock());
-        let settled = match taken {
-            Known::Unknown => return None,
-            Known::Stored(state) => state,
-            Known::Writing(state, ack) => match ack.await {
-                Ok(_) => Some(state),
-                Err(err) => {
-                    tracing::warn!(account, error = %err, "the last watermark write failed; reading the stored one");
-                    return None;
-                }
-            },
-        };
-        *self.lock() = Known::Stored(settled.clone());
-        Some(settled)
+        if let Err(err) = self.settle().await {
+            tracing::warn!(account, error = %err, "the last watermark write failed; reading the stored one");
+            return None;
+        }
+        match &*self.lock() {
+            Known::Stored(state) => Some(state.clone()),
+            _ => None,
+        }
     }
 
     /// Waits for a queued write to be stored; its failure makes the state

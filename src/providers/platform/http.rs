@@ -152,12 +152,17 @@ struct Inner {
 
 impl ProviderHttp {
     pub fn new(setup: HttpSetup) -> Self {
-        let rate = NonZeroU32::new(setup.requests_per_second.max(1)).expect("at least 1");
+        let requests_per_second = setup.requests_per_second;
+        Self::with_limit(setup, Arc::new(HttpStats::default()), requests_per_second)
+    }
+
+    fn with_limit(setup: HttpSetup, stats: Arc<HttpStats>, requests_per_second: u32) -> Self {
+        let rate = NonZeroU32::new(requests_per_second.max(1)).expect("at least 1");
         Self {
             inner: Arc::new(Inner {
                 limiter: RateLimiter::direct(Quota::per_second(rate)),
                 setup,
-                stats: Arc::new(HttpStats::default()),
+                stats,
                 paused_until: std::sync::Mutex::new(None),
             }),
         }
@@ -168,15 +173,7 @@ impl ProviderHttp {
     /// retry policy and request counts; its own requests per second and
     /// `Retry-After` pause.
     pub fn with_own_limit(&self, requests_per_second: u32) -> Self {
-        let rate = NonZeroU32::new(requests_per_second.max(1)).expect("at least 1");
-        Self {
-            inner: Arc::new(Inner {
-                limiter: RateLimiter::direct(Quota::per_second(rate)),
-                setup: self.inner.setup.clone(),
-                stats: self.inner.stats.clone(),
-                paused_until: std::sync::Mutex::new(None),
-            }),
-        }
+        Self::with_limit(self.inner.setup.clone(), self.inner.stats.clone(), requests_per_second)
     }
 
     pub fn client(&self) -> &'static reqwest::Client {
