@@ -168,7 +168,7 @@ async fn housekeeping(app: &App) {
 /// Hands memory that finished syncs freed back to the system. glibc's malloc
 /// keeps freed pages in its arenas, so after a burst (the first sync of every
 /// account, hundreds at once) the process would hold its peak for good
-/// (BENCHMARKS.md, "Memory"). A trim costs well under a millisecond.
+/// (BENCHMARKS.md, "Heap returned": idle RSS at 1,000 accounts 223 -> 85 MB).
 async fn trim_heap_regularly() {
     loop {
         tokio::time::sleep(Duration::from_secs(10)).await;

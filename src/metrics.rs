@@ -331,8 +331,9 @@ pub fn account_statuses() -> std::collections::BTreeMap<String, String> {
 }
 
 /// One series per account: its current status, value 1. The previous
-/// status's series is removed rather than set to 0: six series of zeros per
-/// account were ~3 KB each of the daemon's memory at 10,000 accounts.
+/// status's series is removed rather than set to 0: each series carries its
+/// own label pairs and description, and six zeros per account were a visible
+/// share of the daemon's per-account memory (heaptrack, BENCHMARKS.md).
 pub fn account_status(account: &str, provider: Provider, status: &str) {
     let mut current = CURRENT_STATUS.lock().unwrap_or_else(|p| p.into_inner());
     let previous = current.insert(account.to_string(), status.to_string());

@@ -55,8 +55,8 @@ pub fn bucket_digests(rows: &[UsageRow], scope: &BTreeSet<u32>) -> BTreeMap<u32,
 type EndpointKey = (RecordType, &'static str);
 
 /// One known bucket in 24 bytes (a B-tree entry holding an `Instant` took
-/// ~55): at 10,000 accounts of ~100 known buckets each, this is most of
-/// what the known buckets cost.
+/// ~55): the known buckets were 6.3 KB of the ~27 KB of live heap per
+/// account (heaptrack, 1,000 accounts).
 #[derive(Clone, Copy, Debug)]
 struct KnownBucket {
     start: u32,
