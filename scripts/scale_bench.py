@@ -249,7 +249,8 @@ class Profile:
         os.makedirs(out_dir, exist_ok=True)
         for name, pid in pids.items():
             self.procs.append(subprocess.Popen(
-                ["perf", "record", "-F", "199", "-g", "-p", str(pid), "-o", os.path.join(out_dir, f"{name}.data")],
+                # DWARF unwinding: neither the release build nor libc keeps frame pointers.
+                ["perf", "record", "-F", "199", "--call-graph", "dwarf,16384", "-p", str(pid), "-o", os.path.join(out_dir, f"{name}.data")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
     def stop(self):
