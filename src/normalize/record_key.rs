@@ -28,27 +28,32 @@ const DOMAIN: &[u8] = b"tokentra.record_key.v1";
 
 /// The canonical encoding that [`record_key`] hashes.
 pub fn canonical_encoding(connection_id: &str, identity: &RecordIdentity) -> Vec<u8> {
-    let mut out = Vec::with_capacity(128);
+    let mut out = Vec::new();
+    encode_into(&mut out, connection_id, identity);
+    out
+}
+
+fn encode_into(out: &mut Vec<u8>, connection_id: &str, identity: &RecordIdentity) {
     out.extend_from_slice(DOMAIN);
-    put_str(&mut out, connection_id);
-    put_str(&mut out, identity.record_type.as_str());
-    put_str(&mut out, &identity.endpoint);
-    put_str(&mut out, identity.granularity.as_str());
+    put_str(out, connection_id);
+    put_str(out, identity.record_type.as_str());
+    put_str(out, &identity.endpoint);
+    put_str(out, identity.granularity.as_str());
     out.extend_from_slice(&identity.bucket_start.timestamp().to_be_bytes());
     let count = u32::try_from(identity.raw_group.len()).expect("fewer than 2^32 fields");
     out.extend_from_slice(&count.to_be_bytes());
     // BTreeMap iterates in byte order of the names: the canonical order.
     for (name, value) in &identity.raw_group {
-        put_str(&mut out, name);
+        put_str(out, name);
         match value {
             RawField::Null => out.push(0x00),
             RawField::Text(text) => {
                 out.push(0x01);
-                put_str(&mut out, text);
+                put_str(out, text);
             }
             RawField::Number(digits) => {
                 out.push(0x02);
-                put_str(&mut out, digits);
+                put_str(out, digits);
             }
             RawField::Bool(b) => {
                 out.push(0x03);
@@ -56,12 +61,19 @@ pub fn canonical_encoding(connection_id: &str, identity: &RecordIdentity) -> Vec
             }
         }
     }
-    out
 }
 
 /// The stable 64-bit identity of a record within a connection.
 pub fn record_key(connection_id: &str, identity: &RecordIdentity) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(&canonical_encoding(connection_id, identity))
+    thread_local! {
+        /// Reused: a fresh vector per record grew two or three times.
+        static ENCODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    ENCODED.with_borrow_mut(|out| {
+        out.clear();
+        encode_into(out, connection_id, identity);
+        xxhash_rust::xxh3::xxh3_64(out)
+    })
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
