@@ -106,6 +106,8 @@ pub struct ClickhouseClient {
     database: String,
     insert_timeout: Duration,
     query_timeout: Duration,
+    /// Narrow scope reads queued for batching, shared by every clone.
+    scope_reads: super::scope_reads::ScopeReads,
 }
 
 impl std::fmt::Debug for ClickhouseClient {
@@ -138,7 +140,12 @@ impl ClickhouseClient {
             database: config.database.clone(),
             insert_timeout: config.insert_timeout,
             query_timeout: config.query_timeout,
+            scope_reads: Default::default(),
         }
+    }
+
+    pub fn scope_reads(&self) -> &super::scope_reads::ScopeReads {
+        &self.scope_reads
     }
 
     pub fn database(&self) -> &str {

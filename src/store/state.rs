@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::client::{ClickhouseClient, StoreError};
 use super::diff::StoredKey;
+use super::scope_reads::{ScopeOwner, ScopeReads};
 use crate::normalize::schema::{from_ch_seconds, to_ch_seconds, RecordType, UsageRow};
 
 /// One scope of `usage_records`: a (connection, record type, endpoint) and the
@@ -69,8 +70,25 @@ where
         .collect())
 }
 
-/// The narrow rows of a scope: five small columns per stored row.
+/// The narrow rows of a scope: five small columns per stored row. Read in
+/// one SELECT with other syncs' scopes when it spans a day or less
+/// ([`super::scope_reads`]), alone otherwise or when that batch failed.
 pub async fn read_scope_keys(client: &ClickhouseClient, scope: &Scope<'_>) -> Result<Vec<StoredKey>, StoreError> {
+    if let (Some(&first), Some(&last)) = (scope.buckets.first(), scope.buckets.last()) {
+        if ScopeReads::batches(first, last) {
+            let owner = ScopeOwner {
+                connection_id: scope.connection_id.to_string(),
+                record_type: scope.record_type.as_str(),
+                endpoint: scope.endpoint.to_string(),
+            };
+            if let Some(rows) = client.scope_reads().read(client, owner, first, last).await {
+                return Ok(rows
+                    .into_iter()
+                    .filter(|r| scope.buckets.contains(&r.bucket_start))
+                    .collect());
+            }
+        }
+    }
     read_scope(
         client,
         scope,

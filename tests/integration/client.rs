@@ -84,3 +84,94 @@ async fn a_read_reset_every_time_gives_up_as_a_connection_error() {
     assert!(err.is_connection_error(), "{err:?}");
     assert_eq!(proxy.connections(), 4, "the first attempt and three resends");
 }
+
+/// Scope reads made at once share SELECTs, and each caller still gets
+/// exactly the stored keys of its own buckets: not a neighbour's endpoint,
+/// account or bucket. A scope wider than a day is read alone.
+#[actix_rt::test]
+async fn concurrent_scope_reads_share_selects_and_each_gets_exactly_its_own_rows() {
+    use std::collections::BTreeSet;
+    use tokentra_sync::normalize::schema::RecordType;
+    use tokentra_sync::store::state::{read_scope_keys, Scope};
+
+    let config = TestConfig::new("scope_reads", "");
+    let client = config.client();
+    tokentra_sync::store::migrations::migrate(&client).await.unwrap();
+    let hour = 3_600u32;
+    let base = 1_736_899_200u32; // 2025-01-15 00:00 UTC
+    let accounts: Vec<String> = (0..40).map(|i| format!("acct-{i:02}")).collect();
+    let endpoints = ["completions", "embeddings"];
+    // One row per (account, endpoint, hour) for 30 hours; its record key
+    // encodes all three so a misrouted row cannot match.
+    let key = |a: usize, e: usize, h: u32| (a as u64) * 1_000_000 + (e as u64) * 1_000 + u64::from(h);
+    let mut values = Vec::new();
+    for (a, account) in accounts.iter().enumerate() {
+        for (e, endpoint) in endpoints.iter().enumerate() {
+            for h in 0..30 {
+                let start = base + h * hour;
+                values.push(format!(
+                    "('{account}', 'usage', '{endpoint}', {start}, {}, '1h', {}, 1, 1, 0, {})",
+                    start + hour,
+                    key(a, e, h),
+                    key(a, e, h) + 7
+                ));
+            }
+        }
+    }
+    support::query_tsv(
+        &client,
+        &format!(
+            "INSERT INTO {{db}}.usage_records (connection_id, record_type, endpoint, bucket_start, bucket_end, \
+             granularity, record_key, sign, version, synced_at, content_hash) VALUES {}",
+            values.join(", ")
+        ),
+    )
+    .await;
+
+    // Narrow scopes (three scattered hours) and, for every fifth account,
+    // one wider than a day.
+    let scopes: Vec<(usize, usize, BTreeSet<u32>)> = (0..accounts.len())
+        .flat_map(|a| {
+            (0..endpoints.len()).map(move |e| {
+                let hours: Vec<u32> = if a % 5 == 0 {
+                    vec![1, 28]
+                } else {
+                    vec![(a % 7) as u32, 9, 12]
+                };
+                (a, e, hours.iter().map(|h| base + h * hour).collect())
+            })
+        })
+        .collect();
+    let reads = scopes.iter().map(|(a, e, buckets)| {
+        let scope = Scope {
+            connection_id: &accounts[*a],
+            record_type: RecordType::Usage,
+            endpoint: endpoints[*e],
+            buckets,
+        };
+        let client = &client;
+        async move { read_scope_keys(client, &scope).await.unwrap() }
+    });
+    let results = futures::future::join_all(reads).await;
+
+    for ((a, e, buckets), stored) in scopes.iter().zip(results) {
+        let mut got: Vec<(u32, u64, u64)> = stored
+            .iter()
+            .map(|k| (k.bucket_start, k.record_key, k.content_hash))
+            .collect();
+        got.sort_unstable();
+        let want: Vec<(u32, u64, u64)> = buckets
+            .iter()
+            .map(|b| {
+                let h = (b - base) / hour;
+                (*b, key(*a, *e, h), key(*a, *e, h) + 7)
+            })
+            .collect();
+        assert_eq!(got, want, "account {a} endpoint {e}");
+    }
+    let (selects, batched) = client.scope_reads().counts();
+    let narrow = scopes.iter().filter(|(a, _, _)| a % 5 != 0).count() as u64;
+    assert_eq!(batched, narrow, "every narrow scope was read in a batch, no wide one");
+    assert!(selects < batched / 4, "{batched} scopes in {selects} SELECTs");
+    client.drop_database().await.unwrap();
+}
