@@ -119,11 +119,13 @@ impl ScopeReads {
 /// worker's exit happen under the lock a caller takes to enqueue, so a
 /// queued scope always has a worker to read it.
 async fn work(client: ClickhouseClient, queue: Arc<Mutex<Queue>>) {
+    let mut worker = Worker { queue, exited: false };
     loop {
         let batch = {
-            let mut queue = queue.lock().expect("scope read queue lock");
+            let mut queue = worker.queue.lock().expect("scope read queue lock");
             if queue.pending.is_empty() {
                 queue.workers -= 1;
+                worker.exited = true;
                 return;
             }
             let batch = take_batch(&mut queue.pending);
@@ -141,6 +143,27 @@ async fn work(client: ClickhouseClient, queue: Arc<Mutex<Queue>>) {
                 tracing::debug!(scopes = batch.len(), error = %e, "batched scope read failed; each scope is read alone");
                 // Dropping the senders tells every caller to read alone.
             }
+        }
+    }
+}
+
+/// A worker's place in the count. A worker dropped mid-batch (its runtime
+/// shut down) gives its place back, and the last one to go sends every
+/// queued caller to read alone: nothing waits for a worker that is gone.
+struct Worker {
+    queue: Arc<Mutex<Queue>>,
+    exited: bool,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if self.exited {
+            return;
+        }
+        let mut queue = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        queue.workers -= 1;
+        if queue.workers == 0 {
+            queue.pending.clear();
         }
     }
 }
@@ -274,6 +297,34 @@ mod tests {
         assert_eq!(take_batch(&mut queue).len(), MAX_SCOPES);
         assert_eq!(take_batch(&mut queue).len(), 5);
         assert!(queue.is_empty());
+    }
+
+    /// A worker dropped mid-batch (its runtime gone) leaves no caller
+    /// waiting: the queued ones are told to read alone, and the next read
+    /// starts a worker again.
+    #[test]
+    fn a_dropped_worker_gives_its_place_back_and_releases_the_queue() {
+        let reads = ScopeReads::default();
+        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        {
+            let mut queue = reads.queue.lock().unwrap();
+            queue.workers = 1;
+            queue.pending.push_back(Pending {
+                reply,
+                ..pending("a", 0, 0)
+            });
+        }
+        drop(Worker {
+            queue: reads.queue.clone(),
+            exited: false,
+        });
+        let queue = reads.queue.lock().unwrap();
+        assert_eq!(queue.workers, 0);
+        assert!(queue.pending.is_empty());
+        assert!(matches!(
+            answer.try_recv(),
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed)
+        ));
     }
 
     #[test]

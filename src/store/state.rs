@@ -71,7 +71,7 @@ where
 }
 
 /// The narrow rows of a scope: five small columns per stored row. Read in
-/// one SELECT with other syncs' scopes when it spans a day or less
+/// one SELECT with other syncs' scopes when it spans a week or less
 /// ([`super::scope_reads`]), alone otherwise or when that batch failed.
 pub async fn read_scope_keys(client: &ClickhouseClient, scope: &Scope<'_>) -> Result<Vec<StoredKey>, StoreError> {
     if let (Some(&first), Some(&last)) = (scope.buckets.first(), scope.buckets.last()) {
