@@ -91,7 +91,7 @@ pub async fn run_daemon(app: App, config_path: std::path::PathBuf) -> Result<i32
             failed = report.failed.len(),
             "accounts reconciled"
         );
-        futures::future::join(housekeeping(&app), trim_heap_regularly()).await;
+        housekeeping(&app).await;
     };
     let reloads = async {
         while hangup.recv().await.is_some() {
@@ -162,21 +162,6 @@ async fn housekeeping(app: &App) {
             _ => {}
         }
         tokio::time::sleep(Duration::from_secs(86_400)).await;
-    }
-}
-
-/// Hands memory that finished syncs freed back to the system. glibc's malloc
-/// keeps freed pages in its arenas, so after a burst (the first sync of every
-/// account, hundreds at once) the process would hold its peak for good
-/// (BENCHMARKS.md, "Heap returned": idle RSS at 1,000 accounts 223 -> 85 MB).
-async fn trim_heap_regularly() {
-    loop {
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        // SAFETY: malloc_trim takes no pointer; glibc locks each arena itself.
-        unsafe {
-            libc::malloc_trim(0);
-        }
     }
 }
 
