@@ -10,9 +10,10 @@ use tokentra_sync::cli::{self, Cli, LogFormat};
 
 /// jemalloc instead of glibc's malloc, for the daemon and the simulator
 /// alike. Measured at 1,000 accounts (BENCHMARKS.md): the daemon's CPU per
-/// cycle 6.57 -> 4.08 s (glibc's malloc and free were ~45% of it) and idle
-/// RSS 84.7 -> 70.6 MB without trimming: jemalloc returns freed pages
-/// itself after ~10 s, where glibc kept a burst's peak until `malloc_trim`.
+/// cycle 6.57 -> 4.08 s (glibc's malloc and free were ~40% of its CPU
+/// samples) and idle RSS 84.7 -> 70.6 MB without trimming: jemalloc returns
+/// freed pages itself after ~10 s, where glibc kept a burst's peak until
+/// `malloc_trim`.
 /// (mimalloc was tried too: 8% less CPU, but 675 MB of RSS.)
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
