@@ -224,6 +224,14 @@ impl OrgDraw {
     }
 }
 
+/// A JSON object of `entries`, each value moved in. Pages are built with this
+/// rather than `json!`, which serializes its operands: a page's buckets and
+/// results embedded with `json!` were deep-copied once per level, and copying
+/// and dropping those trees was most of the simulator's CPU.
+pub(crate) fn object<const N: usize>(entries: [(&str, Value); N]) -> Value {
+    Value::Object(entries.into_iter().map(|(key, value)| (key.to_string(), value)).collect())
+}
+
 pub(crate) fn text(value: Option<String>) -> Value {
     value.map(Value::String).unwrap_or(Value::Null)
 }

@@ -7,11 +7,11 @@
 //! included. Cost amounts are decimal strings in cents.
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::bad_request;
 use super::data::{self, COST_DIMS, USAGE_DIMS, USAGE_MEASURES};
-use crate::simulator::data::{floor, Row, World, DAY};
+use crate::simulator::data::{floor, object, text, Row, World, DAY};
 use crate::simulator::query::{self, Buckets, Group, Params};
 use crate::simulator::server::Reply;
 
@@ -86,16 +86,20 @@ fn window(
 fn envelope(buckets: Vec<Value>, next: Option<i64>) -> Reply {
     Reply::json(
         200,
-        json!({
-            "data": buckets,
-            "has_more": next.is_some(),
-            "next_page": next.map(|n| query::encode_cursor(&rfc3339(n))),
-        }),
+        object([
+            ("data", Value::Array(buckets)),
+            ("has_more", Value::from(next.is_some())),
+            ("next_page", text(next.map(|n| query::encode_cursor(&rfc3339(n))))),
+        ]),
     )
 }
 
 fn bucket(start: i64, width: i64, results: Vec<Value>) -> Value {
-    json!({"starting_at": rfc3339(start), "ending_at": rfc3339(start + width), "results": results})
+    object([
+        ("starting_at", Value::from(rfc3339(start))),
+        ("ending_at", Value::from(rfc3339(start + width))),
+        ("results", Value::Array(results)),
+    ])
 }
 
 const USAGE_GROUPS: [Group; 5] = [

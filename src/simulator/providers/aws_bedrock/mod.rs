@@ -38,7 +38,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::{SimRequest, SimulatedProvider, TruthOptions};
 use crate::simulator::data::{
-    day_of, days_of, hours_of, money, round9, traffic, OrgDraw, Row, TruthBook, TruthRow, World, DAY, HOUR,
+    day_of, days_of, hours_of, money, object, round9, traffic, OrgDraw, Row, TruthBook, TruthRow, World, DAY, HOUR,
 };
 use crate::simulator::server::Reply;
 
@@ -400,18 +400,18 @@ fn cost_and_usage(world: &World<'_>, org: &str, body: &[u8]) -> Reply {
                 }
             }));
         }
-        results.push(json!({
-            "TimePeriod": {"Start": day_of(*day).to_string(), "End": day_of(day + DAY).to_string()},
-            "Total": {},
-            "Groups": groups,
-            "Estimated": estimated(world, *day)
-        }));
+        results.push(object([
+            ("TimePeriod", json!({"Start": day_of(*day).to_string(), "End": day_of(day + DAY).to_string()})),
+            ("Total", json!({})),
+            ("Groups", Value::Array(groups)),
+            ("Estimated", Value::from(estimated(world, *day))),
+        ]));
     }
-    let mut answer = json!({
-        "GroupDefinitions": [{"Type": "DIMENSION", "Key": "SERVICE"}, {"Type": "DIMENSION", "Key": "USAGE_TYPE"}],
-        "ResultsByTime": results,
-        "DimensionValueAttributes": []
-    });
+    let mut answer = object([
+        ("GroupDefinitions", json!([{"Type": "DIMENSION", "Key": "SERVICE"}, {"Type": "DIMENSION", "Key": "USAGE_TYPE"}])),
+        ("ResultsByTime", Value::Array(results)),
+        ("DimensionValueAttributes", json!([])),
+    ]);
     if offset.saturating_add(CE_PAGE_DAYS) < days.len() {
         answer["NextPageToken"] = Value::from(format!("{fingerprint}.{}", offset + CE_PAGE_DAYS));
     }
@@ -452,7 +452,9 @@ fn metric_data(world: &World<'_>, org: &str, request: &Value) -> Reply {
     let Some(queries) = request["MetricDataQueries"].as_array() else {
         return cbor_error(400, "InvalidParameterValueException", "MetricDataQueries is required");
     };
-    // Every datapoint of every query, in query order, ascending time.
+    // Every datapoint of every query, in query order, ascending time. An
+    // hour's rows are drawn once, not once per query.
+    let mut drawn: BTreeMap<i64, Vec<(usize, Row)>> = BTreeMap::new();
     let mut points: Vec<(String, i64, i64)> = Vec::new();
     let mut ids = Vec::new();
     for q in queries {
@@ -478,7 +480,8 @@ fn metric_data(world: &World<'_>, org: &str, request: &Value) -> Reply {
             if hour < start {
                 continue;
             }
-            if let Some((_, row)) = hour_rows(world, org, hour).into_iter().find(|(i, _)| *i == m) {
+            let rows = drawn.entry(hour).or_insert_with(|| hour_rows(world, org, hour));
+            if let Some((_, row)) = rows.iter().find(|(i, _)| *i == m) {
                 if row.vals[k] > 0 {
                     points.push((id.clone(), hour, row.vals[k]));
                 }

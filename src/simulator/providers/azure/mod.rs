@@ -29,7 +29,7 @@ use serde_json::{json, Number, Value};
 
 use super::{SimRequest, SimulatedProvider, TruthOptions};
 use crate::simulator::data::{
-    day_of, days_of, floor, hours_of, money, round9, traffic, OrgDraw, Row, TruthBook, TruthRow, World, DAY,
+    day_of, days_of, floor, hours_of, money, object, text, round9, traffic, OrgDraw, Row, TruthBook, TruthRow, World, DAY,
 };
 use crate::simulator::query::Params;
 use crate::simulator::server::Reply;
@@ -415,7 +415,11 @@ fn cost_query(world: &World<'_>, request: &SimRequest<'_>, token: &str) -> Reply
         json!({
             "id": format!("subscriptions/{}/providers/Microsoft.CostManagement/query/sim", azure_credentials(request.org).subscription_id),
             "name": "sim", "type": "Microsoft.CostManagement/query",
-            "properties": {"nextLink": next, "columns": columns, "rows": rows[from_row..to_row]}
+            "properties": object([
+                ("nextLink", text(next)),
+                ("columns", columns),
+                ("rows", Value::Array(rows.drain(from_row..to_row).collect())),
+            ])
         }),
     )
 }
@@ -499,6 +503,14 @@ fn metrics(world: &World<'_>, request: &SimRequest<'_>, index: usize) -> Reply {
         return bad("timespan is longer than the 31 days one call may ask for");
     }
     let id = account_id(request.org, &ACCOUNTS[index]);
+    // Every stream's tokens of an hour are drawn together: once per hour,
+    // not once per (metric, deployment, hour).
+    let hours: Vec<(String, Option<_>)> = hours_of(start, end)
+        .map(|hour| {
+            let at = DateTime::from_timestamp(hour, 0).unwrap_or_default().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+            (at, world.has_data(hour).then(|| hour_tokens(world, request.org, hour)))
+        })
+        .collect();
     let value: Vec<Value> = names
         .iter()
         .map(|name| {
@@ -508,27 +520,42 @@ fn metrics(world: &World<'_>, request: &SimRequest<'_>, index: usize) -> Reply {
                 .enumerate()
                 .filter(|(_, s)| s.account == index)
                 .map(|(i, s)| {
-                    let data: Vec<Value> = hours_of(start, end)
-                        .map(|hour| {
-                            let at = DateTime::from_timestamp(hour, 0).unwrap_or_default().format("%Y-%m-%dT%H:%M:%SZ").to_string();
-                            if world.has_data(hour) {
-                                json!({"timeStamp": at, "total": float_total(hour_tokens(world, request.org, hour)[i][slot])})
-                            } else {
-                                json!({"timeStamp": at})
-                            }
+                    let data: Vec<Value> = hours
+                        .iter()
+                        .map(|(at, tokens)| match tokens {
+                            Some(tokens) => object([
+                                ("timeStamp", Value::from(at.as_str())),
+                                ("total", float_total(tokens[i][slot])),
+                            ]),
+                            None => object([("timeStamp", Value::from(at.as_str()))]),
                         })
                         .collect();
-                    json!({"metadatavalues": [{"name": {"value": "modeldeploymentname", "localizedValue": "modeldeploymentname"}, "value": s.deployment}], "data": data})
+                    object([
+                        ("metadatavalues", json!([{"name": {"value": "modeldeploymentname", "localizedValue": "modeldeploymentname"}, "value": s.deployment}])),
+                        ("data", Value::Array(data)),
+                    ])
                 })
                 .collect();
-            json!({"id": format!("{id}/providers/Microsoft.Insights/metrics/{name}"), "type": "Microsoft.Insights/metrics",
-                   "name": {"value": name, "localizedValue": name}, "unit": "Count", "timeseries": series, "errorCode": "Success"})
+            object([
+                ("id", Value::from(format!("{id}/providers/Microsoft.Insights/metrics/{name}"))),
+                ("type", Value::from("Microsoft.Insights/metrics")),
+                ("name", json!({"value": name, "localizedValue": name})),
+                ("unit", Value::from("Count")),
+                ("timeseries", Value::Array(series)),
+                ("errorCode", Value::from("Success")),
+            ])
         })
         .collect();
     Reply::json(
         200,
-        json!({"cost": 59, "timespan": params.get("timespan"), "interval": "PT1H", "value": value,
-                            "namespace": "Microsoft.CognitiveServices/accounts", "resourceregion": ACCOUNTS[index].location}),
+        object([
+            ("cost", Value::from(59)),
+            ("timespan", text(params.get("timespan").map(str::to_string))),
+            ("interval", Value::from("PT1H")),
+            ("value", Value::Array(value)),
+            ("namespace", Value::from("Microsoft.CognitiveServices/accounts")),
+            ("resourceregion", Value::from(ACCOUNTS[index].location)),
+        ]),
     )
 }
 

@@ -22,7 +22,7 @@ use rust_decimal::Decimal;
 use serde_json::{json, Number, Value};
 
 use super::{SimRequest, SimulatedProvider, TruthOptions};
-use crate::simulator::data::{day_of, days_of, floor, round9, OrgDraw, TruthBook, TruthRow, World, DAY, HOUR};
+use crate::simulator::data::{day_of, days_of, floor, object, round9, text, OrgDraw, TruthBook, TruthRow, World, DAY, HOUR};
 use crate::simulator::query::{self, Params};
 use crate::simulator::server::Reply;
 use crate::simulator::{fal_api_key, fal_api_scope_key};
@@ -174,13 +174,20 @@ fn usage(world: &World<'_>, org: &str, params: &Params) -> Result<Reply, Reply> 
     let next_cursor = next.map(|_| STANDARD.encode((page_number + 1).to_string()));
     Ok(Reply::json(
         200,
-        json!({"time_series": series, "next_cursor": next_cursor, "has_more": next_cursor.is_some()}),
+        object([
+            ("has_more", Value::from(next_cursor.is_some())),
+            ("next_cursor", text(next_cursor)),
+            ("time_series", Value::Array(series)),
+        ]),
     ))
 }
 
 fn bucket(day: i64, results: Vec<Value>) -> Value {
     let start = DateTime::from_timestamp(day, 0).expect("valid day");
-    json!({"bucket": start.format("%Y-%m-%dT%H:%M:%S+00:00").to_string(), "results": results})
+    object([
+        ("bucket", Value::from(start.format("%Y-%m-%dT%H:%M:%S+00:00").to_string())),
+        ("results", Value::Array(results)),
+    ])
 }
 
 /// fal.ai in the simulator's registry.

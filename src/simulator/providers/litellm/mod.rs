@@ -18,7 +18,7 @@ use serde_json::{json, Map, Number, Value};
 
 use super::{SimRequest, SimulatedProvider, TruthOptions};
 use crate::simulator::data::{
-    day_of, days_of, floor, money, round9, traffic, OrgDraw, Row, TruthBook, TruthRow, World, DAY, HOUR,
+    day_of, days_of, floor, money, object, round9, traffic, OrgDraw, Row, TruthBook, TruthRow, World, DAY, HOUR,
 };
 use crate::simulator::litellm_api_key;
 use crate::simulator::query::Params;
@@ -245,25 +245,43 @@ fn activity(world: &World<'_>, org: &str, params: &Params) -> Result<Reply, Repl
                     let sum = sum.expect("a model has a row");
                     (
                         name,
-                        json!({"metrics": metrics(&sum), "metadata": {}, "api_key_breakdown": keys}),
+                        object([
+                            ("metrics", metrics(&sum)),
+                            ("metadata", json!({})),
+                            ("api_key_breakdown", Value::Object(keys)),
+                        ]),
                     )
                 })
                 .collect();
-            json!({
-                "date": day_of(day).to_string(),
-                "metrics": metrics(&g.sum.expect("a day has a row")),
-                "breakdown": {"models": models, "model_groups": {}, "providers": {}, "api_keys": g.keys,
-                              "endpoints": {}, "mcp_servers": {}, "entities": {}},
-            })
+            let empty = || Value::Object(Map::new());
+            object([
+                ("date", Value::from(day_of(day).to_string())),
+                ("metrics", metrics(&g.sum.expect("a day has a row"))),
+                (
+                    "breakdown",
+                    object([
+                        ("models", Value::Object(models)),
+                        ("model_groups", empty()),
+                        ("providers", empty()),
+                        ("api_keys", Value::Object(g.keys)),
+                        ("endpoints", empty()),
+                        ("mcp_servers", empty()),
+                        ("entities", empty()),
+                    ]),
+                ),
+            ])
         })
         .collect();
     Ok(Reply::json(
         200,
-        json!({
-            "results": results,
-            "metadata": {"total_spend": exact(page_total), "page": page, "total_pages": total_pages,
-                         "has_more": page < total_pages},
-        }),
+        object([
+            ("results", Value::Array(results)),
+            (
+                "metadata",
+                json!({"total_spend": exact(page_total), "page": page, "total_pages": total_pages,
+                       "has_more": page < total_pages}),
+            ),
+        ]),
     ))
 }
 

@@ -14,7 +14,7 @@ use std::str::FromStr;
 use serde_json::{json, Map, Number, Value};
 
 use super::{SimRequest, SimulatedProvider, TruthOptions};
-use crate::simulator::data::{floor, Row, TruthRow, World};
+use crate::simulator::data::{floor, object, text, Row, TruthRow, World};
 use crate::simulator::openai_api_key;
 use crate::simulator::query::{self, Buckets, Group, Params};
 use crate::simulator::server::Reply;
@@ -347,13 +347,22 @@ fn window(
 fn envelope(buckets: Vec<Value>, next: Option<i64>) -> Reply {
     Reply::json(
         200,
-        json!({
-            "object": "page",
-            "data": buckets,
-            "has_more": next.is_some(),
-            "next_page": next.map(|n| query::encode_cursor(&n.to_string())),
-        }),
+        object([
+            ("object", Value::from("page")),
+            ("data", Value::Array(buckets)),
+            ("has_more", Value::from(next.is_some())),
+            ("next_page", text(next.map(|n| query::encode_cursor(&n.to_string())))),
+        ]),
     )
+}
+
+fn bucket(start: i64, end: i64, results: Vec<Value>) -> Value {
+    object([
+        ("object", Value::from("bucket")),
+        ("start_time", Value::from(start)),
+        ("end_time", Value::from(end)),
+        ("results", Value::Array(results)),
+    ])
 }
 
 fn groups(dims: &'static [&'static str]) -> Vec<Group> {
@@ -405,7 +414,7 @@ fn usage(world: &World<'_>, org: &str, ep: &Endpoint, params: &Params) -> Result
                 Value::Object(m)
             })
             .collect();
-        buckets.push(json!({"object": "bucket", "start_time": b, "end_time": b + width, "results": results}));
+        buckets.push(bucket(b, b + width, results));
     }
     Ok(envelope(buckets, page.next))
 }
@@ -441,7 +450,10 @@ fn costs(world: &World<'_>, org: &str, params: &Params) -> Result<Reply, Reply> 
                 m.insert("object".into(), Value::from("organization.costs.result"));
                 m.insert(
                     "amount".into(),
-                    json!({"value": exact_number(&row.amount.to_string()), "currency": "usd"}),
+                    object([
+                        ("value", exact_number(&row.amount.to_string())),
+                        ("currency", Value::from("usd")),
+                    ]),
                 );
                 for (name, v) in COST_DIMS.iter().zip(row.dims) {
                     m.insert((*name).into(), v);
@@ -451,8 +463,7 @@ fn costs(world: &World<'_>, org: &str, params: &Params) -> Result<Reply, Reply> 
                 Value::Object(m)
             })
             .collect();
-        buckets
-            .push(json!({"object": "bucket", "start_time": b, "end_time": b + crate::simulator::data::DAY, "results": results}));
+        buckets.push(bucket(b, b + crate::simulator::data::DAY, results));
     }
     Ok(envelope(buckets, page.next))
 }

@@ -19,7 +19,7 @@ use serde_json::{json, Number, Value};
 
 use super::{SimRequest, SimulatedProvider, TruthOptions};
 use crate::simulator::data::{
-    day_of, days_of, floor, money, round9, traffic, OrgDraw, Row, TruthBook, TruthRow, World, DAY, HOUR,
+    day_of, days_of, floor, money, object, round9, traffic, OrgDraw, Row, TruthBook, TruthRow, World, DAY, HOUR,
 };
 use crate::simulator::query::Params;
 use crate::simulator::server::Reply;
@@ -223,7 +223,7 @@ impl SimulatedProvider for OpenRouter {
                 }));
             }
         }
-        Reply::json(200, json!({ "data": data }))
+        Reply::json(200, object([("data", Value::Array(data))]))
     }
 
     fn rate_limited(&self, retry_after: u64) -> Reply {

@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
 use super::{SimRequest, SimulatedProvider, TruthOptions};
-use crate::simulator::data::{day_of, days_of, traffic, OrgDraw, TruthBook, TruthRow, World, DAY, HOUR};
+use crate::simulator::data::{day_of, days_of, object, traffic, OrgDraw, TruthBook, TruthRow, World, DAY, HOUR};
 use crate::simulator::runway_api_key;
 use crate::simulator::server::Reply;
 
@@ -80,13 +80,21 @@ fn usage(world: &World<'_>, org: &str, body: &[u8]) -> Reply {
             })
             .collect();
         if !used.is_empty() {
-            results.push(json!({"date": day_of(day).to_string(), "usedCredits": used}));
+            results.push(object([
+                ("date", Value::from(day_of(day).to_string())),
+                ("usedCredits", Value::Array(used)),
+            ]));
         }
     }
     let models: Vec<&str> = MODELS.iter().map(|(m, _)| *m).collect();
     Reply::json(
         200,
-        json!({"models": models, "results": results, "apiKeys": [], "resultsByApiKey": []}),
+        object([
+            ("models", json!(models)),
+            ("results", Value::Array(results)),
+            ("apiKeys", json!([])),
+            ("resultsByApiKey", json!([])),
+        ]),
     )
 }
 
