@@ -56,7 +56,7 @@ pub struct AdminAccess {
     /// When each account's last manual sync (or test) was accepted.
     pub last_manual: Mutex<HashMap<String, Instant>>,
     /// For `POST /v1/accounts/{id}/test` (replaced on reload).
-    accounts: RwLock<HashMap<String, crate::config::AccountConfig>>,
+    accounts: RwLock<HashMap<String, std::sync::Arc<crate::config::AccountConfig>>>,
     pub retry: crate::providers::RetryPolicy,
 }
 
@@ -107,7 +107,7 @@ impl AdminAccess {
             .copied()
     }
 
-    fn account(&self, id: &str) -> Option<crate::config::AccountConfig> {
+    fn account(&self, id: &str) -> Option<std::sync::Arc<crate::config::AccountConfig>> {
         self.accounts.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
     }
 

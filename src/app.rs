@@ -69,7 +69,7 @@ impl App {
     /// Everything one account's syncs need, with a fresh adapter.
     pub fn account_sync(
         &self,
-        account: &AccountConfig,
+        account: &Arc<AccountConfig>,
         writer: Arc<dyn RowSink>,
     ) -> Result<AccountSync, ProviderError> {
         let adapter = providers::build_adapter(
@@ -80,7 +80,7 @@ impl App {
             },
         )?;
         Ok(AccountSync {
-            account: account.clone(),
+            account: Arc::clone(account),
             adapter,
             normalizer: Normalizer::new(&account.id, account.provider, self.pricing.clone()),
             store: self.store.clone(),

@@ -176,7 +176,7 @@ impl Reloader {
 
     async fn reconcile(
         &self,
-        accounts: Vec<config::AccountConfig>,
+        accounts: Vec<std::sync::Arc<config::AccountConfig>>,
         generation: u64,
     ) -> Result<ReloadOutcome, ReloadError> {
         let enabled: Vec<String> = accounts.iter().filter(|a| a.enabled).map(|a| a.id.clone()).collect();

@@ -16,13 +16,13 @@ use crate::lock::AccountLock;
 
 struct Connection {
     addr: Addr<ConnectionActor>,
-    account: AccountConfig,
+    account: Arc<AccountConfig>,
     _lock: AccountLock,
 }
 
 /// An account that could not start, retried with backoff.
 struct StartFailure {
-    account: AccountConfig,
+    account: Arc<AccountConfig>,
     attempts: u32,
     error: String,
     next_try: std::time::Instant,
@@ -65,7 +65,7 @@ impl SupervisorActor {
     }
 
     /// Starts `account`, or records the failure and schedules a retry.
-    fn try_start(&mut self, account: &AccountConfig, ctx: &mut Context<Self>) -> Result<(), String> {
+    fn try_start(&mut self, account: &Arc<AccountConfig>, ctx: &mut Context<Self>) -> Result<(), String> {
         let id = account.id.clone();
         match self.start_connection(account) {
             Ok(()) => {
@@ -112,7 +112,7 @@ impl SupervisorActor {
         let _ = self.try_start(&account, ctx);
     }
 
-    fn start_connection(&mut self, account: &AccountConfig) -> Result<(), String> {
+    fn start_connection(&mut self, account: &Arc<AccountConfig>) -> Result<(), String> {
         let lock = AccountLock::acquire(&self.app.config.state_dir, &account.id).map_err(|e| e.to_string())?;
         let sync = self
             .app
@@ -165,13 +165,13 @@ pub struct ReconcileReport {
 /// Make the running connections match `accounts` (enabled ones only).
 #[derive(Message)]
 #[rtype(result = "ReconcileReport")]
-pub struct Reconcile(pub Vec<AccountConfig>);
+pub struct Reconcile(pub Vec<Arc<AccountConfig>>);
 
 impl Handler<Reconcile> for SupervisorActor {
     type Result = ResponseActFuture<Self, ReconcileReport>;
 
     fn handle(&mut self, Reconcile(accounts): Reconcile, _: &mut Self::Context) -> Self::Result {
-        let wanted: BTreeMap<String, AccountConfig> = accounts
+        let wanted: BTreeMap<String, Arc<AccountConfig>> = accounts
             .into_iter()
             .filter(|a| a.enabled)
             .map(|a| (a.id.clone(), a))
@@ -188,7 +188,7 @@ impl Handler<Reconcile> for SupervisorActor {
                 }
                 Some(account) => {
                     // Any field, credentials included (`Secret` compares values).
-                    let differs = *account != self.connections[&id].account;
+                    let differs = **account != *self.connections[&id].account;
                     if differs {
                         report.restarted.push(id.clone());
                     }

@@ -52,7 +52,7 @@ pub(super) fn validate(value: toml::Value) -> Result<ValidatedConfig, ConfigErro
         match RawAccount::deserialize(item) {
             Ok(raw_account) => {
                 if let Some(account) = validate_account(&label, raw_account, &mut problems) {
-                    accounts.push(account);
+                    accounts.push(Arc::new(account));
                 }
             }
             Err(e) => problems.push(format!("{label}: {e}")),
@@ -429,7 +429,7 @@ fn env_hint(provider: Provider, key: &str) -> String {
 }
 
 /// Two accounts with one id, or one billed organization configured twice.
-fn check_unique_accounts(accounts: &[AccountConfig], problems: &mut Vec<String>) {
+fn check_unique_accounts(accounts: &[Arc<AccountConfig>], problems: &mut Vec<String>) {
     let mut ids: std::collections::BTreeSet<&str> = Default::default();
     let mut identities: BTreeMap<(Provider, Vec<&str>), &str> = BTreeMap::new();
     for account in accounts {

@@ -157,7 +157,7 @@ pub enum SyncError {
 /// Everything one account's syncs need.
 #[derive(Clone)]
 pub struct AccountSync {
-    pub account: AccountConfig,
+    pub account: Arc<AccountConfig>,
     pub adapter: Arc<dyn ProviderAdapter>,
     pub normalizer: Normalizer,
     pub store: ClickhouseClient,
