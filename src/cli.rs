@@ -415,7 +415,10 @@ pub fn parse_time(text: &str) -> anyhow::Result<DateTime<Utc>> {
 }
 
 /// The accounts named on the command line (all enabled ones when none is).
-fn select_accounts(config: &ValidatedConfig, wanted: &[String]) -> anyhow::Result<Vec<std::sync::Arc<crate::config::AccountConfig>>> {
+fn select_accounts(
+    config: &ValidatedConfig,
+    wanted: &[String],
+) -> anyhow::Result<Vec<std::sync::Arc<crate::config::AccountConfig>>> {
     for id in wanted {
         if config.account(id).is_none() {
             let known: Vec<&str> = config.accounts.iter().map(|a| a.id.as_str()).collect();

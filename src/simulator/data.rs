@@ -229,7 +229,12 @@ impl OrgDraw {
 /// results embedded with `json!` were deep-copied once per level, and copying
 /// and dropping those trees was most of the simulator's CPU.
 pub(crate) fn object<const N: usize>(entries: [(&str, Value); N]) -> Value {
-    Value::Object(entries.into_iter().map(|(key, value)| (key.to_string(), value)).collect())
+    Value::Object(
+        entries
+            .into_iter()
+            .map(|(key, value)| (key.to_string(), value))
+            .collect(),
+    )
 }
 
 pub(crate) fn text(value: Option<String>) -> Value {

@@ -401,14 +401,20 @@ fn cost_and_usage(world: &World<'_>, org: &str, body: &[u8]) -> Reply {
             }));
         }
         results.push(object([
-            ("TimePeriod", json!({"Start": day_of(*day).to_string(), "End": day_of(day + DAY).to_string()})),
+            (
+                "TimePeriod",
+                json!({"Start": day_of(*day).to_string(), "End": day_of(day + DAY).to_string()}),
+            ),
             ("Total", json!({})),
             ("Groups", Value::Array(groups)),
             ("Estimated", Value::from(estimated(world, *day))),
         ]));
     }
     let mut answer = object([
-        ("GroupDefinitions", json!([{"Type": "DIMENSION", "Key": "SERVICE"}, {"Type": "DIMENSION", "Key": "USAGE_TYPE"}])),
+        (
+            "GroupDefinitions",
+            json!([{"Type": "DIMENSION", "Key": "SERVICE"}, {"Type": "DIMENSION", "Key": "USAGE_TYPE"}]),
+        ),
         ("ResultsByTime", Value::Array(results)),
         ("DimensionValueAttributes", json!([])),
     ]);

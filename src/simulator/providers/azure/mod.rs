@@ -29,7 +29,8 @@ use serde_json::{json, Number, Value};
 
 use super::{SimRequest, SimulatedProvider, TruthOptions};
 use crate::simulator::data::{
-    day_of, days_of, floor, hours_of, money, object, text, round9, traffic, OrgDraw, Row, TruthBook, TruthRow, World, DAY,
+    day_of, days_of, floor, hours_of, money, object, round9, text, traffic, OrgDraw, Row, TruthBook, TruthRow, World,
+    DAY,
 };
 use crate::simulator::query::Params;
 use crate::simulator::server::Reply;
@@ -507,7 +508,10 @@ fn metrics(world: &World<'_>, request: &SimRequest<'_>, index: usize) -> Reply {
     // not once per (metric, deployment, hour).
     let hours: Vec<(String, Option<_>)> = hours_of(start, end)
         .map(|hour| {
-            let at = DateTime::from_timestamp(hour, 0).unwrap_or_default().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+            let at = DateTime::from_timestamp(hour, 0)
+                .unwrap_or_default()
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string();
             (at, world.has_data(hour).then(|| hour_tokens(world, request.org, hour)))
         })
         .collect();

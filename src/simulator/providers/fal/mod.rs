@@ -22,7 +22,9 @@ use rust_decimal::Decimal;
 use serde_json::{json, Number, Value};
 
 use super::{SimRequest, SimulatedProvider, TruthOptions};
-use crate::simulator::data::{day_of, days_of, floor, object, round9, text, OrgDraw, TruthBook, TruthRow, World, DAY, HOUR};
+use crate::simulator::data::{
+    day_of, days_of, floor, object, round9, text, OrgDraw, TruthBook, TruthRow, World, DAY, HOUR,
+};
 use crate::simulator::query::{self, Params};
 use crate::simulator::server::Reply;
 use crate::simulator::{fal_api_key, fal_api_scope_key};
@@ -185,7 +187,10 @@ fn usage(world: &World<'_>, org: &str, params: &Params) -> Result<Reply, Reply> 
 fn bucket(day: i64, results: Vec<Value>) -> Value {
     let start = DateTime::from_timestamp(day, 0).expect("valid day");
     object([
-        ("bucket", Value::from(start.format("%Y-%m-%dT%H:%M:%S+00:00").to_string())),
+        (
+            "bucket",
+            Value::from(start.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()),
+        ),
         ("results", Value::Array(results)),
     ])
 }
