@@ -15,6 +15,11 @@ use crate::providers::AccountView;
 pub const DEFAULT_LOGIN_URL: &str = "https://login.microsoftonline.com";
 /// The setting that overrides the login root.
 pub const LOGIN_URL: &str = "login_url";
+/// Rows per Cost Management result page (`$top`).
+pub const COST_PAGE_SIZE: &str = "cost_page_size";
+/// Cost Management pages hold up to 5,000 rows; fewer pages are fewer
+/// queries against its quota (about 12 per 10 s per scope).
+pub const DEFAULT_COST_PAGE_SIZE: u32 = 5000;
 
 /// What an Azure account has.
 #[derive(Debug)]
@@ -28,6 +33,8 @@ pub struct AzureConfig {
     pub management_url: String,
     /// Login root, no trailing slash.
     pub login_url: String,
+    /// Rows per cost query page, sent as `$top`.
+    pub cost_page_size: u32,
 }
 
 impl AzureConfig {
@@ -92,6 +99,7 @@ impl AzureConfig {
             reader.problems.push(format!("{label}: {LOGIN_URL} {problem}"));
         }
         let management_url = account.base_url.trim().trim_end_matches('/').to_string();
+        let cost_page_size = reader.number(COST_PAGE_SIZE, DEFAULT_COST_PAGE_SIZE, 1, 5000);
         reader.finish(Self {
             tenant_id,
             client_id,
@@ -100,6 +108,7 @@ impl AzureConfig {
             resource_group,
             management_url,
             login_url,
+            cost_page_size,
         })
     }
 }

@@ -47,7 +47,7 @@ use super::{
 use crate::normalize::schema::{FetchedRecord, Granularity, RecordType};
 use crate::providers::platform::http::api_root;
 
-pub use config::{wrong_secret_type, AzureConfig, DEFAULT_LOGIN_URL, LOGIN_URL};
+pub use config::{wrong_secret_type, AzureConfig, COST_PAGE_SIZE, DEFAULT_LOGIN_URL, LOGIN_URL};
 pub use parse::meter_model;
 use parse::CognitiveAccount;
 
@@ -80,7 +80,7 @@ pub static DESCRIPTOR: ProviderDescriptor = ProviderDescriptor {
         one_of: &[],
         identity: &["tenant_id", "subscription_id", "resource_group"],
     },
-    settings: &[LOGIN_URL],
+    settings: &[LOGIN_URL, COST_PAGE_SIZE],
     // Refunds come as negative amounts (stored as credits; the original
     // amount keeps its sign).
     measures: MeasurePolicy {
@@ -123,6 +123,8 @@ pub struct AzureAdapter {
     account: String,
     root: String,
     scope: String,
+    /// Rows per cost query page (`$top`).
+    cost_page_size: u32,
     /// ARM listings and Azure Monitor metrics.
     http: ProviderHttp,
     /// Cost Management queries (the same credentials, their own limit).
@@ -179,6 +181,7 @@ impl AzureAdapter {
             account: account_id.to_string(),
             root,
             scope: config.scope(),
+            cost_page_size: config.cost_page_size,
             cost_http: http.with_own_limit(COST_REQUESTS_PER_SECOND),
             http,
         })
@@ -210,8 +213,8 @@ impl AzureAdapter {
             return Ok(EndpointFetch::default());
         };
         let url = format!(
-            "{}/{}/providers/Microsoft.CostManagement/query?api-version={COST_API_VERSION}",
-            self.root, self.scope
+            "{}/{}/providers/Microsoft.CostManagement/query?api-version={COST_API_VERSION}&$top={}",
+            self.root, self.scope, self.cost_page_size
         );
         let body = cost_query_body(window);
         let pager = Pager {

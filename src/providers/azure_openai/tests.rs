@@ -67,6 +67,21 @@ fn azure_config_reads_a_service_principal_and_its_scope() {
 }
 
 #[test]
+fn azure_cost_page_size_defaults_to_the_largest_page_and_is_bounded() {
+    assert_eq!(read(SECRET, &[], None).unwrap().cost_page_size, 5000);
+    assert_eq!(read(SECRET, &[(COST_PAGE_SIZE, "5")], None).unwrap().cost_page_size, 5);
+    for bad in ["0", "5001", "many"] {
+        let problems = read(SECRET, &[(COST_PAGE_SIZE, bad)], None).unwrap_err();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("account 'az'") && p.contains(COST_PAGE_SIZE)),
+            "{bad}: {problems:?}"
+        );
+    }
+}
+
+#[test]
 fn azure_config_names_the_fix_for_the_wrong_credential_types() {
     // An Azure OpenAI resource key (32 hex) instead of a client secret.
     let api_key = "0123456789abcdef0123456789ABCDEF";

@@ -145,7 +145,10 @@ const STREAMS: [Stream; 3] = [
 ];
 
 const CREDIT_METER: &str = "Azure OpenAI service credit";
+/// Cost rows per page without `$top` (small, so paging is exercised; the
+/// real service's default is 1,000); `$top` may ask for up to 5,000.
 const PAGE_ROWS: usize = 5;
+const MAX_PAGE_ROWS: usize = 5000;
 const LIST_PAGE: usize = 2;
 
 fn account_id(org: &str, a: &Account) -> String {
@@ -403,8 +406,15 @@ fn cost_query(world: &World<'_>, request: &SimRequest<'_>, token: &str) -> Reply
             rows.push(json!([date, exact(usd * per_usd), id, exact(usd), meter, code]));
         }
     }
+    let page_rows = match Params::parse(request.query).get("$top") {
+        None => PAGE_ROWS,
+        Some(top) => match top.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE_ROWS).contains(&n) => n,
+            _ => return bad(&format!("$top must be between 1 and {MAX_PAGE_ROWS}, got '{top}'")),
+        },
+    };
     let from_row = skip(request).min(rows.len());
-    let to_row = (from_row + PAGE_ROWS).min(rows.len());
+    let to_row = (from_row + page_rows).min(rows.len());
     let next = (to_row < rows.len()).then(|| next_link(request, to_row));
     let columns = json!([
         {"name": "UsageDate", "type": "Number"}, {"name": "Cost", "type": "Number"},
