@@ -163,12 +163,15 @@ impl Series {
     }
 }
 
+/// An account's series, per provider it has had.
+type ByProvider = Vec<(Provider, Series)>;
+
 /// Every account's series, one collector registered once.
 pub(super) struct AccountSeries {
     descs: Vec<Desc>,
     /// Account -> its series per provider (one, unless a reload changed the
     /// account's provider: the old provider's counters stay).
-    accounts: Mutex<BTreeMap<Box<str>, Vec<(Provider, Series)>>>,
+    accounts: Mutex<BTreeMap<Box<str>, ByProvider>>,
 }
 
 impl AccountSeries {

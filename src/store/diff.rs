@@ -240,7 +240,11 @@ pub fn finish(
     let mut scope = scope_buckets.clone();
     scope.extend(fetched.iter().map(|r| r.bucket_start));
     let mut delta = diff_rows(&stored, &wanted, &scope, plan.version, synced_at);
-    for wanted in fetched.iter().filter(|r| plan.new_keys.contains(&r.record_key)) {
+    let is_new = |r: &&UsageRow| plan.new_keys.contains(&r.record_key);
+    // Sized once: on a first sync every fetched row is new, and a doubling
+    // Vec of ~700-byte rows held up to twice their size at the peak (heaptrack).
+    delta.rows.reserve_exact(fetched.iter().filter(is_new).count());
+    for wanted in fetched.iter().filter(is_new) {
         delta.rows.push(new_row(wanted, plan.version, synced_at));
         delta.added += 1;
     }
