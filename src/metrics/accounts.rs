@@ -396,19 +396,11 @@ mod tests {
         .unwrap();
         reference.register(Box::new(duration.clone())).unwrap();
 
-        let ours = AccountSeries::new("t");
         let compact = Registry::new();
-        let shared = std::sync::Arc::new(ours);
-        struct Handle(std::sync::Arc<AccountSeries>);
-        impl Collector for Handle {
-            fn desc(&self) -> Vec<&Desc> {
-                self.0.desc()
-            }
-            fn collect(&self) -> Vec<MetricFamily> {
-                self.0.collect()
-            }
-        }
-        compact.register(Box::new(Handle(shared.clone()))).unwrap();
+        let shared = std::sync::Arc::new(AccountSeries::new("t"));
+        compact
+            .register(Box::new(super::super::Shared(shared.clone())))
+            .unwrap();
 
         for (account, provider) in [("b-acct", Provider::OpenAi), ("a-acct", Provider::AwsBedrock)] {
             let p = provider.as_str();

@@ -442,8 +442,7 @@ impl BedrockAdapter {
     }
 
     /// The `ModelId`s with Bedrock metrics in the region.
-    async fn model_ids(&self) -> Result<Vec<String>, ProviderError> {
-        let cw = &aws_sdk_cloudwatch::Client::from_conf(self.cw.clone());
+    async fn model_ids(&self, cw: &aws_sdk_cloudwatch::Client) -> Result<Vec<String>, ProviderError> {
         use aws_sdk_cloudwatch::types::DimensionFilter;
         let mut models = std::collections::BTreeSet::new();
         let mut seen_tokens = std::collections::HashSet::new();
@@ -486,7 +485,7 @@ impl BedrockAdapter {
     async fn fetch_metrics(&self, spec: &EndpointSpec, window: TimeWindow) -> Result<EndpointFetch, ProviderError> {
         let cw = &aws_sdk_cloudwatch::Client::from_conf(self.cw.clone());
         use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, ScanBy};
-        let models = self.model_ids().await?;
+        let models = self.model_ids(cw).await?;
         let mut queries: Vec<(String, String, String)> = Vec::new();
         for (i, model) in models.iter().enumerate() {
             for (j, metric) in METRICS.iter().enumerate() {
