@@ -18,7 +18,7 @@ pub mod split;
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::normalize::schema::{CostSource, Dec9, RecordType, UsageRow};
+use crate::normalize::schema::{CostSource, Dec9, RecordType, Text, UsageRow};
 use crate::providers::EndpointSpec;
 
 /// How an adapter's bill is allocated to its usage.
@@ -101,9 +101,9 @@ pub fn allocate(spec: &AllocationSpec, bill: &[UsageRow], basis: &[UsageRow]) ->
 /// One part's target: an API key, and the model when the bill names none.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 struct Target {
-    api_key_id: String,
+    api_key_id: Text,
     /// Empty when the bill row has a model (the parts keep the bill's).
-    model_raw: String,
+    model_raw: Text,
 }
 
 /// Reads one kind of weight of a target.
@@ -170,7 +170,7 @@ fn allocate_one(spec: &AllocationSpec, bill: &UsageRow, candidates: &[&UsageRow]
             model_raw: if bill.model.is_empty() {
                 usage.model_raw.clone()
             } else {
-                String::new()
+                Text::default()
             },
         };
         let weight = targets.entry(target).or_default();
@@ -222,14 +222,14 @@ fn allocate_one(spec: &AllocationSpec, bill: &UsageRow, candidates: &[&UsageRow]
             part.credits,
             part.amount_original,
         ] = [amounts[0], amounts[1], amounts[2], amounts[3], amounts[4]];
-        part.cost_source = CostSource::Allocated.as_str().to_string();
+        part.cost_source = Text::const_new(CostSource::Allocated.as_str());
         // The bill's attributes describe the bill row the part came from
         // (a list price there is the whole row's); `allocated_from` names it.
         let mut attrs = bill_attributes.clone();
         let from = format!("{:016x}", bill.record_key);
         attrs.insert("allocation_basis", basis.as_str());
         attrs.insert("allocated_from", &from);
-        part.attributes = render_attributes(&attrs);
+        part.attributes = render_attributes(&attrs).into();
         parts.push(part);
     }
     Some(parts)

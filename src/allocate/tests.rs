@@ -24,27 +24,27 @@ const SPEC: AllocationSpec = AllocationSpec {
 /// A row with every field empty or zero.
 fn base() -> UsageRow {
     UsageRow {
-        connection_id: String::new(),
-        provider: String::new(),
-        record_type: String::new(),
-        endpoint: String::new(),
+        connection_id: Default::default(),
+        provider: Default::default(),
+        record_type: Default::default(),
+        endpoint: Default::default(),
         bucket_start: 0,
         bucket_end: 0,
-        granularity: String::new(),
+        granularity: Default::default(),
         record_key: 0,
-        model: String::new(),
-        model_raw: String::new(),
-        model_family: String::new(),
-        service: String::new(),
-        workspace_id: String::new(),
-        project_id: String::new(),
-        api_key_id: String::new(),
-        api_key_hint: String::new(),
-        user_id: String::new(),
-        region: String::new(),
-        resource_id: String::new(),
-        line_item: String::new(),
-        attributes: String::new(),
+        model: Default::default(),
+        model_raw: Default::default(),
+        model_family: Default::default(),
+        service: Default::default(),
+        workspace_id: Default::default(),
+        project_id: Default::default(),
+        api_key_id: Default::default(),
+        api_key_hint: Default::default(),
+        user_id: Default::default(),
+        region: Default::default(),
+        resource_id: Default::default(),
+        line_item: Default::default(),
+        attributes: Default::default(),
         input_tokens: 0,
         output_tokens: 0,
         cached_input_tokens: 0,
@@ -52,12 +52,12 @@ fn base() -> UsageRow {
         requests: 0,
         requests_reported: 0,
         quantity: Dec9(0),
-        unit: String::new(),
+        unit: Default::default(),
         cost: Dec9(0),
         estimated_cost: Dec9(0),
         credits: Dec9(0),
-        cost_source: String::new(),
-        currency: String::new(),
+        cost_source: Default::default(),
+        currency: Default::default(),
         amount_original: Dec9(0),
         sign: 0,
         version: 0,
@@ -82,9 +82,9 @@ fn bill(key: u64, model: &str, cost: &str, attributes: &str) -> UsageRow {
         record_key: key,
         model: model.into(),
         model_raw: if model.is_empty() {
-            String::new()
+            Default::default()
         } else {
-            format!("{model}-20250514")
+            format!("{model}-20250514").into()
         },
         service: if model.is_empty() { "web_search" } else { "messages" }.into(),
         workspace_id: "wrk_1".into(),
@@ -110,7 +110,7 @@ fn usage(hour: u32, key: &str, model: &str, estimate: &str) -> UsageRow {
         granularity: "1h".into(),
         record_key: u64::from(hour) << 32 | key.len() as u64,
         model: model.into(),
-        model_raw: format!("{model}-20250514"),
+        model_raw: format!("{model}-20250514").into(),
         model_family: "claude".into(),
         service: "messages".into(),
         workspace_id: "wrk_1".into(),
@@ -355,7 +355,7 @@ fn part_key_is_pinned() {
     );
     let target = Target {
         api_key_id: "apikey_01".into(),
-        model_raw: String::new(),
+        model_raw: Default::default(),
     };
     // A regression pin: the encoding above is checked byte for byte.
     assert_eq!(part_key(42, &target), 16_461_732_333_617_799_017);

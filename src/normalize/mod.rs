@@ -10,12 +10,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::provider::Provider;
-use schema::{to_ch_seconds, Dec9, FetchedRecord, RecordType, UsageRow};
+use schema::{to_ch_seconds, Dec9, FetchedRecord, RecordType, Text, UsageRow};
 
 /// Turns one account's fetched records into rows (sign +1, version unset).
 #[derive(Clone)]
 pub struct Normalizer {
-    connection_id: String,
+    connection_id: Text,
     provider: Provider,
     pricing: Arc<pricing::PricingRegistry>,
 }
@@ -23,7 +23,7 @@ pub struct Normalizer {
 impl Normalizer {
     pub fn new(connection_id: &str, provider: Provider, pricing: Arc<pricing::PricingRegistry>) -> Self {
         Self {
-            connection_id: connection_id.to_string(),
+            connection_id: connection_id.into(),
             provider,
             pricing,
         }
@@ -71,26 +71,26 @@ impl Normalizer {
             .join("\n");
         UsageRow {
             connection_id: self.connection_id.clone(),
-            provider: self.provider.as_str().to_string(),
-            record_type: identity.record_type.as_str().to_string(),
-            endpoint: identity.endpoint,
+            provider: Text::const_new(self.provider.as_str()),
+            record_type: Text::const_new(identity.record_type.as_str()),
+            endpoint: identity.endpoint.into(),
             bucket_start: to_ch_seconds(identity.bucket_start),
             bucket_end: to_ch_seconds(identity.bucket_end),
-            granularity: identity.granularity.as_str().to_string(),
+            granularity: Text::const_new(identity.granularity.as_str()),
             record_key,
-            model: model.name,
-            model_raw: dims.model_raw,
-            model_family: model.family,
-            service: dims.service,
-            workspace_id: dims.workspace_id,
-            project_id: dims.project_id,
-            api_key_id: dims.api_key_id,
-            api_key_hint: dims.api_key_hint,
-            user_id: dims.user_id,
-            region: dims.region,
-            resource_id: dims.resource_id,
-            line_item: dims.line_item,
-            attributes,
+            model: model.name.into(),
+            model_raw: dims.model_raw.into(),
+            model_family: model.family.into(),
+            service: dims.service.into(),
+            workspace_id: dims.workspace_id.into(),
+            project_id: dims.project_id.into(),
+            api_key_id: dims.api_key_id.into(),
+            api_key_hint: dims.api_key_hint.into(),
+            user_id: dims.user_id.into(),
+            region: dims.region.into(),
+            resource_id: dims.resource_id.into(),
+            line_item: dims.line_item.into(),
+            attributes: attributes.into(),
             input_tokens: measures.input_tokens,
             output_tokens: measures.output_tokens,
             cached_input_tokens: measures.cached_input_tokens,
@@ -98,12 +98,12 @@ impl Normalizer {
             requests: measures.requests,
             requests_reported: i8::from(measures.requests_reported),
             quantity: Dec9::from_decimal(measures.quantity),
-            unit: measures.unit,
+            unit: measures.unit.into(),
             cost: Dec9::from_decimal(measures.cost),
             estimated_cost: Dec9::from_decimal(estimated),
             credits: Dec9::from_decimal(measures.credits),
-            cost_source: measures.cost_source.as_str().to_string(),
-            currency: measures.currency,
+            cost_source: Text::const_new(measures.cost_source.as_str()),
+            currency: measures.currency.into(),
             amount_original: Dec9::from_decimal(measures.amount_original),
             sign: 1,
             version: 0,
