@@ -365,6 +365,8 @@ def scenario(args, repo, binary, accounts, broken):
         written = int(ch.query(f"SELECT count() FROM {db}.usage_records")) - written0
         # The merges the cycle's inserts started, to their end.
         settle_merges(ch)
+        # Steady state: what the daemon keeps once a cycle is over.
+        idle_after_rss = rss_mb(daemon.pid)
         ch_cpu_settled = cpu_seconds(ch.pid) - cpu2["ch"]
         events_settled = {k: v - events0[k] for k, v in ch_events(ch).items()}
         parts = part_log(ch, since)
@@ -400,7 +402,8 @@ def scenario(args, repo, binary, accounts, broken):
                 "peak_rss_mb": round(peak_first, 1),
                 "ingest_baseline": baseline,
             },
-            "idle": {"rss_mb": round(idle_rss, 1), "cpu_pct": round(100 * idle_cpu, 2)},
+            "idle": {"rss_mb": round(idle_rss, 1), "cpu_pct": round(100 * idle_cpu, 2),
+                     "rss_after_cycle_mb": round(idle_after_rss, 1)},
             "cycle": {
                 "healthy_synced": ok_cycle,
                 "failed_healthy": sorted(a for a in healthy if cycle[a][0] != "success")[:10],
@@ -466,7 +469,8 @@ def report(name, r):
         print(f"                 baseline: clickhouse-client inserts the {b['rows']} rows in {b['insert_wall_s']} s "
               f"({b['ch_cpu_s']} ClickHouse CPU s, merges included); the simulator's CPU spread over every core "
               f"is {serve:.1f} s; first sync / (serving + insert) = {f['wall_s'] / (serve + b['insert_wall_s']):.2f}x")
-    print(f"idle           : RSS {i['rss_mb']} MB, CPU {i['cpu_pct']}% of a core")
+    print(f"idle           : RSS {i['rss_mb']} MB after the first sync, {i.get('rss_after_cycle_mb')} MB after the cycle; "
+          f"CPU {i['cpu_pct']}% of a core")
     print(f"incremental    : {c['healthy_synced']}/{healthy} healthy synced, cycle {c['wall_s']} s, "
           f"{c['rows_written']} rows written, peak RSS {c['peak_rss_mb']} MB")
     print(f"                 CPU s: daemon {c['daemon_cpu_s']}, simulator {c['sim_cpu_s']}, ClickHouse {c['ch_cpu_s']}")

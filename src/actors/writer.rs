@@ -24,12 +24,12 @@ use crate::store::state::{SyncRunRow, SyncStateRow};
 use crate::store::verify::DailyRow;
 use crate::store::ClickhouseClient;
 
-use crate::store::sink::{RowSink, StoredAck};
+use crate::store::sink::{RowSink, StoredAck, UsageRows};
 pub use crate::store::sink::{SinkError as WriterError, WriteAck};
 
 /// Rows bound for one table.
 enum Payload {
-    Usage(Vec<UsageRow>),
+    Usage(UsageRows),
     /// Repairs from `verify`, summed into `usage_daily`.
     Daily(Vec<DailyRow>),
     Run(SyncRunRow),
@@ -247,10 +247,13 @@ async fn store_items(
     let started = Instant::now();
     // Rows are borrowed from the senders' payloads, never copied.
     let usage = || {
-        items.iter().flat_map(|p| match &p.payload {
-            Payload::Usage(rows) => rows.as_slice(),
-            _ => &[],
-        })
+        items
+            .iter()
+            .filter_map(|p| match &p.payload {
+                Payload::Usage(rows) => Some(rows),
+                _ => None,
+            })
+            .flat_map(|rows| rows.iter())
     };
     let daily = || {
         items.iter().flat_map(|p| match &p.payload {
@@ -371,10 +374,10 @@ pub struct WriterHandle {
 #[async_trait::async_trait]
 impl RowSink for WriterHandle {
     async fn write_usage(&self, rows: Vec<UsageRow>) -> Result<WriteAck, WriterError> {
-        self.queue_usage(rows).await?.await
+        self.queue_usage(rows.into()).await?.await
     }
 
-    async fn queue_usage(&self, rows: Vec<UsageRow>) -> Result<StoredAck, WriterError> {
+    async fn queue_usage(&self, rows: UsageRows) -> Result<StoredAck, WriterError> {
         if rows.is_empty() {
             return Ok(Box::pin(async { Ok(WriteAck::default()) }));
         }

@@ -18,8 +18,18 @@ use crate::normalize::schema::UsageRow;
 /// The rows to insert for one scope, and what they mean.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Delta {
+    /// Rows to insert besides the fresh ones: corrections, and the new rows
+    /// of records that were read whole.
     pub rows: Vec<UsageRow>,
-    /// New live rows (sign +1, new version).
+    /// Indices into the fetched rows of records that are simply new: they
+    /// are written as fetched once stamped ([`Delta::stamp_fresh`]), not
+    /// copied here (a first sync's every row is fresh). Only [`finish`]
+    /// makes them; [`diff`] copies every row into `rows`.
+    pub fresh: Vec<u32>,
+    /// The version and `synced_at` of every new row.
+    pub version: u64,
+    pub synced_at: u32,
+    /// New live rows (sign +1, new version), fresh ones included.
     pub added: usize,
     /// Rows that cancel or restore stored rows (verbatim copies).
     pub cancelled: usize,
@@ -27,7 +37,27 @@ pub struct Delta {
 
 impl Delta {
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.rows.is_empty() && self.fresh.is_empty()
+    }
+
+    /// Turns the fresh rows of `fetched` (the rows [`finish`] was given)
+    /// into rows as written, in place.
+    pub fn stamp_fresh(&self, fetched: &mut [UsageRow]) {
+        for &i in &self.fresh {
+            stamp(&mut fetched[i as usize], self.version, self.synced_at);
+        }
+    }
+
+    /// Every row to write, the fresh ones copied out of `fetched` (the rows
+    /// [`finish`] was given) and stamped: for a caller that cannot stamp them
+    /// in place.
+    pub fn into_rows(mut self, fetched: &[UsageRow]) -> Vec<UsageRow> {
+        self.rows.reserve_exact(self.fresh.len());
+        for &i in &self.fresh {
+            self.rows
+                .push(new_row(&fetched[i as usize], self.version, self.synced_at));
+        }
+        self.rows
     }
 }
 
@@ -84,7 +114,11 @@ fn diff_rows(
     }
     let version = now_micros.max(max_version.saturating_add(1));
 
-    let mut delta = Delta::default();
+    let mut delta = Delta {
+        version,
+        synced_at,
+        ..Delta::default()
+    };
     let fetched_keys: BTreeSet<u64> = fetched.iter().map(|r| r.record_key).collect();
     for wanted in fetched.iter().copied() {
         let groups = groups.remove(&wanted.record_key).unwrap_or_default();
@@ -114,11 +148,16 @@ fn diff_rows(
 /// A fetched row as written: a new version, stamped, with its digest.
 fn new_row(wanted: &UsageRow, version: u64, synced_at: u32) -> UsageRow {
     let mut row = wanted.clone();
+    stamp(&mut row, version, synced_at);
+    row
+}
+
+fn stamp(row: &mut UsageRow, version: u64, synced_at: u32) {
     row.sign = 1;
     row.version = version;
     row.synced_at = synced_at;
-    row.content_hash = wanted.fingerprint();
-    row
+    // The fingerprint leaves the three fields above out.
+    row.content_hash = row.fingerprint();
 }
 
 /// One stored row as the narrow read returns it: enough to net rows and
@@ -222,9 +261,10 @@ pub fn plan(stored: &[StoredKey], fetched: &[UsageRow], scope_buckets: &BTreeSet
     plan
 }
 
-/// The diff's second half: the same delta [`diff`] computes, from the plan
-/// and the full stored rows of `plan.needs_full` (rows of other keys may be
-/// passed and are ignored; none are needed when the plan is settled).
+/// The diff's second half: the same delta [`diff`] computes (once
+/// [`Delta::into_rows`] has copied the fresh rows in), from the plan and the
+/// full stored rows of `plan.needs_full` (rows of other keys may be passed
+/// and are ignored; none are needed when the plan is settled).
 pub fn finish(
     plan: &Plan,
     full: &[UsageRow],
@@ -240,14 +280,13 @@ pub fn finish(
     let mut scope = scope_buckets.clone();
     scope.extend(fetched.iter().map(|r| r.bucket_start));
     let mut delta = diff_rows(&stored, &wanted, &scope, plan.version, synced_at);
-    let is_new = |r: &&UsageRow| plan.new_keys.contains(&r.record_key);
-    // Sized once: on a first sync every fetched row is new, and a doubling
-    // Vec of ~700-byte rows held up to twice their size at the peak (heaptrack).
-    delta.rows.reserve_exact(fetched.iter().filter(is_new).count());
-    for wanted in fetched.iter().filter(is_new) {
-        delta.rows.push(new_row(wanted, plan.version, synced_at));
-        delta.added += 1;
-    }
+    delta.fresh = fetched
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| plan.new_keys.contains(&r.record_key))
+        .map(|(i, _)| u32::try_from(i).expect("fewer than 2^32 rows in one answer"))
+        .collect();
+    delta.added += delta.fresh.len();
     delta
 }
 

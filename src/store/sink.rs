@@ -2,11 +2,75 @@
 //! on "something that stores rows and says when", not on the writer actor
 //! that implements it (and tests can count what was written).
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
+use super::diff::Delta;
 use super::state::{SyncRunRow, SyncStateRow};
 use super::verify::DailyRow;
 use crate::normalize::schema::UsageRow;
+
+/// A delta's rows on their way to `usage_records`: rows of its own, and
+/// rows picked out of the sync's fetched rows, which were stamped in place
+/// and are shared rather than copied. On a first sync every fetched row is
+/// new, and a copy of each was half of the daemon's peak memory (heaptrack).
+#[derive(Clone, Debug, Default)]
+pub struct UsageRows {
+    own: Vec<UsageRow>,
+    picked: Option<(Arc<Vec<UsageRow>>, Vec<u32>)>,
+}
+
+impl UsageRows {
+    /// `own`, then `rows[i]` for every `i` of `picks` (each must be in range).
+    pub fn with_picks(own: Vec<UsageRow>, rows: Arc<Vec<UsageRow>>, picks: Vec<u32>) -> Self {
+        assert!(
+            picks.iter().all(|&i| (i as usize) < rows.len()),
+            "picked rows lie within the shared rows"
+        );
+        Self {
+            own,
+            picked: (!picks.is_empty()).then_some((rows, picks)),
+        }
+    }
+
+    /// The rows of `delta` as written, its fresh rows stamped in place in
+    /// `fetched` (the rows [`super::diff::finish`] was given) and shared when
+    /// this is their only holder, copied otherwise (rows a bill endpoint
+    /// shares, or that the writer still holds after a retried round).
+    pub fn of_delta(delta: Delta, fetched: &mut Arc<Vec<UsageRow>>) -> Self {
+        match Arc::get_mut(fetched) {
+            Some(rows) => {
+                delta.stamp_fresh(rows);
+                Self::with_picks(delta.rows, Arc::clone(fetched), delta.fresh)
+            }
+            None => Self::from(delta.into_rows(fetched)),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.own.len() + self.picked.as_ref().map_or(0, |(_, picks)| picks.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every row, in order: the own rows first.
+    pub fn iter(&self) -> impl Iterator<Item = &UsageRow> + Send + '_ {
+        let picked = self
+            .picked
+            .iter()
+            .flat_map(|(rows, picks)| picks.iter().map(move |&i| &rows[i as usize]));
+        self.own.iter().chain(picked)
+    }
+}
+
+impl From<Vec<UsageRow>> for UsageRows {
+    fn from(own: Vec<UsageRow>) -> Self {
+        Self { own, picked: None }
+    }
+}
 
 /// How a write went.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -40,7 +104,7 @@ pub trait RowSink: Send + Sync + 'static {
     /// (the buffer had room), with what resolves once they are stored. A
     /// sender can let go of what it holds (a store slot) in between, so the
     /// wait for a batch does not hold back other syncs' ClickHouse work.
-    async fn queue_usage(&self, rows: Vec<UsageRow>) -> Result<StoredAck, SinkError>;
+    async fn queue_usage(&self, rows: UsageRows) -> Result<StoredAck, SinkError>;
     /// Repairs summed into `usage_daily`.
     async fn write_daily(&self, rows: Vec<DailyRow>) -> Result<WriteAck, SinkError>;
     /// A `sync_runs` row, without waiting for it to be stored.

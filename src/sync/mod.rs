@@ -26,7 +26,7 @@ use crate::normalize::schema::{to_ch_seconds, UsageRow};
 use crate::normalize::Normalizer;
 use crate::providers::{EndpointSpec, FailureKind, Provider, ProviderAdapter, ProviderError, TimeWindow};
 use crate::store::diff::{finish, plan};
-use crate::store::sink::RowSink;
+use crate::store::sink::{RowSink, UsageRows};
 use crate::store::state::{
     read_scope_keys, read_scope_rows, read_watermark, Scope, SyncRunRow, SyncStateRow, Watermark,
 };
@@ -722,8 +722,11 @@ impl AccountSync {
         };
         let EndpointRows { rows, scope } = fetched;
         let known_key = (endpoint.record_type, endpoint.endpoint);
-        let changed = self.changed_buckets(known_key, rows, scope).await?;
-        let (rows, scope) = (changed.rows.clone(), changed.scope.clone());
+        let mut changed = self.changed_buckets(known_key, rows, scope).await?;
+        // Held here alone, so that the delta's fresh rows can be stamped in
+        // place and shared with the writer instead of copied.
+        let mut rows = std::mem::take(&mut changed.rows);
+        let scope = changed.scope.clone();
         if scope.is_empty() {
             changed.confirm(&self.settled, known_key);
             return Ok(());
@@ -763,22 +766,29 @@ impl AccountSync {
                     .await
                     .map_err(|e| store_failure("reading stored rows", &e))?
             };
-            let (rows_for_diff, scope_for_diff) = (rows.clone(), scope.clone());
-            let delta = tokio::task::spawn_blocking(move || {
-                finish(&plan, &full, &rows_for_diff, &scope_for_diff, to_ch_seconds(now))
+            let scope_for_diff = scope.clone();
+            // The rows go into the blocking task and come back: stamping the
+            // fresh ones (a digest each) is CPU work too.
+            let (delta, batch, rows_back) = tokio::task::spawn_blocking(move || {
+                let delta = finish(&plan, &full, &rows, &scope_for_diff, to_ch_seconds(now));
+                let (added, cancelled, empty) = (delta.added, delta.cancelled, delta.is_empty());
+                let batch = UsageRows::of_delta(delta, &mut rows);
+                ((added, cancelled, empty), batch, rows)
             })
             .await
             .map_err(|e| store_failure("diff failed", &e))?;
-            if delta.is_empty() {
+            rows = rows_back;
+            let (added, cancelled, empty) = delta;
+            if empty {
                 changed.confirm(&self.settled, known_key);
                 return Ok(());
             }
-            counts.added += delta.added as u64;
-            counts.cancelled += delta.cancelled as u64;
+            counts.added += added as u64;
+            counts.cancelled += cancelled as u64;
             counts
                 .days
-                .extend(delta.rows.iter().map(|r| r.bucket_start - r.bucket_start % DAY_SECS));
-            let queued = self.writer.queue_usage(delta.rows).await;
+                .extend(batch.iter().map(|r| r.bucket_start - r.bucket_start % DAY_SECS));
+            let queued = self.writer.queue_usage(batch).await;
             drop(store);
             let written = match queued {
                 Ok(stored) => stored.await,

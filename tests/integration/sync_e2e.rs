@@ -7,7 +7,7 @@ use tokentra_sync::actors::writer::WriterActor;
 use tokentra_sync::app::App;
 use tokentra_sync::normalize::schema::UsageRow;
 use tokentra_sync::simulator::{SimHandle, TruthOptions};
-use tokentra_sync::store::sink::{RowSink, SinkError, StoredAck, WriteAck};
+use tokentra_sync::store::sink::{RowSink, SinkError, StoredAck, UsageRows, WriteAck};
 use tokentra_sync::store::state::{SyncRunRow, SyncStateRow};
 use tokentra_sync::store::verify::DailyRow;
 use tokentra_sync::store::{migrations, ClickhouseClient};
@@ -478,10 +478,10 @@ struct HeldSink {
 #[async_trait::async_trait]
 impl RowSink for HeldSink {
     async fn write_usage(&self, rows: Vec<UsageRow>) -> Result<WriteAck, SinkError> {
-        self.queue_usage(rows).await?.await
+        self.queue_usage(rows.into()).await?.await
     }
 
-    async fn queue_usage(&self, rows: Vec<UsageRow>) -> Result<StoredAck, SinkError> {
+    async fn queue_usage(&self, rows: UsageRows) -> Result<StoredAck, SinkError> {
         if !rows.is_empty() {
             self.queued.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }

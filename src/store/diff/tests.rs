@@ -1,7 +1,9 @@
 use super::*;
 use crate::normalize::schema::{Dec9, UsageRow};
+use crate::store::sink::UsageRows;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 fn row(key: u64, bucket: u32, tokens: i64, cost: i128) -> UsageRow {
     UsageRow::for_test(key, bucket, tokens, cost)
@@ -225,7 +227,23 @@ fn two_phase(table: &[UsageRow], fetched: &[UsageRow], scope: &BTreeSet<u32>, no
         .filter(|r| plan.needs_full.contains(&r.record_key))
         .cloned()
         .collect();
-    (finish(&plan, &full, fetched, scope, 0), plan)
+    let delta = finish(&plan, &full, fetched, scope, 0);
+    // The sync stamps the fresh rows in place and shares them with the
+    // writer; copying them out must give the same rows in the same order.
+    let mut stamped = fetched.to_vec();
+    delta.stamp_fresh(&mut stamped);
+    let shared = UsageRows::with_picks(delta.rows.clone(), Arc::new(stamped), delta.fresh.clone());
+    let written: Vec<UsageRow> = shared.iter().cloned().collect();
+    let (added, cancelled) = (delta.added, delta.cancelled);
+    let rows = delta.into_rows(fetched);
+    assert_eq!(written, rows);
+    let delta = Delta {
+        rows,
+        added,
+        cancelled,
+        ..Delta::default()
+    };
+    (delta, plan)
 }
 
 fn sorted(rows: &[UsageRow]) -> Vec<String> {
