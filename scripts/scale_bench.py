@@ -341,6 +341,12 @@ def scenario(args, repo, binary, accounts, broken):
         written0 = int(ch.query(f"SELECT count() FROM {db}.usage_records"))
         events0 = ch_events(ch)
         profile = Profile(args.perf, {"daemon": daemon.pid, "simulator": sim.pid, "clickhouse": ch.pid})
+        if args.advance_clock:
+            # As if that much time had passed since the first sync: new hours
+            # complete, and every account's current day changes (records to
+            # cancel and rewrite, not only new ones).
+            http("POST", sim_url + "/_sim/clock", json.dumps({"advance_secs": args.advance_clock}).encode(),
+                 {"Content-Type": "application/json"})
         time.sleep(1.05)  # sync_runs times are whole seconds: runs of this cycle start after c0
         since = int(time.time())
         trigger = lambda account: http(
@@ -387,6 +393,7 @@ def scenario(args, repo, binary, accounts, broken):
         ok_cycle = sum(1 for a in healthy if cycle[a][0] == "success")
         result = {
             "accounts": len(ids),
+            "clock_advanced_s": args.advance_clock,
             "broken": len(broken_ids),
             "broken_status": {a: broken_runs.get(a, ("still in its first attempt", "", ""))[:3]
                               for a in sorted(broken_ids)},
@@ -456,7 +463,9 @@ def percentiles(values):
 
 
 def report(name, r):
-    print(f"\n== {name}: {r['accounts']} accounts, {r['broken']} broken")
+    advanced = r.get("clock_advanced_s")
+    print(f"\n== {name}: {r['accounts']} accounts, {r['broken']} broken"
+          + (f"; the cycle after the simulator's clock moved {advanced} s ahead" if advanced else ""))
     f, c, i = r["first_sync"], r["cycle"], r["idle"]
     healthy = r["accounts"] - r["broken"]
     print(f"first sync     : {f['healthy_synced']}/{healthy} healthy synced in {f['wall_s']} s "
@@ -527,6 +536,9 @@ def main():
     parser.add_argument("--interval", default="1h", help="account interval (the benchmark triggers its cycle itself)")
     parser.add_argument("--providers", default="")
     parser.add_argument("--sync-extra", default="", help="more [sync] lines")
+    parser.add_argument("--advance-clock", type=int, default=0, metavar="SECS",
+                        help="before the cycle, move the simulator's clock this far ahead (3600: the cycle after an "
+                             "hour has passed, when every account's current day changed)")
     parser.add_argument("--idle-secs", type=float, default=10)
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--broken-wait", type=float, default=900,

@@ -39,7 +39,9 @@
 //!   `Authorization: Bearer` with a token from that endpoint.
 //! - `GET /_sim/truth?provider=&org=&start=&end=[&api=]`, `POST /_sim/faults`,
 //!   `POST /_sim/restate`, `GET /_sim/stats` (provider requests only),
-//!   `POST /_sim/org-faults` (orgs broken on every request, see [`fleet`]).
+//!   `POST /_sim/org-faults` (orgs broken on every request, see [`fleet`]),
+//!   `POST /_sim/clock` (`{"advance_secs": N}`: the simulated present moves
+//!   N seconds ahead of the real one, as if that much time had passed).
 
 mod data;
 mod faults;

@@ -70,6 +70,9 @@ pub(crate) struct SimState {
     /// Requests that came before the `Retry-After` they were given expired.
     pub too_early: std::sync::atomic::AtomicU64,
     pub names: RwLock<super::names::NameControls>,
+    /// Seconds the simulated clock runs ahead of the real one (`/_sim/clock`):
+    /// a benchmark lets an hour pass without waiting for it.
+    pub clock_ahead: std::sync::atomic::AtomicI64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -88,6 +91,7 @@ impl SimState {
             stats: Mutex::new(BTreeMap::new()),
             not_before: Mutex::new(HashMap::new()),
             too_early: Default::default(),
+            clock_ahead: Default::default(),
             names: RwLock::new(Default::default()),
         }
     }
@@ -173,11 +177,16 @@ impl SimState {
         let world = World {
             seed: self.seed,
             history_days: self.history_days,
-            now: Utc::now().timestamp(),
+            now: self.now(),
             restatements: &restatements,
             names: &super::names::NO_NAMES,
         };
         provider.truth(&world, org, start.timestamp(), end.timestamp(), options)
+    }
+
+    /// The simulated present, in Unix seconds.
+    pub fn now(&self) -> i64 {
+        Utc::now().timestamp() + self.clock_ahead.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn count(&self, path: &str, status: u16) {
@@ -191,6 +200,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/_sim/org-faults", web::post().to(org_faults))
         .route("/_sim/restate", web::post().to(restate))
         .route("/_sim/stats", web::get().to(stats))
+        .route("/_sim/clock", web::post().to(clock))
         .service(web::resource("/{provider}/{org}/{tail:.*}").to(provider_route));
 }
 
@@ -253,7 +263,7 @@ async fn provider_route(req: HttpRequest, body: web::Bytes, state: web::Data<Sim
                     let world = World {
                         seed: state.seed,
                         history_days: state.history_days,
-                        now: Utc::now().timestamp(),
+                        now: state.now(),
                         restatements: &restatements,
                         names: &names,
                     };
@@ -390,6 +400,26 @@ async fn restate(body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
             ok(json!({"ok": true}))
         }
         Err(e) => control_error(400, e),
+    }
+}
+
+/// `{"advance_secs": N}` moves the simulated clock N seconds further ahead
+/// of the real one: hours that were in the future become complete, and the
+/// days they belong to change, as if that much time had passed.
+async fn clock(body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
+    let advance = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("advance_secs").and_then(Value::as_i64))
+        .filter(|secs| *secs >= 0);
+    match advance {
+        Some(secs) => {
+            let ahead = state.clock_ahead.fetch_add(secs, std::sync::atomic::Ordering::Relaxed) + secs;
+            ok(json!({"ahead_secs": ahead}))
+        }
+        None => control_error(
+            400,
+            "field 'advance_secs' must be a non-negative whole number of seconds",
+        ),
     }
 }
 

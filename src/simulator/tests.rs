@@ -802,6 +802,58 @@ async fn faults_fire_in_order_then_stop() {
     sim.handle.stop().await;
 }
 
+/// `/_sim/clock` lets time pass: the current hour, empty while it is not
+/// over, is served (and in the truth) once the clock is moved past it.
+#[tokio::test]
+async fn advancing_the_clock_completes_the_current_hour() {
+    let sim = Sim::start(42).await;
+    let hour = Utc::now().timestamp().div_euclid(3_600) * 3_600;
+    let query = format!("start_time={hour}&end_time={}&bucket_width=1h", hour + 3_600);
+    let tokens = |page: &Value| -> i64 {
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|b| b["results"].as_array().unwrap().iter())
+            .map(|r| r["input_tokens"].as_i64().unwrap())
+            .sum()
+    };
+    let (status, before) = sim.openai("org-1", "organization/usage/completions", &query).await;
+    assert_eq!(status, 200, "{before}");
+    assert_eq!(tokens(&before), 0, "the current hour is not over: {before}");
+    let truth_tokens = |rows: Vec<TruthRow>| rows.iter().map(|r| r.input_tokens).sum::<i64>();
+    assert_eq!(
+        truth_tokens(sim.handle.truth("openai", "org-1", at(hour), at(hour + 3_600))),
+        0
+    );
+
+    let url = format!("{}/_sim/clock", sim.handle.base_url());
+    let resp = sim
+        .client
+        .post(&url)
+        .json(&json!({"advance_secs": -1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    assert!(resp.text().await.unwrap().contains("'advance_secs'"));
+    let resp = sim
+        .client
+        .post(&url)
+        .json(&json!({"advance_secs": 7_200}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+
+    let (_, after) = sim.openai("org-1", "organization/usage/completions", &query).await;
+    assert!(tokens(&after) > 0, "the hour is over in simulated time: {after}");
+    // The truth counts every endpoint's tokens, completions among them.
+    let truth = sim.handle.truth("openai", "org-1", at(hour), at(hour + 3_600));
+    assert!(truth_tokens(truth) >= tokens(&after));
+    sim.handle.stop().await;
+}
+
 #[tokio::test]
 async fn restatement_changes_truth_and_answers() {
     let sim = Sim::start(42).await;

@@ -1,35 +1,42 @@
 //! Scope reads batched across accounts and endpoints.
 //!
 //! Every sync reads back the stored keys of the buckets that changed, one
-//! small scope per endpoint. One SELECT per scope cost ClickHouse ~3.5 ms of
-//! CPU each (10,000 accounts: 8,888 reads and 32 CPU-s per cycle), nearly
-//! all of it per query rather than per row: 400 scopes read one by one took
-//! 1.4 s on this project's bench server; the same scopes in four SELECTs of
-//! 100 `(connection_id, record_type, endpoint) IN (...)` took 0.2 s and read
-//! fewer marks (neighbouring scopes share granules).
+//! small scope per endpoint, and the whole stored rows of the records that
+//! changed. One SELECT per scope cost ClickHouse ~3.5 ms of CPU each (10,000
+//! accounts: 8,888 reads and 32 CPU-s per cycle), nearly all of it per query
+//! rather than per row: 400 scopes read one by one took 1.4 s on this
+//! project's bench server; the same scopes in four SELECTs of 100
+//! `(connection_id, record_type, endpoint) IN (...)` took 0.2 s and read
+//! fewer marks (neighbouring scopes share granules). Whole rows cost more
+//! still: in a cycle after an hour had passed (every account's current day
+//! changed), 4,416 whole-row reads one by one were 64 of ClickHouse's 146
+//! CPU-s at 10,000 accounts.
 //!
-//! So a narrow scope read is queued here. Up to [`MAX_WORKERS`] workers each
-//! take whatever is queued (up to [`MAX_SCOPES`] scopes whose buckets lie
-//! within [`MAX_SPAN_SECS`] of each other) into one SELECT: nothing waits
-//! for a batch to fill; while one SELECT is in flight the next batch gathers.
-//! A worker is a task that lives while the queue is not empty.
+//! So a scope read is queued here, narrow reads and whole-row reads in a
+//! queue each. Up to [`MAX_WORKERS`] workers per queue each take whatever is
+//! queued (up to [`MAX_SCOPES`] scopes whose buckets lie within
+//! [`MAX_SPAN_SECS`] of each other, and for whole rows up to
+//! [`MAX_KEYS_IN_FILTER`] record keys) into one SELECT: nothing waits for a
+//! batch to fill; while one SELECT is in flight the next batch gathers. A
+//! worker is a task that lives while its queue is not empty.
 //!
-//! Rows come back for the union of the batch's bucket ranges; each caller
-//! keeps those of its own buckets, exactly what its own SELECT would have
-//! returned. A failed batch is not an error: its callers read alone, with
-//! the client's retries and error messages.
+//! Rows come back for the union of the batch's bucket ranges (and keys);
+//! each caller keeps those of its own scope, buckets and keys: exactly what
+//! its own SELECT would have returned. A failed batch is not an error: its
+//! callers read alone, with the client's retries and error messages.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 
 use super::client::ClickhouseClient;
 use super::diff::StoredKey;
+use crate::normalize::schema::UsageRow;
 
-/// SELECTs of batched scopes in flight at once. Few: the fewer in flight,
-/// the more each one gathers (with 4 at 1,000 accounts a batch held 2.6
-/// scopes on average).
+/// SELECTs of batched scopes in flight at once, per kind of read. Few: the
+/// fewer in flight, the more each one gathers (with 4 at 1,000 accounts a
+/// batch held 2.6 scopes on average).
 pub const MAX_WORKERS: usize = 2;
 /// Scopes per SELECT (each is ~60 bytes of SQL).
 pub const MAX_SCOPES: usize = 256;
@@ -39,6 +46,10 @@ pub const MAX_SCOPES: usize = 256;
 /// week covers every incremental sync's lookback; rows cost far less than
 /// queries (a batch of 2.6 scopes read 1,400 rows per scope in ~4 ms).
 pub const MAX_SPAN_SECS: u32 = 7 * 86_400;
+/// Record keys in one SELECT's key filter, and the most a scope may ask
+/// for to be read with others: ClickHouse's default `max_query_size` is
+/// 256 KiB, and a key is at most 20 digits and a comma.
+pub const MAX_KEYS_IN_FILTER: usize = 2_000;
 
 /// The endpoint a scope belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -48,26 +59,112 @@ pub struct ScopeOwner {
     pub endpoint: String,
 }
 
-struct Pending {
+/// A row a batched read returns: enough to tell whose scope it belongs to.
+pub trait ScopeRow: clickhouse::RowOwned + clickhouse::RowRead + Clone + Send + 'static {
+    /// The SELECT list.
+    fn columns() -> String;
+    /// What the read is called in errors.
+    const WHAT: &'static str;
+    fn owner(&self) -> (&str, &str, &str);
+    fn bucket_start(&self) -> u32;
+    fn record_key(&self) -> u64;
+}
+
+/// A stored row's narrow columns, with its scope.
+#[derive(Clone, Debug, Deserialize, clickhouse::Row)]
+pub struct OwnedKey {
+    connection_id: String,
+    record_type: String,
+    endpoint: String,
+    bucket_start: u32,
+    record_key: u64,
+    version: u64,
+    sign: i8,
+    content_hash: u64,
+}
+
+impl OwnedKey {
+    pub fn key(&self) -> StoredKey {
+        StoredKey {
+            bucket_start: self.bucket_start,
+            record_key: self.record_key,
+            version: self.version,
+            sign: self.sign,
+            content_hash: self.content_hash,
+        }
+    }
+}
+
+impl ScopeRow for OwnedKey {
+    fn columns() -> String {
+        format!(
+            "connection_id, record_type, endpoint, {}",
+            StoredKey::COLUMNS.join(", ")
+        )
+    }
+    const WHAT: &'static str = "batched read of stored row keys";
+    fn owner(&self) -> (&str, &str, &str) {
+        (&self.connection_id, &self.record_type, &self.endpoint)
+    }
+    fn bucket_start(&self) -> u32 {
+        self.bucket_start
+    }
+    fn record_key(&self) -> u64 {
+        self.record_key
+    }
+}
+
+impl ScopeRow for UsageRow {
+    fn columns() -> String {
+        UsageRow::COLUMNS.join(", ")
+    }
+    const WHAT: &'static str = "batched read of stored rows";
+    fn owner(&self) -> (&str, &str, &str) {
+        (&self.connection_id, &self.record_type, &self.endpoint)
+    }
+    fn bucket_start(&self) -> u32 {
+        self.bucket_start
+    }
+    fn record_key(&self) -> u64 {
+        self.record_key
+    }
+}
+
+struct Pending<T> {
     owner: ScopeOwner,
     first: u32,
     last: u32,
-    reply: tokio::sync::oneshot::Sender<Vec<StoredKey>>,
+    /// Only these record keys (whole-row reads), or every key.
+    keys: Option<Arc<BTreeSet<u64>>>,
+    reply: tokio::sync::oneshot::Sender<Vec<T>>,
 }
 
-#[derive(Default)]
-struct Queue {
-    pending: VecDeque<Pending>,
+struct Queue<T> {
+    pending: VecDeque<Pending<T>>,
     workers: usize,
     /// Batched SELECTs sent, and the scopes they read.
     selects: u64,
     scopes: u64,
 }
 
-/// The queue shared by every clone of one [`ClickhouseClient`].
+impl<T> Default for Queue<T> {
+    fn default() -> Self {
+        Self {
+            pending: VecDeque::new(),
+            workers: 0,
+            selects: 0,
+            scopes: 0,
+        }
+    }
+}
+
+type Shared<T> = Arc<Mutex<Queue<T>>>;
+
+/// The queues shared by every clone of one [`ClickhouseClient`].
 #[derive(Clone, Default)]
 pub struct ScopeReads {
-    queue: Arc<Mutex<Queue>>,
+    keys: Shared<OwnedKey>,
+    rows: Shared<UsageRow>,
 }
 
 impl ScopeReads {
@@ -76,49 +173,80 @@ impl ScopeReads {
         last.saturating_sub(first) <= MAX_SPAN_SECS
     }
 
-    /// (batched SELECTs sent, scopes they read) so far.
-    pub fn counts(&self) -> (u64, u64) {
-        let queue = self.queue.lock().expect("scope read queue lock");
-        (queue.selects, queue.scopes)
+    /// (batched SELECTs sent, scopes they read) so far: narrow reads, then
+    /// whole-row reads.
+    pub fn counts(&self) -> [(u64, u64); 2] {
+        fn of<T>(queue: &Shared<T>) -> (u64, u64) {
+            let queue = queue.lock().expect("scope read queue lock");
+            (queue.selects, queue.scopes)
+        }
+        [of(&self.keys), of(&self.rows)]
     }
 
     /// The stored keys of `owner` from `first` to `last` (maybe more: filter
     /// by bucket), read in a batch; `None` if the batch failed.
-    pub async fn read(
+    pub async fn keys(
         &self,
         client: &ClickhouseClient,
         owner: ScopeOwner,
         first: u32,
         last: u32,
-    ) -> Option<Vec<StoredKey>> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let start_worker = {
-            let mut queue = self.queue.lock().expect("scope read queue lock");
-            queue.pending.push_back(Pending {
-                owner,
-                first,
-                last,
-                reply,
-            });
-            let start = queue.workers < MAX_WORKERS;
-            if start {
-                queue.workers += 1;
-            }
-            start
-        };
-        if start_worker {
-            // Spawned, not run here: a caller that gives up (its sync timed
-            // out) must not take other callers' batch down with it.
-            tokio::spawn(work(client.clone(), self.queue.clone()));
-        }
-        answer.await.ok()
+    ) -> Option<Vec<OwnedKey>> {
+        read(&self.keys, client, owner, first, last, None).await
     }
+
+    /// The whole stored rows of `keys` of `owner` from `first` to `last`
+    /// (maybe more: filter by bucket), read in a batch; `None` if the batch
+    /// failed. At most [`MAX_KEYS_IN_FILTER`] keys.
+    pub async fn rows(
+        &self,
+        client: &ClickhouseClient,
+        owner: ScopeOwner,
+        first: u32,
+        last: u32,
+        keys: Arc<BTreeSet<u64>>,
+    ) -> Option<Vec<UsageRow>> {
+        debug_assert!(keys.len() <= MAX_KEYS_IN_FILTER);
+        read(&self.rows, client, owner, first, last, Some(keys)).await
+    }
+}
+
+async fn read<T: ScopeRow>(
+    queue: &Shared<T>,
+    client: &ClickhouseClient,
+    owner: ScopeOwner,
+    first: u32,
+    last: u32,
+    keys: Option<Arc<BTreeSet<u64>>>,
+) -> Option<Vec<T>> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let start_worker = {
+        let mut queue = queue.lock().expect("scope read queue lock");
+        queue.pending.push_back(Pending {
+            owner,
+            first,
+            last,
+            keys,
+            reply,
+        });
+        let start = queue.workers < MAX_WORKERS;
+        if start {
+            queue.workers += 1;
+        }
+        start
+    };
+    if start_worker {
+        // Spawned, not run here: a caller that gives up (its sync timed
+        // out) must not take other callers' batch down with it.
+        tokio::spawn(work(client.clone(), queue.clone()));
+    }
+    answer.await.ok()
 }
 
 /// Reads batches until the queue is empty. The check for "empty" and the
 /// worker's exit happen under the lock a caller takes to enqueue, so a
 /// queued scope always has a worker to read it.
-async fn work(client: ClickhouseClient, queue: Arc<Mutex<Queue>>) {
+async fn work<T: ScopeRow>(client: ClickhouseClient, queue: Shared<T>) {
     let mut worker = Worker { queue, exited: false };
     loop {
         let batch = {
@@ -150,12 +278,12 @@ async fn work(client: ClickhouseClient, queue: Arc<Mutex<Queue>>) {
 /// A worker's place in the count. A worker dropped mid-batch (its runtime
 /// shut down) gives its place back, and the last one to go sends every
 /// queued caller to read alone: nothing waits for a worker that is gone.
-struct Worker {
-    queue: Arc<Mutex<Queue>>,
+struct Worker<T> {
+    queue: Shared<T>,
     exited: bool,
 }
 
-impl Drop for Worker {
+impl<T> Drop for Worker<T> {
     fn drop(&mut self) {
         if self.exited {
             return;
@@ -169,18 +297,21 @@ impl Drop for Worker {
 }
 
 /// The oldest queued scope and every other one that keeps the batch within
-/// [`MAX_SPAN_SECS`], up to [`MAX_SCOPES`].
-fn take_batch(pending: &mut VecDeque<Pending>) -> Vec<Pending> {
+/// [`MAX_SPAN_SECS`] and [`MAX_KEYS_IN_FILTER`], up to [`MAX_SCOPES`].
+fn take_batch<T>(pending: &mut VecDeque<Pending<T>>) -> Vec<Pending<T>> {
     let first = pending
         .pop_front()
         .expect("a worker takes a batch only from a non-empty queue");
-    let (mut low, mut high) = (first.first, first.last);
+    let key_count = |p: &Pending<T>| p.keys.as_ref().map_or(0, |k| k.len());
+    let (mut low, mut high, mut keys) = (first.first, first.last, key_count(&first));
     let mut batch = vec![first];
     let mut at = 0;
     while at < pending.len() && batch.len() < MAX_SCOPES {
-        let (candidate_low, candidate_high) = (low.min(pending[at].first), high.max(pending[at].last));
-        if ScopeReads::batches(candidate_low, candidate_high) {
-            (low, high) = (candidate_low, candidate_high);
+        let candidate = &pending[at];
+        let (candidate_low, candidate_high) = (low.min(candidate.first), high.max(candidate.last));
+        let candidate_keys = keys + key_count(candidate);
+        if ScopeReads::batches(candidate_low, candidate_high) && candidate_keys <= MAX_KEYS_IN_FILTER {
+            (low, high, keys) = (candidate_low, candidate_high, candidate_keys);
             batch.push(pending.remove(at).expect("index checked"));
         } else {
             at += 1;
@@ -189,28 +320,31 @@ fn take_batch(pending: &mut VecDeque<Pending>) -> Vec<Pending> {
     batch
 }
 
-#[derive(Deserialize, clickhouse::Row)]
-struct OwnedKey {
-    connection_id: String,
-    record_type: String,
-    endpoint: String,
-    bucket_start: u32,
-    record_key: u64,
-    version: u64,
-    sign: i8,
-    content_hash: u64,
-}
-
 /// One SELECT for every scope of `batch`; the rows of each, in batch order.
-async fn read_batch(client: &ClickhouseClient, batch: &[Pending]) -> Result<Vec<Vec<StoredKey>>, super::StoreError> {
+/// A queue holds either narrow reads (no key filter) or whole-row reads
+/// (each with its keys), never both.
+async fn read_batch<T: ScopeRow>(
+    client: &ClickhouseClient,
+    batch: &[Pending<T>],
+) -> Result<Vec<Vec<T>>, super::StoreError> {
     let low = batch.iter().map(|p| p.first).min().unwrap_or_default();
     let high = batch.iter().map(|p| p.last).max().unwrap_or_default();
     let placeholders = vec!["?"; batch.len()].join(", ");
+    let keys: BTreeSet<u64> = batch
+        .iter()
+        .flat_map(|p| p.keys.iter().flat_map(|k| k.iter().copied()))
+        .collect();
+    let key_filter = if keys.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = keys.iter().map(u64::to_string).collect();
+        format!(" AND record_key IN ({})", list.join(", "))
+    };
     let sql = format!(
-        "SELECT connection_id, record_type, endpoint, {} FROM usage_records \
+        "SELECT {} FROM usage_records \
          WHERE (connection_id, record_type, endpoint) IN ({placeholders}) \
-           AND bucket_start >= toDateTime(?) AND bucket_start <= toDateTime(?)",
-        StoredKey::COLUMNS.join(", ")
+           AND bucket_start >= toDateTime(?) AND bucket_start <= toDateTime(?){key_filter}",
+        T::columns()
     );
     let mut query = client.query(&sql);
     let mut index: HashMap<(&str, &str, &str), Vec<usize>> = HashMap::with_capacity(batch.len());
@@ -223,27 +357,25 @@ async fn read_batch(client: &ClickhouseClient, batch: &[Pending]) -> Result<Vec<
             .push(at);
     }
     let query = query.bind(low).bind(high);
-    let rows: Vec<OwnedKey> = client.fetch_all("batched read of stored row keys", query).await?;
-    let mut out: Vec<Vec<StoredKey>> = (0..batch.len()).map(|_| Vec::new()).collect();
+    let rows: Vec<T> = client.fetch_all(T::WHAT, query).await?;
+    let mut out: Vec<Vec<T>> = (0..batch.len()).map(|_| Vec::new()).collect();
     for row in rows {
-        let Some(owners) = index.get(&(
-            row.connection_id.as_str(),
-            row.record_type.as_str(),
-            row.endpoint.as_str(),
-        )) else {
+        let Some(owners) = index.get(&row.owner()) else {
             continue;
         };
-        let key = StoredKey {
-            bucket_start: row.bucket_start,
-            record_key: row.record_key,
-            version: row.version,
-            sign: row.sign,
-            content_hash: row.content_hash,
+        let wanted = |at: &&usize| {
+            let pending = &batch[**at];
+            (pending.first..=pending.last).contains(&row.bucket_start())
+                && pending.keys.as_ref().is_none_or(|k| k.contains(&row.record_key()))
         };
-        for &at in owners {
-            if (batch[at].first..=batch[at].last).contains(&key.bucket_start) {
-                out[at].push(key);
+        let takers: Vec<usize> = owners.iter().filter(wanted).copied().collect();
+        // One sync per account at a time: a row has one taker, but two
+        // scopes of one endpoint would each get their copy.
+        if let Some((&last, others)) = takers.split_last() {
+            for &at in others {
+                out[at].push(row.clone());
             }
+            out[last].push(row);
         }
     }
     Ok(out)
@@ -253,7 +385,7 @@ async fn read_batch(client: &ClickhouseClient, batch: &[Pending]) -> Result<Vec<
 mod tests {
     use super::*;
 
-    fn pending(connection: &str, first: u32, last: u32) -> Pending {
+    fn pending(connection: &str, first: u32, last: u32) -> Pending<OwnedKey> {
         Pending {
             owner: ScopeOwner {
                 connection_id: connection.into(),
@@ -262,6 +394,7 @@ mod tests {
             },
             first,
             last,
+            keys: None,
             reply: tokio::sync::oneshot::channel().0,
         }
     }
@@ -269,7 +402,7 @@ mod tests {
     #[test]
     fn a_batch_takes_the_oldest_scope_and_those_within_its_span() {
         let span = MAX_SPAN_SECS;
-        let mut queue: VecDeque<Pending> = [
+        let mut queue: VecDeque<Pending<OwnedKey>> = [
             pending("a", 10 * span, 10 * span + 3_600),
             pending("far", 20 * span, 20 * span),
             pending("b", 10 * span - 7_200, 10 * span),
@@ -291,7 +424,7 @@ mod tests {
 
     #[test]
     fn a_batch_holds_at_most_max_scopes() {
-        let mut queue: VecDeque<Pending> = (0..MAX_SCOPES + 5)
+        let mut queue: VecDeque<Pending<OwnedKey>> = (0..MAX_SCOPES + 5)
             .map(|i| pending(&format!("a{i}"), 100, 100))
             .collect();
         assert_eq!(take_batch(&mut queue).len(), MAX_SCOPES);
@@ -307,7 +440,7 @@ mod tests {
         let reads = ScopeReads::default();
         let (reply, mut answer) = tokio::sync::oneshot::channel();
         {
-            let mut queue = reads.queue.lock().unwrap();
+            let mut queue = reads.keys.lock().unwrap();
             queue.workers = 1;
             queue.pending.push_back(Pending {
                 reply,
@@ -315,16 +448,31 @@ mod tests {
             });
         }
         drop(Worker {
-            queue: reads.queue.clone(),
+            queue: reads.keys.clone(),
             exited: false,
         });
-        let queue = reads.queue.lock().unwrap();
+        let queue = reads.keys.lock().unwrap();
         assert_eq!(queue.workers, 0);
         assert!(queue.pending.is_empty());
         assert!(matches!(
             answer.try_recv(),
             Err(tokio::sync::oneshot::error::TryRecvError::Closed)
         ));
+    }
+
+    #[test]
+    fn a_batch_of_whole_rows_holds_at_most_max_keys() {
+        let with_keys = |name: &str, count: u64| Pending {
+            keys: Some(Arc::new((0..count).collect())),
+            ..pending(name, 100, 100)
+        };
+        let half = (MAX_KEYS_IN_FILTER / 2) as u64;
+        let mut queue: VecDeque<Pending<OwnedKey>> =
+            [with_keys("a", half), with_keys("big", half + 1), with_keys("b", half)].into();
+        let batch = take_batch(&mut queue);
+        let names: Vec<&str> = batch.iter().map(|p| p.owner.connection_id.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(take_batch(&mut queue).len(), 1);
     }
 
     #[test]

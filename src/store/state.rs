@@ -2,13 +2,14 @@
 //! rows of its scope, the watermark, and one `sync_runs` row per attempt.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::client::{ClickhouseClient, StoreError};
 use super::diff::StoredKey;
-use super::scope_reads::{ScopeOwner, ScopeReads};
+use super::scope_reads::{ScopeOwner, ScopeReads, MAX_KEYS_IN_FILTER};
 use crate::normalize::schema::{from_ch_seconds, to_ch_seconds, RecordType, UsageRow};
 
 /// One scope of `usage_records`: a (connection, record type, endpoint) and the
@@ -20,10 +21,6 @@ pub struct Scope<'a> {
     pub endpoint: &'a str,
     pub buckets: &'a BTreeSet<u32>,
 }
-
-/// A key filter longer than this reads the whole scope instead (ClickHouse's
-/// default `max_query_size` is 256 KiB; a scope is small either way).
-const MAX_KEYS_IN_FILTER: usize = 2_000;
 
 /// Every raw row (both signs, all versions) of a scope, no `FINAL` (the diff
 /// nets rows itself and must see duplicates to repair them), as the narrow
@@ -70,23 +67,31 @@ where
         .collect())
 }
 
+impl Scope<'_> {
+    /// Its owner and bucket range, when it is narrow enough to be read in a
+    /// batch with other scopes ([`super::scope_reads`]).
+    fn batchable(&self) -> Option<(ScopeOwner, u32, u32)> {
+        let (&first, &last) = (self.buckets.first()?, self.buckets.last()?);
+        let owner = ScopeOwner {
+            connection_id: self.connection_id.to_string(),
+            record_type: self.record_type.as_str(),
+            endpoint: self.endpoint.to_string(),
+        };
+        ScopeReads::batches(first, last).then_some((owner, first, last))
+    }
+}
+
 /// The narrow rows of a scope: five small columns per stored row. Read in
 /// one SELECT with other syncs' scopes when it spans a week or less
 /// ([`super::scope_reads`]), alone otherwise or when that batch failed.
 pub async fn read_scope_keys(client: &ClickhouseClient, scope: &Scope<'_>) -> Result<Vec<StoredKey>, StoreError> {
-    if let (Some(&first), Some(&last)) = (scope.buckets.first(), scope.buckets.last()) {
-        if ScopeReads::batches(first, last) {
-            let owner = ScopeOwner {
-                connection_id: scope.connection_id.to_string(),
-                record_type: scope.record_type.as_str(),
-                endpoint: scope.endpoint.to_string(),
-            };
-            if let Some(rows) = client.scope_reads().read(client, owner, first, last).await {
-                return Ok(rows
-                    .into_iter()
-                    .filter(|r| scope.buckets.contains(&r.bucket_start))
-                    .collect());
-            }
+    if let Some((owner, first, last)) = scope.batchable() {
+        if let Some(rows) = client.scope_reads().keys(client, owner, first, last).await {
+            return Ok(rows
+                .iter()
+                .map(|r| r.key())
+                .filter(|k| scope.buckets.contains(&k.bucket_start))
+                .collect());
         }
     }
     read_scope(
@@ -101,11 +106,25 @@ pub async fn read_scope_keys(client: &ClickhouseClient, scope: &Scope<'_>) -> Re
 }
 
 /// Whole stored rows of a scope: all of them, or only those of `keys`.
+/// Those of a few keys are read in one SELECT with other syncs' scopes when
+/// the scope spans a week or less ([`super::scope_reads`]), alone otherwise
+/// or when that batch failed.
 pub async fn read_scope_rows(
     client: &ClickhouseClient,
     scope: &Scope<'_>,
     keys: Option<&BTreeSet<u64>>,
 ) -> Result<Vec<UsageRow>, StoreError> {
+    if let (Some(keys), Some((owner, first, last))) = (keys, scope.batchable()) {
+        if keys.len() <= MAX_KEYS_IN_FILTER {
+            let wanted = Arc::new(keys.clone());
+            if let Some(rows) = client.scope_reads().rows(client, owner, first, last, wanted).await {
+                return Ok(rows
+                    .into_iter()
+                    .filter(|r| scope.buckets.contains(&r.bucket_start))
+                    .collect());
+            }
+        }
+    }
     read_scope(
         client,
         scope,

@@ -86,13 +86,14 @@ async fn a_read_reset_every_time_gives_up_as_a_connection_error() {
 }
 
 /// Scope reads made at once share SELECTs, and each caller still gets
-/// exactly the stored keys of its own buckets: not a neighbour's endpoint,
-/// account or bucket. A scope wider than a week is read alone.
+/// exactly the stored keys (or whole rows of the keys it asked for) of its
+/// own buckets: not a neighbour's endpoint, account, bucket or key. A scope
+/// wider than a week is read alone.
 #[actix_rt::test]
 async fn concurrent_scope_reads_share_selects_and_each_gets_exactly_its_own_rows() {
     use std::collections::BTreeSet;
     use tokentra_sync::normalize::schema::RecordType;
-    use tokentra_sync::store::state::{read_scope_keys, Scope};
+    use tokentra_sync::store::state::{read_scope_keys, read_scope_rows, Scope};
 
     let config = TestConfig::new("scope_reads", "");
     let client = config.client();
@@ -168,9 +169,71 @@ async fn concurrent_scope_reads_share_selects_and_each_gets_exactly_its_own_rows
             .collect();
         assert_eq!(got, want, "account {a} endpoint {e}");
     }
-    let (selects, batched) = client.scope_reads().counts();
+    let [(selects, batched), _] = client.scope_reads().counts();
     let narrow = scopes.iter().filter(|(a, _, _)| a % 5 != 0).count() as u64;
     assert_eq!(batched, narrow, "every narrow scope was read in a batch, no wide one");
     assert!(selects < batched / 4, "{batched} scopes in {selects} SELECTs");
+
+    // Whole rows of some keys: each scope asks for two of its hours' keys
+    // and for a neighbour account's key, which is in the batch's filter but
+    // not in this scope, so it must not come back.
+    let wanted: Vec<BTreeSet<u64>> = scopes
+        .iter()
+        .map(|(a, e, buckets)| {
+            let mut keys: BTreeSet<u64> = buckets.iter().take(2).map(|b| key(*a, *e, (b - base) / hour)).collect();
+            keys.insert(key((a + 1) % accounts.len(), *e, 9));
+            keys
+        })
+        .collect();
+    let reads = scopes.iter().zip(&wanted).map(|((a, e, buckets), keys)| {
+        let scope = Scope {
+            connection_id: &accounts[*a],
+            record_type: RecordType::Usage,
+            endpoint: endpoints[*e],
+            buckets,
+        };
+        let client = &client;
+        async move { read_scope_rows(client, &scope, Some(keys)).await.unwrap() }
+    });
+    let results = futures::future::join_all(reads).await;
+    for (((a, e, buckets), keys), rows) in scopes.iter().zip(&wanted).zip(results) {
+        let mut got: Vec<(String, String, u32, u64, u64)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.connection_id.to_string(),
+                    r.endpoint.to_string(),
+                    r.bucket_start,
+                    r.record_key,
+                    r.content_hash,
+                )
+            })
+            .collect();
+        got.sort_unstable();
+        let want: Vec<(String, String, u32, u64, u64)> = buckets
+            .iter()
+            .map(|b| (b - base) / hour)
+            .filter(|h| *h < 30 && keys.contains(&key(*a, *e, *h)))
+            .map(|h| {
+                (
+                    accounts[*a].clone(),
+                    endpoints[*e].to_string(),
+                    base + h * hour,
+                    key(*a, *e, h),
+                    key(*a, *e, h) + 7,
+                )
+            })
+            .collect();
+        assert_eq!(got, want, "whole rows of account {a} endpoint {e}");
+    }
+    let [_, (row_selects, row_batched)] = client.scope_reads().counts();
+    assert_eq!(
+        row_batched, narrow,
+        "every narrow scope's whole rows were read in a batch"
+    );
+    assert!(
+        row_selects < row_batched / 4,
+        "{row_batched} scopes in {row_selects} SELECTs"
+    );
     client.drop_database().await.unwrap();
 }
