@@ -274,7 +274,7 @@ def scenario(args, repo, binary, accounts, broken):
         accounts_file = os.path.join(work, "accounts.toml")
         extra = f'backfill_days = {args.backfill_days}\ninterval = "{args.interval}"'
         sim = subprocess.Popen(
-            [binary, "simulate", "--listen", f"127.0.0.1:{sim_port}", "--orgs", str(accounts),
+            [args.simulator_binary or binary, "simulate", "--listen", f"127.0.0.1:{sim_port}", "--orgs", str(accounts),
              "--history-days", str(args.backfill_days + 3), "--accounts-out", accounts_file,
              "--broken-percent", str(broken), "--account-extra", extra]
             + (["--providers", args.providers] if args.providers else []),
@@ -333,6 +333,14 @@ def scenario(args, repo, binary, accounts, broken):
         idle_cpu = (cpu_seconds(daemon.pid) - cpu1["daemon"]) / args.idle_secs
         idle_rss = rss_mb(daemon.pid)
         rss.take_peak()
+        if args.kill_at_idle:
+            # A heap profiler's trace then ends with what the idle daemon holds
+            # (a clean exit would free it first).
+            # By its config path: under a profiler the daemon is its child.
+            subprocess.run(["pkill", "-9", "-f", config], check=False)
+            daemon.wait()
+            print(f"killed the idle daemon: {len(ids)} accounts, {rows} rows, idle RSS {idle_rss:.1f} MB")
+            return None
 
         # One incremental cycle: every account due at once.
         c0 = time.time()
@@ -530,6 +538,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("accounts", type=int, nargs="+")
     parser.add_argument("--binary", required=True)
+    parser.add_argument("--simulator-binary",
+                        help="run the simulator from this build instead (to compare daemons against one simulator)")
     parser.add_argument("--broken-percent", type=int, default=0,
                         help="also run each size with this share broken and compare healthy accounts' sync times")
     parser.add_argument("--backfill-days", type=int, default=2)
@@ -549,12 +559,17 @@ def main():
                         help="after the first sync, time clickhouse-client inserting the same rows alone")
     parser.add_argument("--daemon-prefix", default="",
                         help="run the daemon under this command (e.g. a heap profiler); CPU and RSS are then the prefix's")
+    parser.add_argument("--kill-at-idle", action="store_true",
+                        help="SIGKILL the daemon once idle after the first sync (with --daemon-prefix heaptrack: "
+                             "what an idle daemon holds) and skip the cycle")
     parser.add_argument("--perf", help="record a perf profile of each process during the cycle into this folder")
     args = parser.parse_args()
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     results = {}
     for n in args.accounts:
         base = scenario(args, repo, args.binary, n, 0)
+        if base is None:
+            continue
         report(f"{n} accounts", base)
         results[f"{n}"] = base
         if args.broken_percent:

@@ -19,6 +19,17 @@ use tokentra_sync::cli::{self, Cli, LogFormat};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's options, read at its start (the `_RJEM_MALLOC_CONF` variable
+/// still overrides them). Freed pages go back to the system after ~1 s
+/// instead of ~10 s, and at once instead of lingering as "muzzy": a sync's
+/// answers are freed in bursts, and pages held for 10 s after each made the
+/// peak. Measured at 10,000 accounts: peak RSS in the first sync 364 -> 341
+/// MB, in the cycle 319 -> 277 MB, after the cycle 263 -> 187 MB; no CPU cost
+/// beyond the run-to-run noise.
+#[cfg(feature = "jemalloc")]
+#[export_name = "_rjem_malloc_conf"]
+static JEMALLOC_CONF: &[u8; 37] = b"dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 fn main() {
     let cli = Cli::parse();
     init_logging(&cli);

@@ -3,6 +3,7 @@
 //! URL parameters, no compression negotiation.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -95,8 +96,14 @@ const READ_FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// Every call is bounded: inserts by `insert_timeout`, everything else (reads,
 /// DDL, ping) by `query_timeout`. A call still running then is dropped, which
 /// closes its connection, and fails with [`StoreError::Timeout`].
+///
+/// Cloned into every account's sync: a clone is one shared pointer (two
+/// `clickhouse::Client`s with their URL, credentials and settings were ~1 KB
+/// per account).
 #[derive(Clone)]
-pub struct ClickhouseClient {
+pub struct ClickhouseClient(Arc<Shared>);
+
+struct Shared {
     inner: clickhouse::Client,
     /// Client without a default database, for `CREATE DATABASE`.
     server: clickhouse::Client,
@@ -114,8 +121,8 @@ impl std::fmt::Debug for ClickhouseClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The password stays out of Debug output.
         f.debug_struct("ClickhouseClient")
-            .field("url", &self.url)
-            .field("database", &self.database)
+            .field("url", &self.0.url)
+            .field("database", &self.0.database)
             .finish()
     }
 }
@@ -133,7 +140,7 @@ impl ClickhouseClient {
             server = server.with_password(password.expose());
         }
         let inner = server.clone().with_database(config.database.as_str());
-        Self {
+        Self(Arc::new(Shared {
             inner,
             server,
             url: crate::config::secret::strip_url_password(&config.url),
@@ -141,24 +148,24 @@ impl ClickhouseClient {
             insert_timeout: config.insert_timeout,
             query_timeout: config.query_timeout,
             scope_reads: Default::default(),
-        }
+        }))
     }
 
     pub fn scope_reads(&self) -> &super::scope_reads::ScopeReads {
-        &self.scope_reads
+        &self.0.scope_reads
     }
 
     pub fn database(&self) -> &str {
-        &self.database
+        &self.0.database
     }
 
     pub fn url(&self) -> &str {
-        &self.url
+        &self.0.url
     }
 
     fn err(&self, source: clickhouse::error::Error) -> StoreError {
         StoreError::Clickhouse {
-            url: self.url.clone(),
+            url: self.0.url.clone(),
             source,
         }
     }
@@ -166,7 +173,7 @@ impl ClickhouseClient {
     /// A query on our database, for [`Self::fetch_all`] and
     /// [`Self::fetch_optional`]; `?` placeholders are filled by `bind`.
     pub(crate) fn query(&self, sql: &str) -> clickhouse::query::Query {
-        self.inner.query(sql)
+        self.0.inner.query(sql)
     }
 
     /// All rows of a SELECT (see [`Self::read`]); `what` names it in errors.
@@ -199,7 +206,7 @@ impl ClickhouseClient {
         match tokio::time::timeout(limit, work).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::Timeout {
-                url: self.url.clone(),
+                url: self.0.url.clone(),
                 what: what.to_string(),
                 secs: limit.as_secs(),
             }),
@@ -231,36 +238,36 @@ impl ClickhouseClient {
                 }
             }
         };
-        self.bounded(what, self.query_timeout, work).await
+        self.bounded(what, self.0.query_timeout, work).await
     }
 
     /// A statement that returns nothing (DDL, ALTER), bounded by
     /// `query_timeout` and not retried.
     async fn run(&self, client: &clickhouse::Client, sql: &str) -> Result<(), StoreError> {
         let work = async { client.query(sql).execute().await.map_err(|e| self.err(e)) };
-        self.bounded(&statement_head(sql), self.query_timeout, work).await
+        self.bounded(&statement_head(sql), self.0.query_timeout, work).await
     }
 
     /// Runs one statement; `{db}` in it is replaced by the database name.
     pub async fn execute(&self, sql: &str) -> Result<(), StoreError> {
-        self.execute_for(sql, self.query_timeout).await
+        self.execute_for(sql, self.0.query_timeout).await
     }
 
     /// [`Self::execute`] with its own time limit (a migration's table copy).
     pub async fn execute_for(&self, sql: &str, limit: Duration) -> Result<(), StoreError> {
-        let sql = sql.replace("{db}", &self.database);
-        let work = async { self.inner.query(&sql).execute().await.map_err(|e| self.err(e)) };
+        let sql = sql.replace("{db}", &self.0.database);
+        let work = async { self.0.inner.query(&sql).execute().await.map_err(|e| self.err(e)) };
         self.bounded(&statement_head(&sql), limit, work).await
     }
 
     pub async fn create_database(&self) -> Result<(), StoreError> {
-        let sql = format!("CREATE DATABASE IF NOT EXISTS {}", self.database);
-        self.run(&self.server, &sql).await
+        let sql = format!("CREATE DATABASE IF NOT EXISTS {}", self.0.database);
+        self.run(&self.0.server, &sql).await
     }
 
     pub async fn drop_database(&self) -> Result<(), StoreError> {
-        let sql = format!("DROP DATABASE IF EXISTS {}", self.database);
-        self.run(&self.server, &sql).await
+        let sql = format!("DROP DATABASE IF EXISTS {}", self.0.database);
+        self.run(&self.0.server, &sql).await
     }
 
     /// `(major, minor)` of the server, e.g. `(18, 16)`.
@@ -269,12 +276,12 @@ impl ClickhouseClient {
         struct Version {
             version: String,
         }
-        let query = self.server.query("SELECT version() AS version");
+        let query = self.0.server.query("SELECT version() AS version");
         let row: Version = self
             .read("server version", || query.clone().fetch_one::<Version>())
             .await?;
         parse_version(&row.version).ok_or_else(|| StoreError::Unexpected {
-            url: self.url.clone(),
+            url: self.0.url.clone(),
             detail: format!("cannot read server version '{}'", row.version),
         })
     }
@@ -304,21 +311,26 @@ impl ClickhouseClient {
         }
         if table.is_empty() || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(StoreError::Unexpected {
-                url: self.url.clone(),
+                url: self.0.url.clone(),
                 detail: format!("'{table}' is not a table name of ours"),
             });
         }
         let work = async {
             // Unescaped: our table names are plain identifiers (checked
             // above), and the statement stays `INSERT INTO usage_records(...)`.
-            let mut insert = self.inner.insert_unescaped::<T>(table).await.map_err(|e| self.err(e))?;
+            let mut insert = self
+                .0
+                .inner
+                .insert_unescaped::<T>(table)
+                .await
+                .map_err(|e| self.err(e))?;
             for row in rows {
                 insert.write(row).await.map_err(|e| self.err(e))?;
             }
             insert.end().await.map_err(|e| self.err(e))
         };
         let what = format!("insert of {count} rows into {table}");
-        self.bounded(&what, self.insert_timeout, work).await
+        self.bounded(&what, self.0.insert_timeout, work).await
     }
 
     /// Runs one SELECT and returns its answer as text in `format` (e.g.
@@ -328,19 +340,19 @@ impl ClickhouseClient {
     pub async fn fetch_text(&self, what: &str, sql: &str, format: &str) -> Result<String, StoreError> {
         let text = self
             .read(what, || async {
-                let mut cursor = self.inner.query(sql).fetch_bytes(format)?;
+                let mut cursor = self.0.inner.query(sql).fetch_bytes(format)?;
                 cursor.collect().await
             })
             .await?;
         String::from_utf8(text.to_vec()).map_err(|e| StoreError::Unexpected {
-            url: self.url.clone(),
+            url: self.0.url.clone(),
             detail: format!("{what}: the answer is not UTF-8: {e}"),
         })
     }
 
     /// Whether the server answers at all (for `/readyz`).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let query = self.server.query("SELECT 1");
+        let query = self.0.server.query("SELECT 1");
         self.read("ping", || query.clone().execute()).await
     }
 }
