@@ -23,47 +23,7 @@ const SPEC: AllocationSpec = AllocationSpec {
 
 /// A row with every field empty or zero.
 fn base() -> UsageRow {
-    UsageRow {
-        connection_id: Default::default(),
-        provider: Default::default(),
-        record_type: Default::default(),
-        endpoint: Default::default(),
-        bucket_start: 0,
-        bucket_end: 0,
-        granularity: Default::default(),
-        record_key: 0,
-        model: Default::default(),
-        model_raw: Default::default(),
-        model_family: Default::default(),
-        service: Default::default(),
-        workspace_id: Default::default(),
-        project_id: Default::default(),
-        api_key_id: Default::default(),
-        api_key_hint: Default::default(),
-        user_id: Default::default(),
-        region: Default::default(),
-        resource_id: Default::default(),
-        line_item: Default::default(),
-        attributes: Default::default(),
-        input_tokens: 0,
-        output_tokens: 0,
-        cached_input_tokens: 0,
-        cache_creation_tokens: 0,
-        requests: 0,
-        requests_reported: 0,
-        quantity: Dec9(0),
-        unit: Default::default(),
-        cost: Dec9(0),
-        estimated_cost: Dec9(0),
-        credits: Dec9(0),
-        cost_source: Default::default(),
-        currency: Default::default(),
-        amount_original: Dec9(0),
-        sign: 0,
-        version: 0,
-        synced_at: 0,
-        content_hash: 0,
-    }
+    UsageRow::default()
 }
 
 fn usd(text: &str) -> Dec9 {

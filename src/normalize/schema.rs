@@ -331,7 +331,7 @@ pub type Text = compact_str::CompactString;
 /// Times are seconds since the Unix epoch (ClickHouse `DateTime('UTC')`), money
 /// is [`Dec9`]. The derived `Row` lets the `clickhouse` crate write and read it as
 /// RowBinary, which ClickHouse 18.16 understands.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clickhouse::Row)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clickhouse::Row)]
 pub struct UsageRow {
     pub connection_id: Text,
     pub provider: Text,

@@ -143,15 +143,18 @@ async fn concurrent_scope_reads_share_selects_and_each_gets_exactly_its_own_rows
             })
         })
         .collect();
-    let reads = scopes.iter().map(|(a, e, buckets)| {
-        let scope = Scope {
+    let as_scopes: Vec<Scope<'_>> = scopes
+        .iter()
+        .map(|(a, e, buckets)| Scope {
             connection_id: &accounts[*a],
             record_type: RecordType::Usage,
             endpoint: endpoints[*e],
             buckets,
-        };
+        })
+        .collect();
+    let reads = as_scopes.iter().map(|scope| {
         let client = &client;
-        async move { read_scope_keys(client, &scope).await.unwrap() }
+        async move { read_scope_keys(client, scope).await.unwrap() }
     });
     let results = futures::future::join_all(reads).await;
 
@@ -185,15 +188,9 @@ async fn concurrent_scope_reads_share_selects_and_each_gets_exactly_its_own_rows
             keys
         })
         .collect();
-    let reads = scopes.iter().zip(&wanted).map(|((a, e, buckets), keys)| {
-        let scope = Scope {
-            connection_id: &accounts[*a],
-            record_type: RecordType::Usage,
-            endpoint: endpoints[*e],
-            buckets,
-        };
+    let reads = as_scopes.iter().zip(&wanted).map(|(scope, keys)| {
         let client = &client;
-        async move { read_scope_rows(client, &scope, Some(keys)).await.unwrap() }
+        async move { read_scope_rows(client, scope, Some(keys)).await.unwrap() }
     });
     let results = futures::future::join_all(reads).await;
     for (((a, e, buckets), keys), rows) in scopes.iter().zip(&wanted).zip(results) {
