@@ -769,17 +769,15 @@ impl AccountSync {
             let scope_for_diff = scope.clone();
             // The rows go into the blocking task and come back: stamping the
             // fresh ones (a digest each) is CPU work too.
-            let (delta, batch, rows_back) = tokio::task::spawn_blocking(move || {
+            let (batch, added, cancelled, rows_back) = tokio::task::spawn_blocking(move || {
                 let delta = finish(&plan, &full, &rows, &scope_for_diff, to_ch_seconds(now));
-                let (added, cancelled, empty) = (delta.added, delta.cancelled, delta.is_empty());
-                let batch = UsageRows::of_delta(delta, &mut rows);
-                ((added, cancelled, empty), batch, rows)
+                let (added, cancelled) = (delta.added, delta.cancelled);
+                (UsageRows::of_delta(delta, &mut rows), added, cancelled, rows)
             })
             .await
             .map_err(|e| store_failure("diff failed", &e))?;
             rows = rows_back;
-            let (added, cancelled, empty) = delta;
-            if empty {
+            if batch.is_empty() {
                 changed.confirm(&self.settled, known_key);
                 return Ok(());
             }
