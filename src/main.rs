@@ -24,8 +24,9 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// instead of ~10 s, and at once instead of lingering as "muzzy": a sync's
 /// answers are freed in bursts, and pages held for 10 s after each made the
 /// peak. Measured at 10,000 accounts: peak RSS in the first sync 364 -> 341
-/// MB, in the cycle 319 -> 277 MB, after the cycle 263 -> 187 MB; no CPU cost
-/// beyond the run-to-run noise.
+/// MB, in the cycle 319 -> 277 MB, after the cycle 263 -> 187 MB. The daemon's
+/// CPU rose 18%, but the simulator's and ClickHouse's rose alike (16%, 25%):
+/// the machine's drift, not a cost that could be told apart from it.
 #[cfg(feature = "jemalloc")]
 #[export_name = "_rjem_malloc_conf"]
 static JEMALLOC_CONF: &[u8; 37] = b"dirty_decay_ms:1000,muzzy_decay_ms:0\0";

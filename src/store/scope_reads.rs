@@ -65,9 +65,9 @@ pub trait ScopeRow: clickhouse::RowOwned + clickhouse::RowRead + Clone + Send + 
     fn columns() -> String;
     /// What the read is called in errors.
     const WHAT: &'static str;
-    fn owner(&self) -> (&str, &str, &str);
-    fn bucket_start(&self) -> u32;
-    fn record_key(&self) -> u64;
+    /// Its scope's (connection_id, record_type, endpoint), bucket start and
+    /// record key.
+    fn place(&self) -> ((&str, &str, &str), u32, u64);
 }
 
 /// A stored row's narrow columns, with its scope.
@@ -103,14 +103,13 @@ impl ScopeRow for OwnedKey {
         )
     }
     const WHAT: &'static str = "batched read of stored row keys";
-    fn owner(&self) -> (&str, &str, &str) {
-        (&self.connection_id, &self.record_type, &self.endpoint)
-    }
-    fn bucket_start(&self) -> u32 {
-        self.bucket_start
-    }
-    fn record_key(&self) -> u64 {
-        self.record_key
+    fn place(&self) -> ((&str, &str, &str), u32, u64) {
+        let owner = (
+            self.connection_id.as_str(),
+            self.record_type.as_str(),
+            self.endpoint.as_str(),
+        );
+        (owner, self.bucket_start, self.record_key)
     }
 }
 
@@ -119,14 +118,13 @@ impl ScopeRow for UsageRow {
         UsageRow::COLUMNS.join(", ")
     }
     const WHAT: &'static str = "batched read of stored rows";
-    fn owner(&self) -> (&str, &str, &str) {
-        (&self.connection_id, &self.record_type, &self.endpoint)
-    }
-    fn bucket_start(&self) -> u32 {
-        self.bucket_start
-    }
-    fn record_key(&self) -> u64 {
-        self.record_key
+    fn place(&self) -> ((&str, &str, &str), u32, u64) {
+        let owner = (
+            self.connection_id.as_str(),
+            self.record_type.as_str(),
+            self.endpoint.as_str(),
+        );
+        (owner, self.bucket_start, self.record_key)
     }
 }
 
@@ -360,13 +358,13 @@ async fn read_batch<T: ScopeRow>(
     let rows: Vec<T> = client.fetch_all(T::WHAT, query).await?;
     let mut out: Vec<Vec<T>> = (0..batch.len()).map(|_| Vec::new()).collect();
     for row in rows {
-        let Some(owners) = index.get(&row.owner()) else {
+        let (owner, bucket, key) = row.place();
+        let Some(owners) = index.get(&owner) else {
             continue;
         };
         let wanted = |at: &&usize| {
             let pending = &batch[**at];
-            (pending.first..=pending.last).contains(&row.bucket_start())
-                && pending.keys.as_ref().is_none_or(|k| k.contains(&row.record_key()))
+            (pending.first..=pending.last).contains(&bucket) && pending.keys.as_ref().is_none_or(|k| k.contains(&key))
         };
         let takers: Vec<usize> = owners.iter().filter(wanted).copied().collect();
         // One sync per account at a time: a row has one taker, but two
