@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::normalize::schema::UsageRow;
+use crate::normalize::schema::{Dec9, Text, UsageRow};
 
 /// The rows to insert for one scope, and what they mean.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -183,6 +183,146 @@ impl StoredKey {
             content_hash: row.content_hash,
         }
     }
+}
+
+/// A stored row without the dimensions its record key already fixes: the
+/// narrow columns plus `synced_at` and the measures, 23 mostly numeric
+/// columns where a whole row is 39 mostly text ones. With the fetched row of
+/// the same record key (same identity, hence normally the same dimensions)
+/// it rebuilds the stored row verbatim ([`StoredMeasures::rebuild`]), so the
+/// cancel copy of a changed record needs no second read. It is what a sync
+/// reads when its buckets are known to have changed: a real provider revises
+/// the current hour and day all the time, and reading those records whole,
+/// one more SELECT per scope, was half of ClickHouse's work in such a cycle.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clickhouse::Row)]
+pub struct StoredMeasures {
+    pub connection_id: Text,
+    pub record_type: Text,
+    pub endpoint: Text,
+    pub bucket_start: u32,
+    pub record_key: u64,
+    pub version: u64,
+    pub sign: i8,
+    pub content_hash: u64,
+    pub synced_at: u32,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cached_input_tokens: i64,
+    pub cache_creation_tokens: i64,
+    pub requests: i64,
+    pub requests_reported: i8,
+    pub quantity: Dec9,
+    pub unit: Text,
+    pub cost: Dec9,
+    pub estimated_cost: Dec9,
+    pub credits: Dec9,
+    pub cost_source: Text,
+    pub currency: Text,
+    pub amount_original: Dec9,
+}
+
+impl StoredMeasures {
+    /// Column names in field order (the owner's three first, so that a
+    /// batched read can tell whose row it is).
+    pub const COLUMNS: &'static [&'static str] = &[
+        "connection_id",
+        "record_type",
+        "endpoint",
+        "bucket_start",
+        "record_key",
+        "version",
+        "sign",
+        "content_hash",
+        "synced_at",
+        "input_tokens",
+        "output_tokens",
+        "cached_input_tokens",
+        "cache_creation_tokens",
+        "requests",
+        "requests_reported",
+        "quantity",
+        "unit",
+        "cost",
+        "estimated_cost",
+        "credits",
+        "cost_source",
+        "currency",
+        "amount_original",
+    ];
+
+    pub fn key(&self) -> StoredKey {
+        StoredKey {
+            bucket_start: self.bucket_start,
+            record_key: self.record_key,
+            version: self.version,
+            sign: self.sign,
+            content_hash: self.content_hash,
+        }
+    }
+
+    /// This stored row in full: `fetched` (a fetched row of the same record
+    /// key) with this row's measures and bookkeeping. `None` unless the
+    /// result's fingerprint is the stored `content_hash`, which covers every
+    /// field the diff compares: a dimension that changed since the row was
+    /// written (a new model alias, a renamed key hint) shows up as another
+    /// digest, and that row must be read whole. Trusting the digest here is
+    /// the trust [`plan`] already puts in it to call a record unchanged.
+    pub fn rebuild(&self, fetched: &UsageRow) -> Option<UsageRow> {
+        if self.content_hash == 0 || fetched.record_key != self.record_key {
+            return None;
+        }
+        let row = UsageRow {
+            bucket_start: self.bucket_start,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cached_input_tokens: self.cached_input_tokens,
+            cache_creation_tokens: self.cache_creation_tokens,
+            requests: self.requests,
+            requests_reported: self.requests_reported,
+            quantity: self.quantity,
+            unit: self.unit.clone(),
+            cost: self.cost,
+            estimated_cost: self.estimated_cost,
+            credits: self.credits,
+            cost_source: self.cost_source.clone(),
+            currency: self.currency.clone(),
+            amount_original: self.amount_original,
+            sign: self.sign,
+            version: self.version,
+            synced_at: self.synced_at,
+            content_hash: self.content_hash,
+            ..fetched.clone()
+        };
+        (row.fingerprint() == self.content_hash).then_some(row)
+    }
+}
+
+/// The stored rows of the keys a plan must see whole, rebuilt from their
+/// measures where that is proven verbatim ([`StoredMeasures::rebuild`]),
+/// and the keys left to read whole: those no longer fetched (vanished),
+/// written before `content_hash`, or whose dimensions changed. A key is
+/// rebuilt entirely or not at all, so a whole read of it stands alone.
+pub fn rebuild_needed(plan: &Plan, stored: &[StoredMeasures], fetched: &[UsageRow]) -> (Vec<UsageRow>, BTreeSet<u64>) {
+    let wanted: HashMap<u64, &UsageRow> = fetched
+        .iter()
+        .filter(|r| plan.needs_full.contains(&r.record_key))
+        .map(|r| (r.record_key, r))
+        .collect();
+    let mut rows = Vec::new();
+    let mut unresolved = BTreeSet::new();
+    for measures in stored.iter().filter(|m| plan.needs_full.contains(&m.record_key)) {
+        let rebuilt = wanted
+            .get(&measures.record_key)
+            .and_then(|fetched| measures.rebuild(fetched));
+        match rebuilt {
+            Some(row) => rows.push(row),
+            None => {
+                unresolved.insert(measures.record_key);
+            }
+        }
+    }
+    rows.retain(|r| !unresolved.contains(&r.record_key));
+    (rows, unresolved)
 }
 
 /// The diff's first half, from the narrow read: the version for new rows,

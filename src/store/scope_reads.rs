@@ -12,9 +12,11 @@
 //! changed), 4,416 whole-row reads one by one were 64 of ClickHouse's 146
 //! CPU-s at 10,000 accounts.
 //!
-//! So a scope read is queued here, narrow reads and whole-row reads in a
-//! queue each. Up to [`MAX_WORKERS`] workers per queue each take whatever is
-//! queued (up to [`MAX_SCOPES`] scopes whose buckets lie within
+//! So a scope read is queued here, in one queue per kind of read: narrow
+//! (keys and digests), measures (the same plus what a cancel copy needs
+//! besides the fetched row's dimensions) and whole rows (of a few keys).
+//! Up to [`MAX_WORKERS`] workers per queue each take whatever is queued (up
+//! to [`MAX_SCOPES`] scopes whose buckets lie within
 //! [`MAX_SPAN_SECS`] of each other, and for whole rows up to
 //! [`MAX_KEYS_IN_FILTER`] record keys) into one SELECT: nothing waits for a
 //! batch to fill; while one SELECT is in flight the next batch gathers. A
@@ -31,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use serde::Deserialize;
 
 use super::client::ClickhouseClient;
-use super::diff::StoredKey;
+use super::diff::{StoredKey, StoredMeasures};
 use crate::normalize::schema::UsageRow;
 
 /// SELECTs of batched scopes in flight at once, per kind of read. Few: the
@@ -113,6 +115,21 @@ impl ScopeRow for OwnedKey {
     }
 }
 
+impl ScopeRow for StoredMeasures {
+    fn columns() -> String {
+        StoredMeasures::COLUMNS.join(", ")
+    }
+    const WHAT: &'static str = "batched read of stored measures";
+    fn place(&self) -> ((&str, &str, &str), u32, u64) {
+        let owner = (
+            self.connection_id.as_str(),
+            self.record_type.as_str(),
+            self.endpoint.as_str(),
+        );
+        (owner, self.bucket_start, self.record_key)
+    }
+}
+
 impl ScopeRow for UsageRow {
     fn columns() -> String {
         UsageRow::COLUMNS.join(", ")
@@ -162,7 +179,16 @@ type Shared<T> = Arc<Mutex<Queue<T>>>;
 #[derive(Clone, Default)]
 pub struct ScopeReads {
     keys: Shared<OwnedKey>,
+    measures: Shared<StoredMeasures>,
     rows: Shared<UsageRow>,
+}
+
+/// Batched SELECTs sent so far and the scopes they read, per kind of read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadCounts {
+    pub keys: (u64, u64),
+    pub measures: (u64, u64),
+    pub rows: (u64, u64),
 }
 
 impl ScopeReads {
@@ -171,14 +197,17 @@ impl ScopeReads {
         last.saturating_sub(first) <= MAX_SPAN_SECS
     }
 
-    /// (batched SELECTs sent, scopes they read) so far: narrow reads, then
-    /// whole-row reads.
-    pub fn counts(&self) -> [(u64, u64); 2] {
+    /// (batched SELECTs sent, scopes they read) so far, per kind of read.
+    pub fn counts(&self) -> ReadCounts {
         fn of<T>(queue: &Shared<T>) -> (u64, u64) {
             let queue = queue.lock().expect("scope read queue lock");
             (queue.selects, queue.scopes)
         }
-        [of(&self.keys), of(&self.rows)]
+        ReadCounts {
+            keys: of(&self.keys),
+            measures: of(&self.measures),
+            rows: of(&self.rows),
+        }
     }
 
     /// The stored keys of `owner` from `first` to `last` (maybe more: filter
@@ -191,6 +220,19 @@ impl ScopeReads {
         last: u32,
     ) -> Option<Vec<OwnedKey>> {
         read(&self.keys, client, owner, first, last, None).await
+    }
+
+    /// The stored rows of `owner` from `first` to `last` without their
+    /// dimensions (maybe more: filter by bucket), read in a batch; `None` if
+    /// the batch failed.
+    pub async fn measures(
+        &self,
+        client: &ClickhouseClient,
+        owner: ScopeOwner,
+        first: u32,
+        last: u32,
+    ) -> Option<Vec<StoredMeasures>> {
+        read(&self.measures, client, owner, first, last, None).await
     }
 
     /// The whole stored rows of `keys` of `owner` from `first` to `last`
@@ -319,8 +361,8 @@ fn take_batch<T>(pending: &mut VecDeque<Pending<T>>) -> Vec<Pending<T>> {
 }
 
 /// One SELECT for every scope of `batch`; the rows of each, in batch order.
-/// A queue holds either narrow reads (no key filter) or whole-row reads
-/// (each with its keys), never both.
+/// A queue holds either reads of every key (narrow, measures) or whole-row
+/// reads (each with its keys), never both.
 async fn read_batch<T: ScopeRow>(
     client: &ClickhouseClient,
     batch: &[Pending<T>],

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::client::{ClickhouseClient, StoreError};
-use super::diff::StoredKey;
+use super::diff::{StoredKey, StoredMeasures};
 use super::scope_reads::{ScopeOwner, ScopeReads, MAX_KEYS_IN_FILTER};
 use crate::normalize::schema::{from_ch_seconds, to_ch_seconds, RecordType, UsageRow};
 
@@ -103,6 +103,52 @@ pub async fn read_scope_keys(client: &ClickhouseClient, scope: &Scope<'_>) -> Re
         |r: &StoredKey| r.bucket_start,
     )
     .await
+}
+
+/// The stored rows of a scope without the dimensions their record keys fix
+/// ([`StoredMeasures`]): the narrow read's columns plus what a changed
+/// record's cancel copy needs. Batched like [`read_scope_keys`].
+pub async fn read_scope_measures(
+    client: &ClickhouseClient,
+    scope: &Scope<'_>,
+) -> Result<Vec<StoredMeasures>, StoreError> {
+    if let Some((owner, first, last)) = scope.batchable() {
+        if let Some(rows) = client.scope_reads().measures(client, owner, first, last).await {
+            return Ok(rows
+                .into_iter()
+                .filter(|r| scope.buckets.contains(&r.bucket_start))
+                .collect());
+        }
+    }
+    read_scope(
+        client,
+        scope,
+        StoredMeasures::COLUMNS,
+        None,
+        "read of stored measures",
+        |r: &StoredMeasures| r.bucket_start,
+    )
+    .await
+}
+
+/// What a sync reads of its scope before planning the diff.
+#[derive(Debug)]
+pub enum StoredRead {
+    Keys(Vec<StoredKey>),
+    Measures(Vec<StoredMeasures>),
+}
+
+/// The narrow rows of a scope, or with `measures` its [`StoredMeasures`].
+pub async fn read_stored(
+    client: &ClickhouseClient,
+    scope: &Scope<'_>,
+    measures: bool,
+) -> Result<StoredRead, StoreError> {
+    Ok(if measures {
+        StoredRead::Measures(read_scope_measures(client, scope).await?)
+    } else {
+        StoredRead::Keys(read_scope_keys(client, scope).await?)
+    })
 }
 
 /// Whole stored rows of a scope: all of them, or only those of `keys`.

@@ -25,10 +25,10 @@ use crate::metrics;
 use crate::normalize::schema::{to_ch_seconds, UsageRow};
 use crate::normalize::Normalizer;
 use crate::providers::{EndpointSpec, FailureKind, Provider, ProviderAdapter, ProviderError, TimeWindow};
-use crate::store::diff::{finish, plan};
+use crate::store::diff::{finish, plan, rebuild_needed, StoredMeasures};
 use crate::store::sink::{RowSink, UsageRows};
 use crate::store::state::{
-    read_scope_keys, read_scope_rows, read_watermark, Scope, SyncRunRow, SyncStateRow, Watermark,
+    read_scope_rows, read_stored, read_watermark, Scope, StoredRead, SyncRunRow, SyncStateRow, Watermark,
 };
 use crate::store::ClickhouseClient;
 use status::ConnectionStatus;
@@ -72,6 +72,9 @@ struct ChangedBuckets {
     /// The first bucket of the whole answer: anything known before it is
     /// dropped (the next sync starts no earlier).
     first: Option<u32>,
+    /// A bucket left was stored with other rows: its records have likely
+    /// changed, so the stored measures are read along with the keys.
+    revised: bool,
 }
 
 impl ChangedBuckets {
@@ -677,13 +680,14 @@ impl AccountSync {
         tokio::task::spawn_blocking(move || {
             let first = scope.first().copied();
             let mut digests = settled::bucket_digests(&rows, &scope);
-            let unchanged = settled.unchanged(key, &digests);
+            let settled::Recall { unchanged, revised } = settled.recall(key, &digests);
             if unchanged.is_empty() {
                 return ChangedBuckets {
                     rows,
                     scope,
                     digests,
                     first,
+                    revised,
                 };
             }
             digests.retain(|bucket, _| !unchanged.contains(bucket));
@@ -698,6 +702,7 @@ impl AccountSync {
                 scope: Arc::new(digests.keys().copied().collect()),
                 digests,
                 first,
+                revised,
             }
         })
         .await
@@ -743,29 +748,41 @@ impl AccountSync {
             // this many syncs' deltas. Never held while waiting on a provider.
             let store = self.store_slot().await;
             // Narrow first: an unchanged scope is settled from five small
-            // columns; whole rows are read only for the records that changed.
-            let stored = read_scope_keys(&self.store, &stored_scope)
+            // columns. Where the buckets were revised, the stored measures
+            // come along, so that the changed records' cancel copies are
+            // rebuilt from them; whole rows are read only for the records
+            // that cannot be rebuilt.
+            let stored = read_stored(&self.store, &stored_scope, changed.revised)
                 .await
                 .map_err(|e| store_failure("reading stored rows", &e))?;
             let now = Utc::now();
             let (rows_for_plan, scope_for_plan) = (rows.clone(), scope.clone());
-            let plan = tokio::task::spawn_blocking(move || {
-                plan(
-                    &stored,
+            let (plan, mut full, unresolved) = tokio::task::spawn_blocking(move || {
+                let (keys, measures) = match stored {
+                    StoredRead::Keys(keys) => (keys, Vec::new()),
+                    StoredRead::Measures(measures) => (measures.iter().map(StoredMeasures::key).collect(), measures),
+                };
+                let plan = plan(
+                    &keys,
                     &rows_for_plan,
                     &scope_for_plan,
                     now.timestamp_micros().max(0) as u64,
-                )
+                );
+                let (full, unresolved) = if measures.is_empty() {
+                    (Vec::new(), plan.needs_full.clone())
+                } else {
+                    rebuild_needed(&plan, &measures, &rows_for_plan)
+                };
+                (plan, full, unresolved)
             })
             .await
             .map_err(|e| store_failure("diff failed", &e))?;
-            let full = if plan.is_settled() {
-                Vec::new()
-            } else {
-                read_scope_rows(&self.store, &stored_scope, Some(&plan.needs_full))
+            if !unresolved.is_empty() {
+                let whole = read_scope_rows(&self.store, &stored_scope, Some(&unresolved))
                     .await
-                    .map_err(|e| store_failure("reading stored rows", &e))?
-            };
+                    .map_err(|e| store_failure("reading stored rows", &e))?;
+                full.extend(whole);
+            }
             let scope_for_diff = scope.clone();
             // The rows go into the blocking task and come back: stamping the
             // fresh ones (a digest each) is CPU work too.

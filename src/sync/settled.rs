@@ -54,6 +54,15 @@ pub fn bucket_digests(rows: &[UsageRow], scope: &BTreeSet<u32>) -> BTreeMap<u32,
 
 type EndpointKey = (RecordType, &'static str);
 
+/// What [`SettledBuckets::recall`] knows of a sync's buckets.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recall {
+    /// Stored exactly as fetched: nothing to read or write.
+    pub unchanged: BTreeSet<u32>,
+    /// Some bucket was stored with other rows than fetched now.
+    pub revised: bool,
+}
+
 /// One known bucket in 24 bytes (a B-tree entry holding an `Instant` took
 /// ~55): the known buckets were 6.3 KB of the ~27 KB of live heap per
 /// account (heaptrack, 1,000 accounts).
@@ -102,28 +111,32 @@ impl SettledBuckets {
         u32::try_from(self.epoch.elapsed().as_secs()).unwrap_or(u32::MAX)
     }
 
-    /// The buckets of `digests` whose stored rows are known to be exactly
-    /// the rows the digest was made of, confirmed within the time to live.
-    pub fn unchanged(&self, key: EndpointKey, digests: &BTreeMap<u32, BucketDigest>) -> BTreeSet<u32> {
+    /// What is known of the buckets of `digests`: those whose stored rows
+    /// are known to be exactly the rows the digest was made of (confirmed
+    /// within the time to live), and whether any other was known with other
+    /// rows (the provider revised it, so its records have likely changed).
+    pub fn recall(&self, key: EndpointKey, digests: &BTreeMap<u32, BucketDigest>) -> Recall {
+        let mut recall = Recall::default();
         if self.ttl.is_zero() {
-            return BTreeSet::new();
+            return recall;
         }
         let now = self.now();
         let known = self.lock();
         let Some(buckets) = known.get(&key) else {
-            return BTreeSet::new();
+            return recall;
         };
-        digests
-            .iter()
-            .filter(|(start, digest)| {
-                buckets
-                    .binary_search_by_key(*start, |k| k.start)
-                    .ok()
-                    .map(|at| buckets[at])
-                    .is_some_and(|k| k.digest == halves(**digest) && u64::from(now - k.confirmed) < self.ttl.as_secs())
-            })
-            .map(|(start, _)| *start)
-            .collect()
+        for (start, digest) in digests {
+            let Ok(at) = buckets.binary_search_by_key(start, |k| k.start) else {
+                continue;
+            };
+            let bucket = buckets[at];
+            if bucket.digest != halves(*digest) {
+                recall.revised = true;
+            } else if u64::from(now - bucket.confirmed) < self.ttl.as_secs() {
+                recall.unchanged.insert(*start);
+            }
+        }
+        recall
     }
 
     /// The stored rows of these buckets were just made (or found) equal to
@@ -205,12 +218,18 @@ mod tests {
         let settled = SettledBuckets::new(Duration::from_secs(3600));
         let scope = BTreeSet::from([0, 3600]);
         let first = bucket_digests(&[row(0, 1, 10), row(3600, 2, 20)], &scope);
-        assert!(settled.unchanged(KEY, &first).is_empty(), "nothing known yet");
+        assert_eq!(settled.recall(KEY, &first), Recall::default(), "nothing known yet");
         settled.confirm(KEY, &first, Some(0));
-        assert_eq!(settled.unchanged(KEY, &first), scope);
-        assert!(settled.unchanged((RecordType::Cost, "completions"), &first).is_empty());
+        assert_eq!(settled.recall(KEY, &first).unchanged, scope);
+        assert!(!settled.recall(KEY, &first).revised);
+        assert_eq!(
+            settled.recall((RecordType::Cost, "completions"), &first),
+            Recall::default()
+        );
         let grown = bucket_digests(&[row(0, 1, 10), row(3600, 2, 25)], &scope);
-        assert_eq!(settled.unchanged(KEY, &grown), BTreeSet::from([0]));
+        let recall = settled.recall(KEY, &grown);
+        assert_eq!(recall.unchanged, BTreeSet::from([0]));
+        assert!(recall.revised, "bucket 3600 was known with other rows");
         // Confirming the changed bucket alone keeps what is known before it.
         let only_changed: BTreeMap<u32, BucketDigest> = grown
             .iter()
@@ -218,15 +237,25 @@ mod tests {
             .map(|(b, d)| (*b, *d))
             .collect();
         settled.confirm(KEY, &only_changed, Some(0));
-        assert_eq!(settled.unchanged(KEY, &grown), scope);
+        assert_eq!(settled.recall(KEY, &grown).unchanged, scope);
         // The window moved on: an older bucket is dropped, a new one unknown.
         let later = BTreeSet::from([3600, 7200]);
         let next = bucket_digests(&[row(3600, 2, 25)], &later);
         settled.confirm(KEY, &next, Some(3600));
-        assert!(settled.unchanged(KEY, &first).is_empty(), "bucket 0 was dropped");
-        assert_eq!(settled.unchanged(KEY, &next), later);
+        // Bucket 0 was dropped; 3600 is known with other rows than `first`'s.
+        assert_eq!(
+            settled.recall(KEY, &first),
+            Recall {
+                unchanged: BTreeSet::new(),
+                revised: true
+            }
+        );
+        assert_eq!(settled.recall(KEY, &next).unchanged, later);
+        // A bucket never seen is new, not revised.
+        let beyond = bucket_digests(&[row(10_800, 3, 1)], &BTreeSet::from([10_800]));
+        assert_eq!(settled.recall(KEY, &beyond), Recall::default());
         settled.forget(KEY);
-        assert!(settled.unchanged(KEY, &next).is_empty());
+        assert_eq!(settled.recall(KEY, &next), Recall::default());
     }
 
     #[test]
@@ -235,12 +264,12 @@ mod tests {
         let digests = bucket_digests(&[row(0, 1, 10)], &scope);
         let off = SettledBuckets::default();
         off.confirm(KEY, &digests, Some(0));
-        assert!(off.unchanged(KEY, &digests).is_empty());
+        assert_eq!(off.recall(KEY, &digests), Recall::default());
         let brief = SettledBuckets::new(Duration::from_nanos(1));
         brief.confirm(KEY, &digests, Some(0));
         // Any measurable time exceeds a nanosecond.
         let start = Instant::now();
         while start.elapsed() < Duration::from_micros(10) {}
-        assert!(brief.unchanged(KEY, &digests).is_empty());
+        assert!(brief.recall(KEY, &digests).unchanged.is_empty());
     }
 }

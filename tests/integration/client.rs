@@ -86,14 +86,15 @@ async fn a_read_reset_every_time_gives_up_as_a_connection_error() {
 }
 
 /// Scope reads made at once share SELECTs, and each caller still gets
-/// exactly the stored keys (or whole rows of the keys it asked for) of its
+/// exactly the stored keys (or measures, or whole rows of the keys it asked
+/// for) of its
 /// own buckets: not a neighbour's endpoint, account, bucket or key. A scope
 /// wider than a week is read alone.
 #[actix_rt::test]
 async fn concurrent_scope_reads_share_selects_and_each_gets_exactly_its_own_rows() {
     use std::collections::BTreeSet;
     use tokentra_sync::normalize::schema::RecordType;
-    use tokentra_sync::store::state::{read_scope_keys, read_scope_rows, Scope};
+    use tokentra_sync::store::state::{read_scope_keys, read_scope_measures, read_scope_rows, Scope};
 
     let config = TestConfig::new("scope_reads", "");
     let client = config.client();
@@ -172,10 +173,46 @@ async fn concurrent_scope_reads_share_selects_and_each_gets_exactly_its_own_rows
             .collect();
         assert_eq!(got, want, "account {a} endpoint {e}");
     }
-    let [(selects, batched), _] = client.scope_reads().counts();
+    let (selects, batched) = client.scope_reads().counts().keys;
     let narrow = scopes.iter().filter(|(a, _, _)| a % 5 != 0).count() as u64;
     assert_eq!(batched, narrow, "every narrow scope was read in a batch, no wide one");
     assert!(selects < batched / 4, "{batched} scopes in {selects} SELECTs");
+
+    // The same scopes with their measures: the same rows, each its own scope's.
+    let reads = as_scopes.iter().map(|scope| {
+        let client = &client;
+        async move { read_scope_measures(client, scope).await.unwrap() }
+    });
+    let results = futures::future::join_all(reads).await;
+    for ((a, e, buckets), stored) in scopes.iter().zip(results) {
+        assert!(
+            stored
+                .iter()
+                .all(|m| m.connection_id == accounts[*a] && m.endpoint == endpoints[*e] && m.record_type == "usage"),
+            "account {a} endpoint {e}: {stored:?}"
+        );
+        let mut got: Vec<(u32, u64, u64)> = stored
+            .iter()
+            .map(|m| (m.bucket_start, m.record_key, m.content_hash))
+            .collect();
+        got.sort_unstable();
+        let want: Vec<(u32, u64, u64)> = buckets
+            .iter()
+            .map(|b| (b - base) / hour)
+            .filter(|h| *h < 30)
+            .map(|h| (base + h * hour, key(*a, *e, h), key(*a, *e, h) + 7))
+            .collect();
+        assert_eq!(got, want, "measures of account {a} endpoint {e}");
+    }
+    let (measure_selects, measure_batched) = client.scope_reads().counts().measures;
+    assert_eq!(
+        measure_batched, narrow,
+        "every narrow scope's measures were read in a batch"
+    );
+    assert!(
+        measure_selects < measure_batched / 4,
+        "{measure_batched} scopes in {measure_selects} SELECTs"
+    );
 
     // Whole rows of some keys: each scope asks for two of its hours' keys
     // and for a neighbour account's key, which is in the batch's filter but
@@ -223,7 +260,7 @@ async fn concurrent_scope_reads_share_selects_and_each_gets_exactly_its_own_rows
             .collect();
         assert_eq!(got, want, "whole rows of account {a} endpoint {e}");
     }
-    let [_, (row_selects, row_batched)] = client.scope_reads().counts();
+    let (row_selects, row_batched) = client.scope_reads().counts().rows;
     assert_eq!(
         row_batched, narrow,
         "every narrow scope's whole rows were read in a batch"

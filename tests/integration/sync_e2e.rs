@@ -310,8 +310,9 @@ async fn an_insert_retried_after_a_timeout_converges() {
 /// first sync, the account's reads go to a closed port and the next sync
 /// still succeeds, writing nothing; the same sync without the known buckets
 /// fails there (so the first result is not luck). A restated day changes its
-/// buckets' digests: only those are read again, and with the real server
-/// back the stored rows follow the new truth exactly.
+/// buckets' digests: only those are read again (with their measures, so the
+/// cancel copies need no whole-row read), and with the real server back the
+/// stored rows follow the new truth exactly.
 #[actix_rt::test]
 async fn unchanged_buckets_are_not_read_again_and_changed_ones_are() {
     let sim = support::start_sim(11, 1).await;
@@ -367,11 +368,21 @@ async fn unchanged_buckets_are_not_read_again_and_changed_ones_are() {
         "the restated day's buckets must be read: {restated:?}"
     );
     sync.store = live_store;
+    let reads_before = sync.store.scope_reads().counts();
     let repaired = sync.run(kind, "test").await.unwrap();
     assert!(
         repaired.iter().all(|r| r.succeeded) && written(&repaired) > 0,
         "{repaired:?}"
     );
+    assert!(
+        repaired.iter().map(|r| r.rows_cancelled).sum::<u64>() > 0,
+        "restated records are cancelled: {repaired:?}"
+    );
+    // The revised buckets were read with their measures, and every cancel
+    // copy was rebuilt from them: no whole row was read.
+    let reads_after = sync.store.scope_reads().counts();
+    assert!(reads_after.measures.1 > reads_before.measures.1, "{reads_after:?}");
+    assert_eq!(reads_after.rows, reads_before.rows, "{reads_after:?}");
     assert_account_matches_truth(&sim, &client, ("openai", "org-1", None), &since, &until).await;
     let settled = sync.run(kind, "test").await.unwrap();
     assert_eq!(written(&settled), 0, "{settled:?}");

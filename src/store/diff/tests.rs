@@ -170,12 +170,22 @@ fn landing() -> impl Strategy<Value = Landing> {
 }
 
 /// A provider answer: up to 6 keys over 2 buckets, each present or not.
+/// Now and then a dimension the record key does not fix changes for every
+/// record (a release renamed something): rows stored before cannot be
+/// rebuilt from their measures then.
 fn answer() -> impl Strategy<Value = Vec<UsageRow>> {
-    proptest::collection::vec(proptest::option::of((0i64..4, 0i128..3)), 6).prop_map(|slots| {
+    let slots = proptest::collection::vec(proptest::option::of((0i64..4, 0i128..3)), 6);
+    (slots, 0..4u8).prop_map(|(slots, label)| {
         slots
             .into_iter()
             .enumerate()
             .filter_map(|(key, v)| v.map(|(tokens, cost)| row(key as u64, (key as u32 % 2) * 3600, tokens, cost)))
+            .map(|mut r| {
+                if label == 0 {
+                    r.model_family = "renamed".into();
+                }
+                r
+            })
             .collect()
     })
 }
@@ -228,6 +238,16 @@ fn two_phase(table: &[UsageRow], fetched: &[UsageRow], scope: &BTreeSet<u32>, no
         .cloned()
         .collect();
     let delta = finish(&plan, &full, fetched, scope, 0);
+    // Rebuilt from the measures where provably verbatim, whole for the
+    // rest: the same delta.
+    let measures: Vec<StoredMeasures> = table.iter().map(measures_of).collect();
+    let (mut rebuilt, unresolved) = rebuild_needed(&plan, &measures, fetched);
+    assert!(unresolved.is_subset(&plan.needs_full));
+    for row in &rebuilt {
+        assert!(table.contains(row), "rebuilt {row:?} is not a stored row");
+    }
+    rebuilt.extend(table.iter().filter(|r| unresolved.contains(&r.record_key)).cloned());
+    assert_eq!(finish(&plan, &rebuilt, fetched, scope, 0), delta);
     // The sync stamps the fresh rows in place and shares them with the
     // writer; copying them out must give the same rows in the same order.
     let mut stamped = fetched.to_vec();
@@ -244,6 +264,100 @@ fn two_phase(table: &[UsageRow], fetched: &[UsageRow], scope: &BTreeSet<u32>, no
         ..Delta::default()
     };
     (delta, plan)
+}
+
+/// What the measures read returns for a stored row.
+fn measures_of(r: &UsageRow) -> StoredMeasures {
+    StoredMeasures {
+        connection_id: r.connection_id.clone(),
+        record_type: r.record_type.clone(),
+        endpoint: r.endpoint.clone(),
+        bucket_start: r.bucket_start,
+        record_key: r.record_key,
+        version: r.version,
+        sign: r.sign,
+        content_hash: r.content_hash,
+        synced_at: r.synced_at,
+        input_tokens: r.input_tokens,
+        output_tokens: r.output_tokens,
+        cached_input_tokens: r.cached_input_tokens,
+        cache_creation_tokens: r.cache_creation_tokens,
+        requests: r.requests,
+        requests_reported: r.requests_reported,
+        quantity: r.quantity,
+        unit: r.unit.clone(),
+        cost: r.cost,
+        estimated_cost: r.estimated_cost,
+        credits: r.credits,
+        cost_source: r.cost_source.clone(),
+        currency: r.currency.clone(),
+        amount_original: r.amount_original,
+    }
+}
+
+#[test]
+fn a_changed_record_is_cancelled_from_its_measures_alone() {
+    let mut table = Vec::new();
+    let (first, _) = two_phase(&table, &[row(1, 0, 5, 7), row(2, 0, 1, 1)], &buckets(&[0]), 10);
+    land(&mut table, &first, &Landing::Clean);
+    for r in &mut table {
+        r.synced_at = 1_700_000_000;
+    }
+    let changed = vec![row(1, 0, 6, 9), row(2, 0, 1, 1)];
+    let narrow: Vec<StoredKey> = table.iter().map(StoredKey::of).collect();
+    let p = plan(&narrow, &changed, &buckets(&[0]), 11);
+    assert_eq!(p.needs_full, BTreeSet::from([1]));
+    let measures: Vec<StoredMeasures> = table.iter().map(measures_of).collect();
+    let (rebuilt, unresolved) = rebuild_needed(&p, &measures, &changed);
+    assert!(unresolved.is_empty());
+    let stored_1: Vec<UsageRow> = table.iter().filter(|r| r.record_key == 1).cloned().collect();
+    assert_eq!(rebuilt, stored_1, "the stored row, verbatim (synced_at too)");
+    let delta = finish(&p, &rebuilt, &changed, &buckets(&[0]), 0);
+    assert_eq!((delta.added, delta.cancelled), (1, 1));
+    assert_eq!(
+        delta.rows[0],
+        UsageRow {
+            sign: -1,
+            ..stored_1[0].clone()
+        }
+    );
+}
+
+#[test]
+fn rows_that_cannot_be_proven_verbatim_are_read_whole() {
+    let mut stored = row(1, 0, 5, 7);
+    stored.content_hash = stored.fingerprint();
+    stored.version = 3;
+    let vanished = UsageRow {
+        record_key: 2,
+        content_hash: 9,
+        ..stored.clone()
+    };
+    let mut legacy = row(3, 0, 5, 7);
+    legacy.version = 3;
+    let table = [stored.clone(), vanished, legacy];
+    // Key 1's fetched row differs in a dimension as well as a measure.
+    let mut renamed = row(1, 0, 6, 7);
+    renamed.model_family = "renamed".into();
+    let fetched = vec![renamed, row(3, 0, 5, 7)];
+    let narrow: Vec<StoredKey> = table.iter().map(StoredKey::of).collect();
+    let p = plan(&narrow, &fetched, &buckets(&[0]), 11);
+    assert_eq!(p.needs_full, BTreeSet::from([1, 2, 3]));
+    let measures: Vec<StoredMeasures> = table.iter().map(measures_of).collect();
+    assert_eq!(measures[0].rebuild(&fetched[0]), None, "the dimension changed");
+    assert_eq!(
+        measures[0].rebuild(&row(1, 0, 99, 99)).as_ref(),
+        Some(&stored),
+        "only the dimensions come from the fetched row"
+    );
+    assert_eq!(measures[0].rebuild(&row(4, 0, 5, 7)), None, "another record");
+    let (rebuilt, unresolved) = rebuild_needed(&p, &measures, &fetched);
+    assert!(rebuilt.is_empty());
+    assert_eq!(
+        unresolved,
+        BTreeSet::from([1, 2, 3]),
+        "changed dimension, vanished, no digest"
+    );
 }
 
 fn sorted(rows: &[UsageRow]) -> Vec<String> {
