@@ -323,6 +323,8 @@ def scenario(args, repo, binary, accounts, broken):
         peak_first = rss.take_peak()
         healthy = [a for a in ids if a not in expected_broken]
         rows = int(ch.query(f"SELECT count() FROM {db}.usage_records"))
+        ch.query("SYSTEM FLUSH LOGS")
+        first_kinds = query_kinds(ch, t0, t1)
 
         baseline = ingest_baseline(ch, db, work) if args.ingest_baseline else None
 
@@ -415,6 +417,7 @@ def scenario(args, repo, binary, accounts, broken):
                 "sim_cpu_s": round(cpu1["sim"] - cpu0["sim"], 1),
                 "requests_per_account": round(req1 / len(ids), 2),
                 "peak_rss_mb": round(peak_first, 1),
+                "ch_query_kinds": first_kinds,
                 "ingest_baseline": baseline,
             },
             "idle": {"rss_mb": round(idle_rss, 1), "cpu_pct": round(100 * idle_cpu, 2),
@@ -480,6 +483,7 @@ def report(name, r):
           f"(the last healthy one after {f['healthy_done_after_s']} s), {f['rows']} rows, "
           f"{f['requests_per_account']} requests/account, peak RSS {f['peak_rss_mb']} MB")
     print(f"                 CPU s: daemon {f['daemon_cpu_s']}, simulator {f['sim_cpu_s']}, ClickHouse {f['ch_cpu_s']}")
+    print_kinds(f.get("ch_query_kinds", {}))
     b = f.get("ingest_baseline")
     if b:
         serve = f["sim_cpu_s"] / (os.cpu_count() or 1)
@@ -501,8 +505,7 @@ def report(name, r):
     print(f"                 with the cycle's merges run to their end: ClickHouse process CPU "
           f"{c['ch_process_cpu_ms_per_account_merges_settled']} ms per account, merges {s['MergedRows']} rows "
           f"in {s['MergesTimeMilliseconds'] / 1000:.1f} s")
-    for kind, q in c["ch_query_kinds"].items():
-        print(f"                   {q['count']:6} x {kind[:60]:60} {q['cpu_s']:7.2f} CPU s, {q['read_rows']} rows read")
+    print_kinds(c["ch_query_kinds"])
     for table, p in c["ch_parts_by_table"].items():
         print(f"                   {table}: {p['new_parts']} parts inserted, {p['merges']} merges reading "
               f"{p['merge_read_rows']} rows in {p['merge_ms'] / 1000:.1f} s")
@@ -515,6 +518,11 @@ def report(name, r):
         kinds[tuple(status)] = kinds.get(tuple(status), 0) + 1
     for (status, kind, conn), n in sorted(kinds.items()):
         print(f"broken         : {n} x {status}/{kind or '-'} -> {conn}")
+
+
+def print_kinds(kinds):
+    for kind, q in kinds.items():
+        print(f"                   {q['count']:6} x {kind[:60]:60} {q['cpu_s']:7.2f} CPU s, {q['read_rows']} rows read")
 
 
 def compare(base, mixed):

@@ -143,6 +143,8 @@ pub struct RawSync {
     /// Syncs in flight across all accounts, provider waits included.
     pub max_concurrent_syncs: u64,
     /// ClickHouse reads, diffs and writes in flight across all accounts.
+    /// Also how many scope reads can gather into one batched SELECT, whose
+    /// cost is mostly per query: 16 kept batches at ~6 scopes.
     pub max_concurrent_store: u64,
     /// How often each account re-reads the provider's workspace and key names.
     pub names_interval: String,
@@ -162,7 +164,7 @@ impl Default for RawSync {
             endpoint_deadline: "10m".into(),
             max_response_mb: 32,
             max_concurrent_syncs: 256,
-            max_concurrent_store: 16,
+            max_concurrent_store: 64,
             names_interval: "1h".into(),
             stored_state_ttl: "1h".into(),
         }
