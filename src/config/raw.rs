@@ -77,7 +77,7 @@ impl Default for RawWriter {
         Self {
             max_batch_rows: 50_000,
             max_batch_age: "1s".into(),
-            max_buffer_rows: 500_000,
+            max_buffer_rows: 200_000,
             retry_max_delay: "30s".into(),
         }
     }
@@ -140,7 +140,9 @@ pub struct RawSync {
     pub endpoint_deadline: String,
     /// The largest provider response accepted, in MiB.
     pub max_response_mb: u64,
-    /// Syncs in flight across all accounts, provider waits included.
+    /// Syncs in flight across all accounts, provider waits included. Each
+    /// holds its provider answers (pages, parsed records, rows) in memory,
+    /// so this bounds the daemon's memory beyond what it keeps per account.
     pub max_concurrent_syncs: u64,
     /// ClickHouse reads, diffs and writes in flight across all accounts.
     /// Also how many scope reads can gather into one batched SELECT, whose
@@ -163,7 +165,7 @@ impl Default for RawSync {
             request_timeout: "60s".into(),
             endpoint_deadline: "10m".into(),
             max_response_mb: 32,
-            max_concurrent_syncs: 256,
+            max_concurrent_syncs: 128,
             max_concurrent_store: 64,
             names_interval: "1h".into(),
             stored_state_ttl: "1h".into(),

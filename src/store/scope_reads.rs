@@ -97,53 +97,41 @@ impl OwnedKey {
     }
 }
 
-impl ScopeRow for OwnedKey {
-    fn columns() -> String {
-        format!(
-            "connection_id, record_type, endpoint, {}",
-            StoredKey::COLUMNS.join(", ")
-        )
-    }
-    const WHAT: &'static str = "batched read of stored row keys";
-    fn place(&self) -> ((&str, &str, &str), u32, u64) {
-        let owner = (
-            self.connection_id.as_str(),
-            self.record_type.as_str(),
-            self.endpoint.as_str(),
-        );
-        (owner, self.bucket_start, self.record_key)
-    }
+/// A [`ScopeRow`] whose fields `connection_id`, `record_type`, `endpoint`,
+/// `bucket_start` and `record_key` say where it belongs.
+macro_rules! scope_row {
+    ($row:ty, $what:literal, $columns:expr) => {
+        impl ScopeRow for $row {
+            fn columns() -> String {
+                $columns
+            }
+            const WHAT: &'static str = $what;
+            fn place(&self) -> ((&str, &str, &str), u32, u64) {
+                let owner = (
+                    self.connection_id.as_str(),
+                    self.record_type.as_str(),
+                    self.endpoint.as_str(),
+                );
+                (owner, self.bucket_start, self.record_key)
+            }
+        }
+    };
 }
 
-impl ScopeRow for StoredMeasures {
-    fn columns() -> String {
-        StoredMeasures::COLUMNS.join(", ")
-    }
-    const WHAT: &'static str = "batched read of stored measures";
-    fn place(&self) -> ((&str, &str, &str), u32, u64) {
-        let owner = (
-            self.connection_id.as_str(),
-            self.record_type.as_str(),
-            self.endpoint.as_str(),
-        );
-        (owner, self.bucket_start, self.record_key)
-    }
-}
-
-impl ScopeRow for UsageRow {
-    fn columns() -> String {
-        UsageRow::COLUMNS.join(", ")
-    }
-    const WHAT: &'static str = "batched read of stored rows";
-    fn place(&self) -> ((&str, &str, &str), u32, u64) {
-        let owner = (
-            self.connection_id.as_str(),
-            self.record_type.as_str(),
-            self.endpoint.as_str(),
-        );
-        (owner, self.bucket_start, self.record_key)
-    }
-}
+scope_row!(
+    OwnedKey,
+    "batched read of stored row keys",
+    format!(
+        "connection_id, record_type, endpoint, {}",
+        StoredKey::COLUMNS.join(", ")
+    )
+);
+scope_row!(
+    StoredMeasures,
+    "batched read of stored measures",
+    StoredMeasures::COLUMNS.join(", ")
+);
+scope_row!(UsageRow, "batched read of stored rows", UsageRow::COLUMNS.join(", "));
 
 struct Pending<T> {
     owner: ScopeOwner,
