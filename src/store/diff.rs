@@ -160,6 +160,20 @@ fn stamp(row: &mut UsageRow, version: u64, synced_at: u32) {
     row.content_hash = row.fingerprint();
 }
 
+/// The [`StoredKey`] of a row of any type with its five fields.
+macro_rules! stored_key {
+    ($row:expr) => {
+        $crate::store::diff::StoredKey {
+            bucket_start: $row.bucket_start,
+            record_key: $row.record_key,
+            version: $row.version,
+            sign: $row.sign,
+            content_hash: $row.content_hash,
+        }
+    };
+}
+pub(crate) use stored_key;
+
 /// One stored row as the narrow read returns it: enough to net rows and
 /// compare contents by digest, five small columns instead of every column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clickhouse::Row)]
@@ -175,13 +189,7 @@ impl StoredKey {
     pub const COLUMNS: &'static [&'static str] = &["bucket_start", "record_key", "version", "sign", "content_hash"];
 
     pub fn of(row: &UsageRow) -> Self {
-        StoredKey {
-            bucket_start: row.bucket_start,
-            record_key: row.record_key,
-            version: row.version,
-            sign: row.sign,
-            content_hash: row.content_hash,
-        }
+        stored_key!(row)
     }
 }
 
@@ -251,13 +259,7 @@ impl StoredMeasures {
     ];
 
     pub fn key(&self) -> StoredKey {
-        StoredKey {
-            bucket_start: self.bucket_start,
-            record_key: self.record_key,
-            version: self.version,
-            sign: self.sign,
-            content_hash: self.content_hash,
-        }
+        stored_key!(self)
     }
 
     /// This stored row in full: `fetched` (a fetched row of the same record

@@ -67,6 +67,12 @@ pub trait ScopeRow: clickhouse::RowOwned + clickhouse::RowRead + Clone + Send + 
     fn columns() -> String;
     /// What the read is called in errors.
     const WHAT: &'static str;
+    /// The queue its batched reads wait in.
+    fn queue(reads: &ScopeReads) -> &Shared<Self>;
+    /// Whether its reads are of some record keys only (whole rows); a
+    /// queue holds reads of one kind, since a batch filters by the union of
+    /// its reads' keys.
+    const KEYED: bool;
     /// Its scope's (connection_id, record_type, endpoint), bucket start and
     /// record key.
     fn place(&self) -> ((&str, &str, &str), u32, u64);
@@ -87,25 +93,23 @@ pub struct OwnedKey {
 
 impl OwnedKey {
     pub fn key(&self) -> StoredKey {
-        StoredKey {
-            bucket_start: self.bucket_start,
-            record_key: self.record_key,
-            version: self.version,
-            sign: self.sign,
-            content_hash: self.content_hash,
-        }
+        super::diff::stored_key!(self)
     }
 }
 
 /// A [`ScopeRow`] whose fields `connection_id`, `record_type`, `endpoint`,
 /// `bucket_start` and `record_key` say where it belongs.
 macro_rules! scope_row {
-    ($row:ty, $what:literal, $columns:expr) => {
+    ($row:ty, $queue:ident, $keyed:literal, $what:literal, $columns:expr) => {
         impl ScopeRow for $row {
+            const KEYED: bool = $keyed;
             fn columns() -> String {
                 $columns
             }
             const WHAT: &'static str = $what;
+            fn queue(reads: &ScopeReads) -> &Shared<Self> {
+                &reads.$queue
+            }
             fn place(&self) -> ((&str, &str, &str), u32, u64) {
                 let owner = (
                     self.connection_id.as_str(),
@@ -120,7 +124,9 @@ macro_rules! scope_row {
 
 scope_row!(
     OwnedKey,
-    "batched read of stored row keys",
+    keys,
+    false,
+    "read of stored row keys",
     format!(
         "connection_id, record_type, endpoint, {}",
         StoredKey::COLUMNS.join(", ")
@@ -128,10 +134,18 @@ scope_row!(
 );
 scope_row!(
     StoredMeasures,
-    "batched read of stored measures",
+    measures,
+    false,
+    "read of stored measures",
     StoredMeasures::COLUMNS.join(", ")
 );
-scope_row!(UsageRow, "batched read of stored rows", UsageRow::COLUMNS.join(", "));
+scope_row!(
+    UsageRow,
+    rows,
+    true,
+    "read of stored rows",
+    UsageRow::COLUMNS.join(", ")
+);
 
 struct Pending<T> {
     owner: ScopeOwner,
@@ -142,7 +156,8 @@ struct Pending<T> {
     reply: tokio::sync::oneshot::Sender<Vec<T>>,
 }
 
-struct Queue<T> {
+/// One kind of read's queue (see the module doc).
+pub struct Queue<T> {
     pending: VecDeque<Pending<T>>,
     workers: usize,
     /// Batched SELECTs sent, and the scopes they read.
@@ -161,7 +176,7 @@ impl<T> Default for Queue<T> {
     }
 }
 
-type Shared<T> = Arc<Mutex<Queue<T>>>;
+pub type Shared<T> = Arc<Mutex<Queue<T>>>;
 
 /// The queues shared by every clone of one [`ClickhouseClient`].
 #[derive(Clone, Default)]
@@ -198,48 +213,25 @@ impl ScopeReads {
         }
     }
 
-    /// The stored keys of `owner` from `first` to `last` (maybe more: filter
-    /// by bucket), read in a batch; `None` if the batch failed.
-    pub async fn keys(
+    /// The stored rows of `owner` from `first` to `last` (maybe more:
+    /// filter by bucket), only those of `keys` (given exactly when
+    /// `T::KEYED`, at most [`MAX_KEYS_IN_FILTER`]), read in a batch; `None`
+    /// if the batch failed.
+    pub async fn read<T: ScopeRow>(
         &self,
         client: &ClickhouseClient,
         owner: ScopeOwner,
         first: u32,
         last: u32,
-    ) -> Option<Vec<OwnedKey>> {
-        read(&self.keys, client, owner, first, last, None).await
-    }
-
-    /// The stored rows of `owner` from `first` to `last` without their
-    /// dimensions (maybe more: filter by bucket), read in a batch; `None` if
-    /// the batch failed.
-    pub async fn measures(
-        &self,
-        client: &ClickhouseClient,
-        owner: ScopeOwner,
-        first: u32,
-        last: u32,
-    ) -> Option<Vec<StoredMeasures>> {
-        read(&self.measures, client, owner, first, last, None).await
-    }
-
-    /// The whole stored rows of `keys` of `owner` from `first` to `last`
-    /// (maybe more: filter by bucket), read in a batch; `None` if the batch
-    /// failed. At most [`MAX_KEYS_IN_FILTER`] keys.
-    pub async fn rows(
-        &self,
-        client: &ClickhouseClient,
-        owner: ScopeOwner,
-        first: u32,
-        last: u32,
-        keys: Arc<BTreeSet<u64>>,
-    ) -> Option<Vec<UsageRow>> {
-        debug_assert!(keys.len() <= MAX_KEYS_IN_FILTER);
-        read(&self.rows, client, owner, first, last, Some(keys)).await
+        keys: Option<Arc<BTreeSet<u64>>>,
+    ) -> Option<Vec<T>> {
+        debug_assert_eq!(keys.is_some(), T::KEYED);
+        debug_assert!(keys.as_ref().is_none_or(|k| k.len() <= MAX_KEYS_IN_FILTER));
+        enqueue(T::queue(self), client, owner, first, last, keys).await
     }
 }
 
-async fn read<T: ScopeRow>(
+async fn enqueue<T: ScopeRow>(
     queue: &Shared<T>,
     client: &ClickhouseClient,
     owner: ScopeOwner,

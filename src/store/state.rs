@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::client::{ClickhouseClient, StoreError};
 use super::diff::{StoredKey, StoredMeasures};
-use super::scope_reads::{ScopeOwner, ScopeReads, MAX_KEYS_IN_FILTER};
+use super::scope_reads::{OwnedKey, ScopeOwner, ScopeReads, ScopeRow, MAX_KEYS_IN_FILTER};
 use crate::normalize::schema::{from_ch_seconds, to_ch_seconds, RecordType, UsageRow};
 
 /// One scope of `usage_records`: a (connection, record type, endpoint) and the
@@ -20,51 +20,6 @@ pub struct Scope<'a> {
     pub record_type: RecordType,
     pub endpoint: &'a str,
     pub buckets: &'a BTreeSet<u32>,
-}
-
-/// Every raw row (both signs, all versions) of a scope, no `FINAL` (the diff
-/// nets rows itself and must see duplicates to repair them), as the narrow
-/// [`StoredKey`] (what the diff's plan needs) or whole [`UsageRow`]s,
-/// optionally only those of `keys`.
-async fn read_scope<T>(
-    client: &ClickhouseClient,
-    scope: &Scope<'_>,
-    columns: &[&str],
-    keys: Option<&BTreeSet<u64>>,
-    what: &'static str,
-    bucket: impl Fn(&T) -> u32,
-) -> Result<Vec<T>, StoreError>
-where
-    T: clickhouse::RowOwned + clickhouse::RowRead,
-{
-    let (Some(first), Some(last)) = (scope.buckets.first(), scope.buckets.last()) else {
-        return Ok(Vec::new());
-    };
-    let key_filter = match keys {
-        Some(keys) if keys.len() <= MAX_KEYS_IN_FILTER => {
-            let list: Vec<String> = keys.iter().map(u64::to_string).collect();
-            format!(" AND record_key IN ({})", list.join(", "))
-        }
-        _ => String::new(),
-    };
-    let sql = format!(
-        "SELECT {} FROM usage_records \
-         WHERE connection_id = ? AND record_type = ? AND endpoint = ? \
-           AND bucket_start >= toDateTime(?) AND bucket_start <= toDateTime(?){key_filter}",
-        columns.join(", ")
-    );
-    let query = client
-        .query(&sql)
-        .bind(scope.connection_id)
-        .bind(scope.record_type.as_str())
-        .bind(scope.endpoint)
-        .bind(*first)
-        .bind(*last);
-    let rows: Vec<T> = client.fetch_all(what, query).await?;
-    Ok(rows
-        .into_iter()
-        .filter(|r| scope.buckets.contains(&bucket(r)))
-        .collect())
 }
 
 impl Scope<'_> {
@@ -81,54 +36,72 @@ impl Scope<'_> {
     }
 }
 
-/// The narrow rows of a scope: five small columns per stored row. Read in
-/// one SELECT with other syncs' scopes when it spans a week or less
-/// ([`super::scope_reads`]), alone otherwise or when that batch failed.
-pub async fn read_scope_keys(client: &ClickhouseClient, scope: &Scope<'_>) -> Result<Vec<StoredKey>, StoreError> {
-    if let Some((owner, first, last)) = scope.batchable() {
-        if let Some(rows) = client.scope_reads().keys(client, owner, first, last).await {
-            return Ok(rows
-                .iter()
-                .map(|r| r.key())
-                .filter(|k| scope.buckets.contains(&k.bucket_start))
-                .collect());
+/// Every raw row (both signs, all versions) of a scope, no `FINAL` (the diff
+/// nets rows itself and must see duplicates to repair them), as `T`'s
+/// columns, only those of `keys` for a keyed kind (whole rows). Read in one
+/// SELECT with other syncs' scopes when it spans a week or less and asks for
+/// at most [`MAX_KEYS_IN_FILTER`] keys ([`super::scope_reads`]), alone
+/// otherwise or when that batch failed.
+async fn read_scope<T: ScopeRow>(
+    client: &ClickhouseClient,
+    scope: &Scope<'_>,
+    keys: Option<&BTreeSet<u64>>,
+) -> Result<Vec<T>, StoreError> {
+    let (Some(first), Some(last)) = (scope.buckets.first(), scope.buckets.last()) else {
+        return Ok(Vec::new());
+    };
+    let own = |rows: Vec<T>| -> Vec<T> {
+        rows.into_iter()
+            .filter(|r| scope.buckets.contains(&r.place().1))
+            .collect()
+    };
+    let batch_keys = match keys {
+        Some(keys) => T::KEYED && keys.len() <= MAX_KEYS_IN_FILTER,
+        None => !T::KEYED,
+    };
+    if let (Some((owner, first, last)), true) = (scope.batchable(), batch_keys) {
+        let wanted = keys.map(|k| Arc::new(k.clone()));
+        if let Some(rows) = client.scope_reads().read::<T>(client, owner, first, last, wanted).await {
+            return Ok(own(rows));
         }
     }
-    read_scope(
-        client,
-        scope,
-        StoredKey::COLUMNS,
-        None,
-        "read of stored row keys",
-        |r: &StoredKey| r.bucket_start,
-    )
-    .await
+    let key_filter = match keys {
+        Some(keys) if keys.len() <= MAX_KEYS_IN_FILTER => {
+            let list: Vec<String> = keys.iter().map(u64::to_string).collect();
+            format!(" AND record_key IN ({})", list.join(", "))
+        }
+        _ => String::new(),
+    };
+    let sql = format!(
+        "SELECT {} FROM usage_records \
+         WHERE connection_id = ? AND record_type = ? AND endpoint = ? \
+           AND bucket_start >= toDateTime(?) AND bucket_start <= toDateTime(?){key_filter}",
+        T::columns()
+    );
+    let query = client
+        .query(&sql)
+        .bind(scope.connection_id)
+        .bind(scope.record_type.as_str())
+        .bind(scope.endpoint)
+        .bind(*first)
+        .bind(*last);
+    Ok(own(client.fetch_all(T::WHAT, query).await?))
+}
+
+/// The narrow rows of a scope: five small columns per stored row.
+pub async fn read_scope_keys(client: &ClickhouseClient, scope: &Scope<'_>) -> Result<Vec<StoredKey>, StoreError> {
+    let rows: Vec<OwnedKey> = read_scope(client, scope, None).await?;
+    Ok(rows.iter().map(OwnedKey::key).collect())
 }
 
 /// The stored rows of a scope without the dimensions their record keys fix
 /// ([`StoredMeasures`]): the narrow read's columns plus what a changed
-/// record's cancel copy needs. Batched like [`read_scope_keys`].
+/// record's cancel copy needs.
 pub async fn read_scope_measures(
     client: &ClickhouseClient,
     scope: &Scope<'_>,
 ) -> Result<Vec<StoredMeasures>, StoreError> {
-    if let Some((owner, first, last)) = scope.batchable() {
-        if let Some(rows) = client.scope_reads().measures(client, owner, first, last).await {
-            return Ok(rows
-                .into_iter()
-                .filter(|r| scope.buckets.contains(&r.bucket_start))
-                .collect());
-        }
-    }
-    read_scope(
-        client,
-        scope,
-        StoredMeasures::COLUMNS,
-        None,
-        "read of stored measures",
-        |r: &StoredMeasures| r.bucket_start,
-    )
-    .await
+    read_scope(client, scope, None).await
 }
 
 /// What a sync reads of its scope before planning the diff.
@@ -151,35 +124,14 @@ pub async fn read_stored(
     })
 }
 
-/// Whole stored rows of a scope: all of them, or only those of `keys`.
-/// Those of a few keys are read in one SELECT with other syncs' scopes when
-/// the scope spans a week or less ([`super::scope_reads`]), alone otherwise
-/// or when that batch failed.
+/// Whole stored rows of the scope's records of `keys` (if there are more
+/// than [`MAX_KEYS_IN_FILTER`], of every record).
 pub async fn read_scope_rows(
     client: &ClickhouseClient,
     scope: &Scope<'_>,
-    keys: Option<&BTreeSet<u64>>,
+    keys: &BTreeSet<u64>,
 ) -> Result<Vec<UsageRow>, StoreError> {
-    if let (Some(keys), Some((owner, first, last))) = (keys, scope.batchable()) {
-        if keys.len() <= MAX_KEYS_IN_FILTER {
-            let wanted = Arc::new(keys.clone());
-            if let Some(rows) = client.scope_reads().rows(client, owner, first, last, wanted).await {
-                return Ok(rows
-                    .into_iter()
-                    .filter(|r| scope.buckets.contains(&r.bucket_start))
-                    .collect());
-            }
-        }
-    }
-    read_scope(
-        client,
-        scope,
-        UsageRow::COLUMNS,
-        keys,
-        "read of stored rows",
-        |r: &UsageRow| r.bucket_start,
-    )
-    .await
+    read_scope(client, scope, Some(keys)).await
 }
 
 /// The sync progress of one account.

@@ -778,7 +778,7 @@ impl AccountSync {
             .await
             .map_err(|e| store_failure("diff failed", &e))?;
             if !unresolved.is_empty() {
-                let whole = read_scope_rows(&self.store, &stored_scope, Some(&unresolved))
+                let whole = read_scope_rows(&self.store, &stored_scope, &unresolved)
                     .await
                     .map_err(|e| store_failure("reading stored rows", &e))?;
                 full.extend(whole);

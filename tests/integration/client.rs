@@ -159,19 +159,22 @@ async fn concurrent_scope_reads_share_selects_and_each_gets_exactly_its_own_rows
     });
     let results = futures::future::join_all(reads).await;
 
+    // (bucket, key, digest) of every row stored in a scope's buckets, sorted.
+    let stored_in = |a: usize, e: usize, buckets: &BTreeSet<u32>| -> Vec<(u32, u64, u64)> {
+        buckets
+            .iter()
+            .map(|b| (b - base) / hour)
+            .filter(|h| *h < 30)
+            .map(|h| (base + h * hour, key(a, e, h), key(a, e, h) + 7))
+            .collect()
+    };
     for ((a, e, buckets), stored) in scopes.iter().zip(results) {
         let mut got: Vec<(u32, u64, u64)> = stored
             .iter()
             .map(|k| (k.bucket_start, k.record_key, k.content_hash))
             .collect();
         got.sort_unstable();
-        let want: Vec<(u32, u64, u64)> = buckets
-            .iter()
-            .map(|b| (b - base) / hour)
-            .filter(|h| *h < 30)
-            .map(|h| (base + h * hour, key(*a, *e, h), key(*a, *e, h) + 7))
-            .collect();
-        assert_eq!(got, want, "account {a} endpoint {e}");
+        assert_eq!(got, stored_in(*a, *e, buckets), "account {a} endpoint {e}");
     }
     let (selects, batched) = client.scope_reads().counts().keys;
     let narrow = scopes.iter().filter(|(a, _, _)| a % 5 != 0).count() as u64;
@@ -196,13 +199,7 @@ async fn concurrent_scope_reads_share_selects_and_each_gets_exactly_its_own_rows
             .map(|m| (m.bucket_start, m.record_key, m.content_hash))
             .collect();
         got.sort_unstable();
-        let want: Vec<(u32, u64, u64)> = buckets
-            .iter()
-            .map(|b| (b - base) / hour)
-            .filter(|h| *h < 30)
-            .map(|h| (base + h * hour, key(*a, *e, h), key(*a, *e, h) + 7))
-            .collect();
-        assert_eq!(got, want, "measures of account {a} endpoint {e}");
+        assert_eq!(got, stored_in(*a, *e, buckets), "measures of account {a} endpoint {e}");
     }
     let (measure_selects, measure_batched) = client.scope_reads().counts().measures;
     assert_eq!(
@@ -227,7 +224,7 @@ async fn concurrent_scope_reads_share_selects_and_each_gets_exactly_its_own_rows
         .collect();
     let reads = as_scopes.iter().zip(&wanted).map(|(scope, keys)| {
         let client = &client;
-        async move { read_scope_rows(client, scope, Some(keys)).await.unwrap() }
+        async move { read_scope_rows(client, scope, keys).await.unwrap() }
     });
     let results = futures::future::join_all(reads).await;
     for (((a, e, buckets), keys), rows) in scopes.iter().zip(&wanted).zip(results) {
