@@ -124,14 +124,18 @@ pub async fn read_stored(
     })
 }
 
-/// Whole stored rows of the scope's records of `keys` (if there are more
-/// than [`MAX_KEYS_IN_FILTER`], of every record).
+/// Whole stored rows of the scope's records of `keys`, and of no other: a
+/// caller adds them to rows it rebuilt for other keys. (More keys than
+/// [`MAX_KEYS_IN_FILTER`] are read without a key filter, so they are
+/// filtered here.)
 pub async fn read_scope_rows(
     client: &ClickhouseClient,
     scope: &Scope<'_>,
     keys: &BTreeSet<u64>,
 ) -> Result<Vec<UsageRow>, StoreError> {
-    read_scope(client, scope, Some(keys)).await
+    let mut rows: Vec<UsageRow> = read_scope(client, scope, Some(keys)).await?;
+    rows.retain(|r| keys.contains(&r.record_key));
+    Ok(rows)
 }
 
 /// The sync progress of one account.
