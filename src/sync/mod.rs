@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::allocate::{self, AllocationSpec};
 use crate::config::AccountConfig;
@@ -80,6 +80,19 @@ struct ChangedBuckets {
 impl ChangedBuckets {
     fn confirm(&self, settled: &settled::SettledBuckets, key: (crate::normalize::schema::RecordType, &'static str)) {
         settled.confirm(key, &self.digests, self.first);
+    }
+}
+
+/// One endpoint's hold on its sync's slot. The slot is let go once every
+/// endpoint has queued its delta (or finished): the wait for the writer's
+/// batch, about `writer.max_batch_age`, was most of an incremental sync's
+/// time in the slot, and it holds nothing a slot bounds (the rows are in the
+/// writer's bounded buffer).
+struct SlotShare(Option<Arc<OwnedSemaphorePermit>>);
+
+impl SlotShare {
+    fn release(&mut self) {
+        self.0 = None;
     }
 }
 
@@ -205,8 +218,7 @@ impl AccountSync {
         trigger: &'static str,
         run_id: Option<String>,
     ) -> Result<Vec<SyncReport>, SyncError> {
-        // Waits for a slot; the semaphore is never closed.
-        let slot = self.sync_slots.acquire().await.expect("sync slots are never closed");
+        let mut slot = Some(self.sync_slot().await);
         let stored = self.sync_state().await?;
         let now = Utc::now();
         let mut watermark = stored.as_ref().map(|s| s.watermark);
@@ -219,8 +231,12 @@ impl AccountSync {
                 (Some(base), n) => Some(format!("{base}.{n}")),
                 (None, _) => None,
             };
+            let slot = match slot.take() {
+                Some(slot) => slot,
+                None => self.sync_slot().await,
+            };
             let report = self
-                .sync_window(*chunk, trigger, stored.as_ref().map(|s| s.last_success_at), id)
+                .sync_window(*chunk, slot, trigger, stored.as_ref().map(|s| s.last_success_at), id)
                 .await?;
             let succeeded = report.succeeded;
             reports.push(report);
@@ -237,11 +253,10 @@ impl AccountSync {
                 self.store_watermark(stored.as_ref(), watermark, deep_done, now).await?;
             }
         }
-        self.refresh_names().await;
+        self.refresh_names(slot).await;
         // The last watermark is stored with the next batch: waited for
-        // without the slot, so the wait holds back no other account, and a
+        // without a slot, so the wait holds back no other account, and a
         // caller sees the run's watermark stored when it returns.
-        drop(slot);
         self.known_state.settle().await.map_err(|source| SyncError::Writer {
             account: self.account.id.clone(),
             source,
@@ -265,18 +280,32 @@ impl AccountSync {
         Ok(stored)
     }
 
+    /// Waits for a turn to sync; the semaphore is never closed.
+    async fn sync_slot(&self) -> OwnedSemaphorePermit {
+        self.sync_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("sync slots are never closed")
+    }
+
     /// Waits for a turn at ClickHouse; the semaphore is never closed.
     pub async fn store_slot(&self) -> tokio::sync::SemaphorePermit<'_> {
         self.store_slots.acquire().await.expect("store slots are never closed")
     }
 
-    /// Re-reads the provider's workspace and key names when due. Never part
-    /// of the sync's outcome: a failure is logged and counted, and the usage
+    /// Re-reads the provider's workspace and key names when due, holding a
+    /// sync slot (the one given, if any, else one waited for). Never part of
+    /// the sync's outcome: a failure is logged and counted, and the usage
     /// sync's report stands as it is.
-    async fn refresh_names(&self) {
+    async fn refresh_names(&self, slot: Option<OwnedSemaphorePermit>) {
         if !self.names.take_due() {
             return;
         }
+        let _slot = match slot {
+            Some(slot) => slot,
+            None => self.sync_slot().await,
+        };
         let (account, provider) = (&self.account.id, self.account.provider);
         match crate::names::refresh::refresh(self.adapter.as_ref(), &self.store, account, self.endpoint_deadline).await
         {
@@ -337,10 +366,12 @@ impl AccountSync {
     }
 
     /// Syncs every endpoint for one window and records the attempt in
-    /// `sync_runs`. Never moves the watermark.
+    /// `sync_runs`. Never moves the watermark. `slot` is shared by the
+    /// endpoints and let go once each has queued its delta (or finished).
     pub async fn sync_window(
         &self,
         window: TimeWindow,
+        slot: OwnedSemaphorePermit,
         trigger: &'static str,
         last_success: Option<DateTime<Utc>>,
         run_id: Option<String>,
@@ -380,26 +411,32 @@ impl AccountSync {
         let (basis_tx, basis_rx) = tokio::sync::watch::channel::<Option<BasisRows>>(None);
         let (basis_tx, basis_rx) = (&basis_tx, &basis_rx);
         let fetches = &tokio::sync::Semaphore::new(FETCH_CONCURRENCY);
-        let all = endpoints.len().max(1);
-        let outcomes: Vec<(EndpointSpec, EndpointCounts, Result<(), EndpointFailure>)> =
-            futures::stream::iter(endpoints)
-                .map(|endpoint| async move {
+        let slot = Arc::new(slot);
+        let endpoint_syncs: Vec<_> = endpoints
+            .into_iter()
+            .map(|endpoint| {
+                let share = SlotShare(Some(slot.clone()));
+                async move {
                     let mut counts = EndpointCounts::default();
                     let result = match allocation {
                         Some(spec) if spec.basis == endpoint => {
-                            self.sync_basis(&spec, window, &mut counts, fetches, basis_tx).await
-                        }
-                        Some(spec) if spec.bill == endpoint => {
-                            self.sync_bill(&spec, window, &mut counts, fetches, basis_rx.clone())
+                            self.sync_basis(&spec, window, &mut counts, fetches, basis_tx, share)
                                 .await
                         }
-                        _ => self.sync_endpoint(&endpoint, window, &mut counts, fetches).await,
+                        Some(spec) if spec.bill == endpoint => {
+                            self.sync_bill(&spec, window, &mut counts, fetches, basis_rx.clone(), share)
+                                .await
+                        }
+                        _ => self.sync_endpoint(&endpoint, window, &mut counts, fetches, share).await,
                     };
                     (endpoint, counts, result)
-                })
-                .buffered(all)
-                .collect()
-                .await;
+                }
+            })
+            .collect();
+        // Only the endpoints hold the slot now.
+        drop(slot);
+        let outcomes: Vec<(EndpointSpec, EndpointCounts, Result<(), EndpointFailure>)> =
+            futures::future::join_all(endpoint_syncs).await;
         for (endpoint, counts, result) in outcomes {
             report.rows_fetched += counts.fetched;
             report.rows_added += counts.added;
@@ -540,9 +577,10 @@ impl AccountSync {
         window: TimeWindow,
         counts: &mut EndpointCounts,
         fetches: &tokio::sync::Semaphore,
+        share: SlotShare,
     ) -> Result<(), EndpointFailure> {
         let fetched = self.fetch_rows(endpoint, window, counts, fetches).await?;
-        self.store_rows(endpoint, fetched, counts).await
+        self.store_rows(endpoint, fetched, counts, share).await
     }
 
     /// Syncs an endpoint whose usage is the basis of an allocation: fetched
@@ -556,6 +594,7 @@ impl AccountSync {
         counts: &mut EndpointCounts,
         fetches: &tokio::sync::Semaphore,
         basis: &tokio::sync::watch::Sender<Option<BasisRows>>,
+        share: SlotShare,
     ) -> Result<(), EndpointFailure> {
         let window = window.snapped_out(spec.bill.granularity);
         let fetched = self.fetch_rows(&spec.basis, window, counts, fetches).await;
@@ -563,7 +602,7 @@ impl AccountSync {
             Ok(rows) => Ok(rows.rows.clone()),
             Err(failure) => Err(failure.kind),
         }));
-        self.store_rows(&spec.basis, fetched?, counts).await
+        self.store_rows(&spec.basis, fetched?, counts, share).await
     }
 
     /// Syncs a bill endpoint with allocation on: its rows are replaced by
@@ -578,6 +617,7 @@ impl AccountSync {
         counts: &mut EndpointCounts,
         fetches: &tokio::sync::Semaphore,
         mut basis: tokio::sync::watch::Receiver<Option<BasisRows>>,
+        share: SlotShare,
     ) -> Result<(), EndpointFailure> {
         let account = &self.account.id;
         let fetched = self.fetch_rows(&spec.bill, window, counts, fetches).await?;
@@ -613,7 +653,7 @@ impl AccountSync {
             rows: Arc::new(outcome.rows),
             scope: fetched.scope,
         };
-        self.store_rows(&spec.bill, rows, counts).await
+        self.store_rows(&spec.bill, rows, counts, share).await
     }
 
     /// Fetches one endpoint (holding one of the sync's `fetches` permits)
@@ -719,6 +759,7 @@ impl AccountSync {
         endpoint: &EndpointSpec,
         fetched: EndpointRows,
         counts: &mut EndpointCounts,
+        mut share: SlotShare,
     ) -> Result<(), EndpointFailure> {
         let account = &self.account.id;
         let store_failure = |what: &str, e: &dyn std::fmt::Display| EndpointFailure {
@@ -805,6 +846,9 @@ impl AccountSync {
                 .extend(batch.iter().map(|r| r.bucket_start - r.bucket_start % DAY_SECS));
             let queued = self.writer.queue_usage(batch).await;
             drop(store);
+            // The rows are the writer's now (its buffer is bounded on its
+            // own): waiting for their batch holds back no other sync.
+            share.release();
             let written = match queued {
                 Ok(stored) => stored.await,
                 Err(e) => Err(e),

@@ -2,15 +2,19 @@
 //! panicking sync restarts the actor (counted the way actix's own supervisor
 //! tests count: atomics bumped in `started` / `restarting`).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use chrono::DurationRound;
 use tokentra_sync::actors::connection::{ConnectionActor, ConnectionLife, IsSyncing, Schedule, TriggerSync};
 use tokentra_sync::actors::writer::WriterActor;
 use tokentra_sync::app::App;
-use tokentra_sync::normalize::schema::{Granularity, RecordType};
+use tokentra_sync::normalize::schema::{
+    Dimensions, FetchedRecord, Granularity, Measures, RawField, RecordIdentity, RecordType,
+};
 use tokentra_sync::normalize::Normalizer;
 use tokentra_sync::providers::{
     EndpointFetch, EndpointSpec, HttpStats, Provider, ProviderAdapter, ProviderError, TimeWindow,
@@ -31,6 +35,9 @@ struct GatedAdapter {
     /// The window of every fetch, in order.
     windows: Arc<std::sync::Mutex<Vec<TimeWindow>>>,
     stats: Arc<HttpStats>,
+    /// Each fetch answers one record for the window's first hour, so the
+    /// sync has a delta to write.
+    answers_a_record: bool,
 }
 
 #[async_trait]
@@ -61,11 +68,42 @@ impl ProviderAdapter for GatedAdapter {
             });
         }
         self.gate.acquire().await.expect("gate open").forget();
-        Ok(EndpointFetch::default())
+        let mut fetch = EndpointFetch::default();
+        if self.answers_a_record {
+            fetch.records.push(one_record(window));
+        }
+        Ok(fetch)
     }
 
     fn http_stats(&self) -> Arc<HttpStats> {
         self.stats.clone()
+    }
+}
+
+/// One hour of completions usage at the start of `window`.
+fn one_record(window: TimeWindow) -> FetchedRecord {
+    let start = window.start.duration_trunc(chrono::Duration::hours(1)).unwrap();
+    FetchedRecord {
+        identity: RecordIdentity {
+            record_type: RecordType::Usage,
+            endpoint: "completions".into(),
+            granularity: Granularity::Hour,
+            bucket_start: start,
+            bucket_end: start + chrono::Duration::hours(1),
+            raw_group: BTreeMap::from([("model".to_string(), RawField::Text("gpt-4o".into()))]),
+        },
+        dims: Dimensions {
+            model_raw: "gpt-4o".into(),
+            service: "completions".into(),
+            ..Dimensions::default()
+        },
+        measures: Measures {
+            input_tokens: 100,
+            output_tokens: 10,
+            requests: 1,
+            requests_reported: true,
+            ..Measures::default()
+        },
     }
 }
 
@@ -99,6 +137,7 @@ async fn harness(test: &str) -> Harness {
             fail_next: fail_next.clone(),
             windows: windows.clone(),
             stats: Arc::new(HttpStats::default()),
+            answers_a_record: false,
         }),
         normalizer: Normalizer::new(&account.id, account.provider, app.pricing.clone()),
         store: app.store.clone(),
@@ -268,8 +307,78 @@ fn gated_sync(
         fail_next: Arc::new(AtomicBool::new(false)),
         windows: Arc::new(std::sync::Mutex::new(Vec::new())),
         stats: Arc::new(HttpStats::default()),
+        answers_a_record: false,
     });
     sync
+}
+
+/// With one sync slot, a second account syncs while the first one waits for
+/// the writer's batch: the wait holds no slot, so a batch's age does not cap
+/// how many syncs run per second. Both are acknowledged only once the batch
+/// is stored.
+#[actix_rt::test]
+async fn a_sync_waiting_for_its_batch_holds_no_sync_slot() {
+    let accounts = "[sync]\nmax_concurrent_syncs = 1\n\
+        [[accounts]]\nid = \"a\"\nprovider = \"openai\"\nbackfill_days = 1\n[accounts.credentials]\napi_key = \"sk-admin-FAKE-a\"\n\
+        [[accounts]]\nid = \"b\"\nprovider = \"openai\"\nbackfill_days = 1\n[accounts.credentials]\napi_key = \"sk-admin-FAKE-b\"\n";
+    let mut config = TestConfig::new("slot_batch", accounts).validated();
+    // Batches go only when the test flushes.
+    config.writer.max_batch_age = Duration::from_secs(600);
+    let app = App::new(config.clone()).unwrap();
+    migrations::migrate(&app.store).await.unwrap();
+    let writer = WriterActor::start_with_handle(app.store.clone(), config.writer.clone());
+    let open = Arc::new(Semaphore::new(1000));
+    let with_records = |index: usize, fetches: Arc<AtomicU32>| {
+        let mut sync = gated_sync(&app, &config, &writer, index, open.clone(), fetches.clone());
+        sync.adapter = Arc::new(GatedAdapter {
+            gate: open.clone(),
+            fetches,
+            panic_next: Arc::new(AtomicBool::new(false)),
+            fail_next: Arc::new(AtomicBool::new(false)),
+            windows: Arc::new(std::sync::Mutex::new(Vec::new())),
+            stats: Arc::new(HttpStats::default()),
+            answers_a_record: true,
+        });
+        sync
+    };
+    let (first_fetches, second_fetches) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let (first, second) = (
+        with_records(0, first_fetches.clone()),
+        with_records(1, second_fetches.clone()),
+    );
+    let first_run = actix_rt::spawn(async move { first.run(SyncKind::Incremental, "test").await });
+    eventually("the first sync's rows in the writer's buffer", || {
+        writer.buffered_rows() >= 1
+    })
+    .await;
+    let second_run = actix_rt::spawn(async move { second.run(SyncKind::Incremental, "test").await });
+    eventually("the second sync's rows beside them", || writer.buffered_rows() >= 2).await;
+    assert!(second_fetches.load(Ordering::SeqCst) >= 1);
+    assert!(
+        !first_run.is_finished() && !second_run.is_finished(),
+        "neither is done before its rows are stored"
+    );
+    // Flushed until both are done: each then queues its watermark, which
+    // waits for a batch too.
+    let sink = writer.sink();
+    while !(first_run.is_finished() && second_run.is_finished()) {
+        sink.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for run in [first_run, second_run] {
+        let reports = run.await.unwrap().unwrap();
+        assert!(
+            !reports.is_empty() && reports.iter().all(|r| r.succeeded && r.rows_added == 1),
+            "{reports:?}"
+        );
+    }
+    assert_eq!(app.sync_slots.available_permits(), 1);
+    let stored = crate::support::count(
+        &app.store,
+        "SELECT count() FROM {db}.usage_records WHERE connection_id IN ('a', 'b')",
+    )
+    .await;
+    assert_eq!(stored, 2, "each sync's one row, once");
 }
 
 /// With one sync slot, a second account's sync waits until the first one
@@ -302,8 +411,11 @@ async fn syncs_in_flight_are_bounded_across_accounts() {
     assert_eq!(second_fetches.load(Ordering::SeqCst), 0);
     assert_eq!(app.sync_slots.available_permits(), 0);
     gate.add_permits(1000);
-    assert!(first_run.await.unwrap().unwrap().iter().all(|r| r.succeeded));
-    assert!(second_run.await.unwrap().iter().all(|r| r.succeeded));
+    // Both polled: a sync takes a slot again for its names once its window
+    // let go of it, and the second one is first in line by then.
+    let (first_reports, second_reports) = futures::join!(first_run, second_run);
+    assert!(first_reports.unwrap().unwrap().iter().all(|r| r.succeeded));
+    assert!(second_reports.unwrap().iter().all(|r| r.succeeded));
     assert!(second_fetches.load(Ordering::SeqCst) >= 1);
 }
 
