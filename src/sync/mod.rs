@@ -218,12 +218,39 @@ impl AccountSync {
         trigger: &'static str,
         run_id: Option<String>,
     ) -> Result<Vec<SyncReport>, SyncError> {
-        let mut slot = Some(self.sync_slot().await);
+        let slot = Arc::new(self.sync_slot().await);
         let stored = self.sync_state().await?;
+        // The names, when due, are read beside the first window, under its slot.
+        let names = self.refresh_names(slot.clone());
+        let windows = self.sync_windows(kind, slot, stored.as_ref(), trigger, run_id);
+        let (reports, ()) = futures::join!(windows, names);
+        let reports = reports?;
+        // The last watermark is stored with the next batch: waited for
+        // without a slot, so the wait holds back no other account, and a
+        // caller sees the run's watermark stored when it returns.
+        self.known_state.settle().await.map_err(|source| SyncError::Writer {
+            account: self.account.id.clone(),
+            source,
+        })?;
+        Ok(reports)
+    }
+
+    /// Syncs the chunks of a sync of `kind` from `stored` in order, the
+    /// first under `slot`, each later one under a slot of its own, moving the
+    /// watermark after each stored chunk and stopping at the first failed one.
+    async fn sync_windows(
+        &self,
+        kind: SyncKind,
+        slot: Arc<OwnedSemaphorePermit>,
+        stored: Option<&Watermark>,
+        trigger: &'static str,
+        run_id: Option<String>,
+    ) -> Result<Vec<SyncReport>, SyncError> {
         let now = Utc::now();
-        let mut watermark = stored.as_ref().map(|s| s.watermark);
-        let plan = window::plan(kind, watermark, now, &self.policy);
+        let plan = window::plan(kind, stored.map(|s| s.watermark), now, &self.policy);
         let trigger = if plan.starts_history { "backfill" } else { trigger };
+        let mut slot = Some(slot);
+        let mut watermark = stored.map(|s| s.watermark);
         let mut reports = Vec::new();
         for (index, chunk) in plan.chunks.iter().enumerate() {
             let id = match (&run_id, index) {
@@ -233,10 +260,10 @@ impl AccountSync {
             };
             let slot = match slot.take() {
                 Some(slot) => slot,
-                None => self.sync_slot().await,
+                None => Arc::new(self.sync_slot().await),
             };
             let report = self
-                .sync_window(*chunk, slot, trigger, stored.as_ref().map(|s| s.last_success_at), id)
+                .sync_window(*chunk, slot, trigger, stored.map(|s| s.last_success_at), id)
                 .await?;
             let succeeded = report.succeeded;
             reports.push(report);
@@ -250,17 +277,9 @@ impl AccountSync {
             let deep_done = last_chunk && (kind == SyncKind::Deep || plan.starts_history);
             if next != watermark || deep_done {
                 watermark = next;
-                self.store_watermark(stored.as_ref(), watermark, deep_done, now).await?;
+                self.store_watermark(stored, watermark, deep_done, now).await?;
             }
         }
-        self.refresh_names(slot).await;
-        // The last watermark is stored with the next batch: waited for
-        // without a slot, so the wait holds back no other account, and a
-        // caller sees the run's watermark stored when it returns.
-        self.known_state.settle().await.map_err(|source| SyncError::Writer {
-            account: self.account.id.clone(),
-            source,
-        })?;
         Ok(reports)
     }
 
@@ -295,17 +314,13 @@ impl AccountSync {
     }
 
     /// Re-reads the provider's workspace and key names when due, holding a
-    /// sync slot (the one given, if any, else one waited for). Never part of
-    /// the sync's outcome: a failure is logged and counted, and the usage
-    /// sync's report stands as it is.
-    async fn refresh_names(&self, slot: Option<OwnedSemaphorePermit>) {
+    /// share of `slot`. Never part of the sync's outcome: a failure is
+    /// logged and counted, and the usage sync's report stands as it is.
+    async fn refresh_names(&self, slot: Arc<OwnedSemaphorePermit>) {
+        let _share = slot;
         if !self.names.take_due() {
             return;
         }
-        let _slot = match slot {
-            Some(slot) => slot,
-            None => self.sync_slot().await,
-        };
         let (account, provider) = (&self.account.id, self.account.provider);
         match crate::names::refresh::refresh(self.adapter.as_ref(), &self.store, account, self.endpoint_deadline).await
         {
@@ -371,7 +386,7 @@ impl AccountSync {
     pub async fn sync_window(
         &self,
         window: TimeWindow,
-        slot: OwnedSemaphorePermit,
+        slot: Arc<OwnedSemaphorePermit>,
         trigger: &'static str,
         last_success: Option<DateTime<Utc>>,
         run_id: Option<String>,
@@ -411,7 +426,6 @@ impl AccountSync {
         let (basis_tx, basis_rx) = tokio::sync::watch::channel::<Option<BasisRows>>(None);
         let (basis_tx, basis_rx) = (&basis_tx, &basis_rx);
         let fetches = &tokio::sync::Semaphore::new(FETCH_CONCURRENCY);
-        let slot = Arc::new(slot);
         let endpoint_syncs: Vec<_> = endpoints
             .into_iter()
             .map(|endpoint| {
