@@ -176,9 +176,11 @@ impl ConnectionActor {
             self.next_verify = std::time::Instant::now() + self.schedule.verify_interval;
         }
         let verify_days = self.schedule.verify_days;
+        // Each step boxed: every account due at once has this future, so it
+        // stays small while it waits (see `AccountSync::run_as`).
         let work = async move {
             let kind = match kind {
-                SyncKind::Incremental => upgrade_to_deep(&sync, deep_interval).await,
+                SyncKind::Incremental => Box::pin(upgrade_to_deep(&sync, deep_interval)).await,
                 other => other,
             };
             let trigger = match kind {
@@ -189,7 +191,7 @@ impl ConnectionActor {
             let trigger = if run_id.is_some() { "manual" } else { trigger };
             let result = sync.run_as(kind, trigger, run_id).await;
             if verify_due {
-                verify(&sync, verify_days).await;
+                Box::pin(verify(&sync, verify_days)).await;
             }
             (kind, result)
         };

@@ -77,7 +77,7 @@ impl Default for RawWriter {
         Self {
             max_batch_rows: 50_000,
             max_batch_age: "1s".into(),
-            max_buffer_rows: 200_000,
+            max_buffer_rows: 100_000,
             retry_max_delay: "30s".into(),
         }
     }

@@ -77,10 +77,12 @@ pub struct RefreshOutcome {
     pub key_rows: usize,
 }
 
-/// Fetches the account's names and appends what changed.
+/// Fetches the account's names and appends what changed; the reads and
+/// writes wait for one of `store_slots` (the fetch never holds one).
 pub async fn refresh(
     adapter: &dyn ProviderAdapter,
     client: &ClickhouseClient,
+    store_slots: &tokio::sync::Semaphore,
     account: &str,
     deadline: Duration,
 ) -> Result<RefreshOutcome, NamesError> {
@@ -97,6 +99,7 @@ pub async fn refresh(
         account: account.to_string(),
         source,
     };
+    let _store = store_slots.acquire().await.expect("store slots are never closed");
     let workspaces = store::current_workspace_names(client, account)
         .await
         .map_err(store_error)?;

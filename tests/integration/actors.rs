@@ -312,6 +312,20 @@ fn gated_sync(
     sync
 }
 
+/// Every account due at once holds a sync's future while it waits for a
+/// slot: at 10,000 accounts a 6.8 KB future was 68 MB of the heap's peak.
+#[actix_rt::test]
+async fn a_sync_waiting_for_its_slot_is_small() {
+    let accounts = "[[accounts]]\nid = \"a\"\nprovider = \"openai\"\nbackfill_days = 1\n[accounts.credentials]\napi_key = \"sk-admin-FAKE-a\"\n";
+    let config = TestConfig::new("small_future", accounts).validated();
+    let app = App::new(config.clone()).unwrap();
+    let writer = WriterActor::start_with_handle(app.store.clone(), config.writer.clone());
+    let sync = app.account_sync(&config.accounts[0], writer.sink()).unwrap();
+    let waiting = sync.run(SyncKind::Incremental, "test");
+    let size = std::mem::size_of_val(&waiting);
+    assert!(size <= 512, "a sync's future is {size} bytes");
+}
+
 /// With one sync slot, a second account syncs while the first one waits for
 /// the writer's batch: the wait holds no slot, so a batch's age does not cap
 /// how many syncs run per second. Both are acknowledged only once the batch
