@@ -112,10 +112,11 @@ pub struct SyncConfig {
     pub endpoint_deadline: Duration,
     /// The largest provider response accepted, in bytes.
     pub max_response_bytes: usize,
-    /// Syncs in flight across all accounts (provider waits included).
+    /// Syncs fetching, diffing or queueing across all accounts (provider
+    /// waits included; the wait for the writer's batch is not).
     pub max_concurrent_syncs: usize,
     /// ClickHouse work in flight across all accounts: scope reads, diffs and
-    /// writes of syncs, and verifies. Separate from `max_concurrent_syncs` so
+    /// writes of syncs, names refreshes, and verifies. Separate from `max_concurrent_syncs` so
     /// a sync waiting on a slow provider never holds back another's store.
     pub max_concurrent_store: usize,
     /// How often an account's workspace and key names are re-read (0 = every sync).

@@ -165,7 +165,7 @@ impl Default for RawSync {
             request_timeout: "60s".into(),
             endpoint_deadline: "10m".into(),
             max_response_mb: 32,
-            max_concurrent_syncs: 128,
+            max_concurrent_syncs: 64,
             max_concurrent_store: 64,
             names_interval: "1h".into(),
             stored_state_ttl: "1h".into(),
