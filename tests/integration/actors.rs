@@ -40,6 +40,21 @@ struct GatedAdapter {
     answers_a_record: bool,
 }
 
+impl GatedAdapter {
+    /// Behind `gate`, counting its fetches in `fetches`, answering nothing.
+    fn new(gate: Arc<Semaphore>, fetches: Arc<AtomicU32>) -> Self {
+        Self {
+            gate,
+            fetches,
+            panic_next: Arc::new(AtomicBool::new(false)),
+            fail_next: Arc::new(AtomicBool::new(false)),
+            windows: Arc::new(std::sync::Mutex::new(Vec::new())),
+            stats: Arc::new(HttpStats::default()),
+            answers_a_record: false,
+        }
+    }
+}
+
 #[async_trait]
 impl ProviderAdapter for GatedAdapter {
     fn provider(&self) -> Provider {
@@ -300,15 +315,7 @@ fn gated_sync(
     fetches: Arc<AtomicU32>,
 ) -> AccountSync {
     let mut sync = app.account_sync(&config.accounts[index], writer.sink()).unwrap();
-    sync.adapter = Arc::new(GatedAdapter {
-        gate,
-        fetches,
-        panic_next: Arc::new(AtomicBool::new(false)),
-        fail_next: Arc::new(AtomicBool::new(false)),
-        windows: Arc::new(std::sync::Mutex::new(Vec::new())),
-        stats: Arc::new(HttpStats::default()),
-        answers_a_record: false,
-    });
+    sync.adapter = Arc::new(GatedAdapter::new(gate, fetches));
     sync
 }
 
@@ -345,13 +352,8 @@ async fn a_sync_waiting_for_its_batch_holds_no_sync_slot() {
     let with_records = |index: usize, fetches: Arc<AtomicU32>| {
         let mut sync = gated_sync(&app, &config, &writer, index, open.clone(), fetches.clone());
         sync.adapter = Arc::new(GatedAdapter {
-            gate: open.clone(),
-            fetches,
-            panic_next: Arc::new(AtomicBool::new(false)),
-            fail_next: Arc::new(AtomicBool::new(false)),
-            windows: Arc::new(std::sync::Mutex::new(Vec::new())),
-            stats: Arc::new(HttpStats::default()),
             answers_a_record: true,
+            ..GatedAdapter::new(open.clone(), fetches)
         });
         sync
     };
