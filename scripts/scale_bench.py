@@ -127,6 +127,15 @@ def wait_for(what, probe, limit, every=0.5):
         time.sleep(every)
 
 
+def backfilled_accounts(ch, db):
+    """Accounts whose first backfill stored its last chunk (it counts as a deep sync)."""
+    tsv = ch.query(
+        f"SELECT connection_id FROM {db}.sync_state GROUP BY connection_id "
+        f"HAVING toUnixTimestamp(argMax(last_deep_sync_at, updated_at)) > 0"
+    )
+    return set(tsv.split())
+
+
 def runs_since(ch, db, since, status=None):
     """(account -> (status, error_kind, connection_status, duration_ms, finished)) of runs started at or after `since`."""
     where = f"started_at >= toDateTime({int(since)}, 'UTC')"
@@ -299,7 +308,7 @@ def scenario(args, repo, binary, accounts, broken):
         t0 = time.time()
         cpu0 = {"ch": cpu_seconds(ch.pid), "sim": cpu_seconds(sim.pid)}
         daemon = subprocess.Popen(args.daemon_prefix.split() + [binary, "run", "-c", config], stdout=subprocess.DEVNULL, stderr=daemon_log,
-                                  env=dict(os.environ, TOKENTRA_LOG="warn"))
+                                  env=dict(os.environ, TOKENTRA_LOG=args.daemon_log))
         procs.append(daemon)
         rss = RssWatch(daemon.pid)
         rss.start()
@@ -310,11 +319,16 @@ def scenario(args, repo, binary, accounts, broken):
         expected_broken = {a for i, a in enumerate(ids) if (i + 1) * broken // 100 > i * broken // 100}
 
         def first_runs():
+            # A backfill longer than a chunk (7 days) records a run per chunk,
+            # so an account is done once its backfill's last chunk stored the
+            # watermark as a deep sync too, not at its first run row.
             try:
                 runs = runs_since(ch, db, 0)
+                backfilled = backfilled_accounts(ch, db)
             except (urllib.error.URLError, OSError):
                 return None
-            return runs if all(a in runs for a in ids if a not in expected_broken) else None
+            done = all(a in runs and a in backfilled for a in ids if a not in expected_broken)
+            return runs if done else None
 
         first = wait_for("a finished first sync of every healthy account", first_runs, args.timeout)
         t1 = time.time()
@@ -331,8 +345,9 @@ def scenario(args, repo, binary, accounts, broken):
         # Idle: the daemon with nothing due. The backfill's merges finish
         # first, so the cycle is not charged for them.
         settle_merges(ch)
+        idle_from = cpu_seconds(daemon.pid)
         time.sleep(args.idle_secs)
-        idle_cpu = (cpu_seconds(daemon.pid) - cpu1["daemon"]) / args.idle_secs
+        idle_cpu = (cpu_seconds(daemon.pid) - idle_from) / args.idle_secs
         idle_rss = rss_mb(daemon.pid)
         rss.take_peak()
         if args.kill_at_idle:
@@ -563,6 +578,8 @@ def main():
                         help="after the cycle, how long to wait for broken accounts' first attempts")
     parser.add_argument("--json", help="write all results here")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--daemon-log", default="warn",
+                        help="the daemon's TOKENTRA_LOG filter (its log is kept with --keep)")
     parser.add_argument("--ingest-baseline", action="store_true",
                         help="after the first sync, time clickhouse-client inserting the same rows alone")
     parser.add_argument("--daemon-prefix", default="",
