@@ -128,7 +128,8 @@ pub struct HttpSetup {
     pub policy: RetryPolicy,
     pub auth: Arc<dyn Authenticator>,
     pub classifier: Arc<dyn RetryClassifier>,
-    /// Requests per second this credential may make (client-side limit).
+    /// Requests per second this credential may make (client-side limit),
+    /// with a burst of [`BURST_SECONDS`] of them.
     pub requests_per_second: u32,
     /// Shown with a 401/403: which key type is needed and where to get it.
     pub auth_hint: String,
@@ -150,17 +151,46 @@ struct Inner {
     paused_until: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
-impl ProviderHttp {
-    pub fn new(setup: HttpSetup) -> Self {
-        let requests_per_second = setup.requests_per_second;
-        Self::with_limit(setup, Arc::new(HttpStats::default()), requests_per_second)
+/// How many seconds of a credential's rate it may spend at once. A sync
+/// asks for one page of each of its endpoints (OpenAI has 11) every few
+/// minutes: with no burst, each sync waited for the limiter, holding its
+/// sync slot, ~2 s for an OpenAI account (most of a 10,000-account cycle's
+/// slot time). The sustained rate is unchanged.
+pub const BURST_SECONDS: u32 = 3;
+
+/// A client-side limit: `per_second` sustained, `burst` at once.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestRate {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+impl RequestRate {
+    /// `per_second` with the usual burst ([`BURST_SECONDS`] of it).
+    pub fn per_second(per_second: u32) -> Self {
+        Self {
+            per_second,
+            burst: per_second.saturating_mul(BURST_SECONDS),
+        }
     }
 
-    fn with_limit(setup: HttpSetup, stats: Arc<HttpStats>, requests_per_second: u32) -> Self {
-        let rate = NonZeroU32::new(requests_per_second.max(1)).expect("at least 1");
+    fn quota(self) -> Quota {
+        let rate = NonZeroU32::new(self.per_second.max(1)).expect("at least 1");
+        let burst = NonZeroU32::new(self.burst.max(1)).expect("at least 1");
+        Quota::per_second(rate).allow_burst(burst)
+    }
+}
+
+impl ProviderHttp {
+    pub fn new(setup: HttpSetup) -> Self {
+        let rate = RequestRate::per_second(setup.requests_per_second);
+        Self::with_limit(setup, Arc::new(HttpStats::default()), rate)
+    }
+
+    fn with_limit(setup: HttpSetup, stats: Arc<HttpStats>, rate: RequestRate) -> Self {
         Self {
             inner: Arc::new(Inner {
-                limiter: RateLimiter::direct(Quota::per_second(rate)),
+                limiter: RateLimiter::direct(rate.quota()),
                 setup,
                 stats,
                 paused_until: std::sync::Mutex::new(None),
@@ -172,8 +202,8 @@ impl ProviderHttp {
     /// provider's API with a stricter quota than the rest: same credentials,
     /// retry policy and request counts; its own requests per second and
     /// `Retry-After` pause.
-    pub fn with_own_limit(&self, requests_per_second: u32) -> Self {
-        Self::with_limit(self.inner.setup.clone(), self.inner.stats.clone(), requests_per_second)
+    pub fn with_own_limit(&self, rate: RequestRate) -> Self {
+        Self::with_limit(self.inner.setup.clone(), self.inner.stats.clone(), rate)
     }
 
     pub fn client(&self) -> &'static reqwest::Client {
@@ -554,4 +584,31 @@ fn without_url(err: &reqwest::Error) -> String {
         source = inner.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How many requests a fresh limiter lets through before it makes one wait.
+    fn at_once(rate: RequestRate) -> u32 {
+        let limiter = RateLimiter::direct(rate.quota());
+        let mut n = 0;
+        while limiter.check().is_ok() {
+            n += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn a_credential_spends_its_burst_at_once_then_is_paced() {
+        assert_eq!(at_once(RequestRate::per_second(5)), 5 * BURST_SECONDS);
+        assert_eq!(
+            at_once(RequestRate {
+                per_second: 1,
+                burst: 2
+            }),
+            2
+        );
+    }
 }

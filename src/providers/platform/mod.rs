@@ -14,7 +14,7 @@ pub mod settings;
 
 pub use auth::{Authenticator, CachedToken, StaticHeaders, Token, TokenSource};
 pub use guards::MeasurePolicy;
-pub use http::{HttpSetup, HttpStats, ProviderHttp, RetryPolicy};
+pub use http::{HttpSetup, HttpStats, ProviderHttp, RequestRate, RetryPolicy};
 pub use paging::{Page, PageBucket, PageError, Pager, Spread};
 pub use redact::Redactor;
 pub use retry::{RetryClassifier, StandardClassifier, Verdict};
