@@ -24,7 +24,7 @@ use crate::store::state::{SyncRunRow, SyncStateRow};
 use crate::store::verify::DailyRow;
 use crate::store::ClickhouseClient;
 
-use crate::store::sink::{RowSink, StoredAck, UsageRows};
+use crate::store::sink::{NameRows, RowSink, StoredAck, UsageRows};
 pub use crate::store::sink::{SinkError as WriterError, WriteAck};
 
 /// Rows bound for one table.
@@ -34,6 +34,7 @@ enum Payload {
     Daily(Vec<DailyRow>),
     Run(SyncRunRow),
     State(SyncStateRow),
+    Names(NameRows),
 }
 
 impl Payload {
@@ -41,6 +42,7 @@ impl Payload {
         match self {
             Payload::Usage(rows) => rows.len(),
             Payload::Daily(rows) => rows.len(),
+            Payload::Names(rows) => rows.len(),
             Payload::Run(_) | Payload::State(_) => 1,
         }
     }
@@ -273,6 +275,12 @@ async fn store_items(
             _ => None,
         })
     };
+    let names = || {
+        items.iter().filter_map(|p| match &p.payload {
+            Payload::Names(rows) => Some(rows),
+            _ => None,
+        })
+    };
     let mut retried = false;
     let (usage_rows, chunk) = (usage().count(), chunk.max(1));
     for offset in (0..usage_rows).step_by(chunk) {
@@ -285,6 +293,16 @@ async fn store_items(
     let count = daily().count();
     retried |= with_retry("usage_daily", client, max_delay, || {
         client.insert_iter("usage_daily", daily(), count)
+    })
+    .await?;
+    let count = names().map(|n| n.workspaces.len()).sum();
+    retried |= with_retry("workspace_names", client, max_delay, || {
+        client.insert_iter("workspace_names", names().flat_map(|n| &n.workspaces), count)
+    })
+    .await?;
+    let count = names().map(|n| n.keys.len()).sum();
+    retried |= with_retry("api_key_names", client, max_delay, || {
+        client.insert_iter("api_key_names", names().flat_map(|n| &n.keys), count)
     })
     .await?;
     let count = runs().count();
@@ -402,6 +420,14 @@ impl RowSink for WriterHandle {
 
     async fn queue_state(&self, state: SyncStateRow) -> Result<StoredAck, WriterError> {
         let ack = self.queue(Payload::State(state)).await?;
+        Ok(Box::pin(async move { ack.await.map_err(|_| WriterError::Stopped)? }))
+    }
+
+    async fn queue_names(&self, names: NameRows) -> Result<StoredAck, WriterError> {
+        if names.is_empty() {
+            return Ok(Box::pin(async { Ok(WriteAck::default()) }));
+        }
+        let ack = self.queue(Payload::Names(names)).await?;
         Ok(Box::pin(async move { ack.await.map_err(|_| WriterError::Stopped)? }))
     }
 

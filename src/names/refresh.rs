@@ -13,17 +13,55 @@ use super::store::{self, ApiKeyNameRow, Current, KeyFacts, WorkspaceNameRow};
 use crate::normalize::schema::to_ch_seconds;
 use crate::providers::names::NameSnapshot;
 use crate::providers::{Provider, ProviderAdapter, ProviderError};
+use crate::store::sink::{NameRows, RowSink, SinkError};
 use crate::store::{ClickhouseClient, StoreError};
 
 /// The default of `sync.names_interval`.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(3_600);
 
-/// When an account's names are due again. Marked on every attempt, failed
-/// ones included, so a broken names endpoint is not asked every sync.
+/// When an account's names are due again, and what this process knows is
+/// stored. Marked due on every attempt, failed ones included, so a broken
+/// names endpoint is not asked every sync.
 #[derive(Debug)]
 pub struct NamesGate {
     interval: Duration,
     last: Mutex<Option<Instant>>,
+    /// The current names as of the last refresh that stored its rows: the
+    /// account's lock makes this process their only writer, so only its
+    /// first refresh reads them from ClickHouse. Forgotten on any failure.
+    stored: Mutex<Option<StoredNames>>,
+}
+
+/// An account's current names, by id.
+#[derive(Clone, Debug, Default)]
+struct StoredNames {
+    workspaces: BTreeMap<String, Current<String>>,
+    keys: BTreeMap<String, Current<KeyFacts>>,
+}
+
+impl StoredNames {
+    /// The names once `rows` are stored on top.
+    fn apply(&mut self, rows: &NameRows) {
+        for row in &rows.workspaces {
+            let current = Current {
+                value: row.name.clone(),
+                observed_at: row.observed_at,
+            };
+            self.workspaces.insert(row.workspace_id.clone(), current);
+        }
+        for row in &rows.keys {
+            let facts = KeyFacts {
+                name: row.name.clone(),
+                hint: row.key_hint.clone(),
+                workspace_id: row.workspace_id.clone(),
+            };
+            let current = Current {
+                value: facts,
+                observed_at: row.observed_at,
+            };
+            self.keys.insert(row.api_key_id.clone(), current);
+        }
+    }
 }
 
 impl Default for NamesGate {
@@ -37,7 +75,16 @@ impl NamesGate {
         Self {
             interval,
             last: Mutex::new(None),
+            stored: Mutex::new(None),
         }
+    }
+
+    fn recall(&self) -> Option<StoredNames> {
+        self.stored.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn remember(&self, names: Option<StoredNames>) {
+        *self.stored.lock().unwrap_or_else(|p| p.into_inner()) = names;
     }
 
     /// Whether a refresh is due now; if so, it counts as started.
@@ -55,11 +102,17 @@ impl NamesGate {
 pub enum NamesError {
     #[error("{0}")]
     Provider(#[from] ProviderError),
-    #[error("account '{account}': storing names failed: {source}")]
+    #[error("account '{account}': reading stored names failed: {source}")]
     Store {
         account: String,
         #[source]
         source: StoreError,
+    },
+    #[error("account '{account}': storing names failed: {source}")]
+    Write {
+        account: String,
+        #[source]
+        source: SinkError,
     },
     #[error("account '{account}': the names fetch did not finish within {}s", after.as_secs())]
     Timeout { account: String, after: Duration },
@@ -77,14 +130,41 @@ pub struct RefreshOutcome {
     pub key_rows: usize,
 }
 
-/// Fetches the account's names and appends what changed; the reads and
-/// writes wait for one of `store_slots` (the fetch never holds one).
-pub async fn refresh(
+/// Where a refresh reads and writes.
+pub struct NamesStore<'a> {
+    pub client: &'a ClickhouseClient,
+    /// The reads wait for one of these (the fetch never holds one).
+    pub store_slots: &'a tokio::sync::Semaphore,
+    /// The writes go through the writer's batches.
+    pub sink: &'a dyn RowSink,
+    pub gate: &'a NamesGate,
+}
+
+/// Fetches the account's names and appends what changed. The stored names
+/// are read only when this process does not know them yet. `held` (the
+/// sync's slot) is let go once the rows are queued: the wait for their
+/// batch holds back no other sync.
+pub async fn refresh<H: Send>(
     adapter: &dyn ProviderAdapter,
-    client: &ClickhouseClient,
-    store_slots: &tokio::sync::Semaphore,
+    store: NamesStore<'_>,
     account: &str,
     deadline: Duration,
+    held: H,
+) -> Result<RefreshOutcome, NamesError> {
+    let refreshed = refresh_with(adapter, &store, account, deadline, held).await;
+    if refreshed.is_err() {
+        // A write may or may not have landed: read again next time.
+        store.gate.remember(None);
+    }
+    refreshed
+}
+
+async fn refresh_with<H: Send>(
+    adapter: &dyn ProviderAdapter,
+    store: &NamesStore<'_>,
+    account: &str,
+    deadline: Duration,
+    held: H,
 ) -> Result<RefreshOutcome, NamesError> {
     let fetched = tokio::time::timeout(deadline, adapter.fetch_names())
         .await
@@ -99,22 +179,43 @@ pub async fn refresh(
         account: account.to_string(),
         source,
     };
-    let _store = store_slots.acquire().await.expect("store slots are never closed");
-    let workspaces = store::current_workspace_names(client, account)
-        .await
-        .map_err(store_error)?;
-    let keys = store::current_key_names(client, account).await.map_err(store_error)?;
-    let (workspace_rows, key_rows) = changes(account, adapter.provider(), &snapshot, &workspaces, &keys, Utc::now());
-    store::insert_workspace_names(client, &workspace_rows)
-        .await
-        .map_err(store_error)?;
-    store::insert_key_names(client, &key_rows).await.map_err(store_error)?;
+    let mut stored = match store.gate.recall() {
+        Some(stored) => stored,
+        None => {
+            let _slot = store.store_slots.acquire().await.expect("store slots are never closed");
+            let client = store.client;
+            StoredNames {
+                workspaces: store::current_workspace_names(client, account)
+                    .await
+                    .map_err(store_error)?,
+                keys: store::current_key_names(client, account).await.map_err(store_error)?,
+            }
+        }
+    };
+    let (workspaces, keys) = changes(
+        account,
+        adapter.provider(),
+        &snapshot,
+        &stored.workspaces,
+        &stored.keys,
+        Utc::now(),
+    );
+    let rows = NameRows { workspaces, keys };
+    let write_error = |source| NamesError::Write {
+        account: account.to_string(),
+        source,
+    };
+    let stored_ack = store.sink.queue_names(rows.clone()).await.map_err(write_error)?;
+    drop(held);
+    stored_ack.await.map_err(write_error)?;
+    stored.apply(&rows);
+    store.gate.remember(Some(stored));
     Ok(RefreshOutcome {
         supported: true,
         workspaces_seen: snapshot.workspaces.len(),
         keys_seen: snapshot.api_keys.len(),
-        workspace_rows: workspace_rows.len(),
-        key_rows: key_rows.len(),
+        workspace_rows: rows.workspaces.len(),
+        key_rows: rows.keys.len(),
     })
 }
 

@@ -1,4 +1,5 @@
-//! The names tables in ClickHouse: read what is current, append what changed.
+//! The names tables in ClickHouse: their rows, and reads of what is current
+//! (rows are appended through the writer, `crate::store::sink::RowSink`).
 
 use std::collections::BTreeMap;
 
@@ -187,14 +188,6 @@ pub async fn workspace_is_known(
         .bind(workspace_id);
     let known: Option<Known> = client.fetch_optional("lookup of a workspace", query).await?;
     Ok(known.is_some_and(|k| k.n > 0))
-}
-
-pub async fn insert_workspace_names(client: &ClickhouseClient, rows: &[WorkspaceNameRow]) -> Result<(), StoreError> {
-    client.insert_rows("workspace_names", rows).await
-}
-
-pub async fn insert_key_names(client: &ClickhouseClient, rows: &[ApiKeyNameRow]) -> Result<(), StoreError> {
-    client.insert_rows("api_key_names", rows).await
 }
 
 pub async fn insert_display_name(client: &ClickhouseClient, row: &DisplayNameRow) -> Result<(), StoreError> {

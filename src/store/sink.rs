@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use super::diff::Delta;
 use super::state::{SyncRunRow, SyncStateRow};
 use super::verify::DailyRow;
+use crate::names::store::{ApiKeyNameRow, WorkspaceNameRow};
 use crate::normalize::schema::UsageRow;
 
 /// A delta's rows on their way to `usage_records`: rows of its own, and
@@ -91,6 +92,23 @@ pub enum SinkError {
     Rejected(String),
 }
 
+/// The names rows of one refresh.
+#[derive(Clone, Debug, Default)]
+pub struct NameRows {
+    pub workspaces: Vec<WorkspaceNameRow>,
+    pub keys: Vec<ApiKeyNameRow>,
+}
+
+impl NameRows {
+    pub fn len(&self) -> usize {
+        self.workspaces.len() + self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Resolves once queued rows are stored.
 pub type StoredAck = std::pin::Pin<Box<dyn std::future::Future<Output = Result<WriteAck, SinkError>> + Send>>;
 
@@ -114,6 +132,11 @@ pub trait RowSink: Send + Sync + 'static {
     /// window's rows were stored never lands before them, and the sender
     /// need not wait for it while it holds anything.
     async fn queue_state(&self, state: SyncStateRow) -> Result<StoredAck, SinkError>;
+    /// Rows for `workspace_names` and `api_key_names`, in two steps like
+    /// `queue_usage`. Through the writer's batches: one INSERT per account
+    /// and table made a 10,000-account first sync send 4,446 tiny INSERTs
+    /// (13 s of ClickHouse CPU, then merges).
+    async fn queue_names(&self, names: NameRows) -> Result<StoredAck, SinkError>;
     /// Stores everything buffered.
     async fn flush(&self) -> Result<(), SinkError>;
 }

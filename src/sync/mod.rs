@@ -331,18 +331,18 @@ impl AccountSync {
     /// share of `slot`. Never part of the sync's outcome: a failure is
     /// logged and counted, and the usage sync's report stands as it is.
     async fn refresh_names(&self, slot: Arc<OwnedSemaphorePermit>) {
-        let _share = slot;
         if !self.names.take_due() {
             return;
         }
         let (account, provider) = (&self.account.id, self.account.provider);
-        let refreshed = crate::names::refresh::refresh(
-            self.adapter.as_ref(),
-            &self.store,
-            &self.store_slots,
-            account,
-            self.endpoint_deadline,
-        );
+        let store = crate::names::refresh::NamesStore {
+            client: &self.store,
+            store_slots: &self.store_slots,
+            sink: self.writer.as_ref(),
+            gate: &self.names,
+        };
+        let refreshed =
+            crate::names::refresh::refresh(self.adapter.as_ref(), store, account, self.endpoint_deadline, slot);
         match refreshed.await {
             Ok(outcome) if !outcome.supported => {}
             Ok(outcome) => {

@@ -414,3 +414,81 @@ async fn one_display_name_across_providers_is_one_dashboard_row() {
     );
     sim.stop().await;
 }
+
+/// Only a process's first refresh reads the stored names: later ones know
+/// them from what they wrote (the account lock makes the process their only
+/// writer), so their reads go to a server that is down here and the refresh
+/// still appends exactly the renamed workspace. A failed write forgets them.
+#[actix_rt::test]
+async fn a_later_refresh_knows_the_stored_names_without_reading_them() {
+    use tokentra_sync::names::refresh::{refresh, NamesStore};
+
+    let sim = support::start_sim(34, 1).await;
+    let config = config("names_known", &sim);
+    let client = config.client();
+    let syncs = syncs(&config).await;
+    let sync = &syncs[0];
+    let down = {
+        let mut ch = config.validated().clickhouse.clone();
+        ch.url = format!("http://127.0.0.1:{}", support::free_port());
+        ClickhouseClient::new(&ch)
+    };
+    let slots = tokio::sync::Semaphore::new(1);
+    let deadline = Duration::from_secs(30);
+    let store = |client| NamesStore {
+        client,
+        store_slots: &slots,
+        sink: sync.writer.as_ref(),
+        gate: &sync.names,
+    };
+    let first = refresh(sync.adapter.as_ref(), store(&client), OPENAI, deadline, ())
+        .await
+        .unwrap();
+    assert!(first.workspace_rows > 0, "{first:?}");
+    let stored = || async {
+        support::count(
+            &client,
+            &format!("SELECT count() FROM {{db}}.workspace_names WHERE connection_id = '{OPENAI}'"),
+        )
+        .await
+    };
+    let rows_after_first = stored().await;
+    assert_eq!(rows_after_first as usize, first.workspace_rows);
+
+    let project = lines(
+        &client,
+        &format!("SELECT workspace_id FROM {{db}}.workspace_names WHERE connection_id = '{OPENAI}' LIMIT 1"),
+    )
+    .await[0]
+        .clone();
+    sim.rename(NameChange {
+        provider: "openai".into(),
+        org: "org-1".into(),
+        id: project.clone(),
+        name: "Known v2".into(),
+    });
+    let second = refresh(sync.adapter.as_ref(), store(&down), OPENAI, deadline, ())
+        .await
+        .unwrap();
+    assert_eq!((second.workspace_rows, second.key_rows), (1, 0), "{second:?}");
+    assert_eq!(stored().await, rows_after_first + 1);
+    let current = lines(
+        &client,
+        &format!("SELECT argMax(name, observed_at) AS n FROM {{db}}.workspace_names WHERE workspace_id = '{project}'"),
+    )
+    .await;
+    assert_eq!(current, ["Known v2"]);
+
+    // A refresh that fails forgets what it knew: the next one must read.
+    sim.set_names_down(true);
+    assert!(refresh(sync.adapter.as_ref(), store(&client), OPENAI, deadline, ())
+        .await
+        .is_err());
+    sim.set_names_down(false);
+    let after_failure = refresh(sync.adapter.as_ref(), store(&down), OPENAI, deadline, ()).await;
+    assert!(
+        matches!(after_failure, Err(tokentra_sync::names::NamesError::Store { .. })),
+        "{after_failure:?}"
+    );
+    sim.stop().await;
+}

@@ -7,7 +7,7 @@ use tokentra_sync::actors::writer::WriterActor;
 use tokentra_sync::app::App;
 use tokentra_sync::normalize::schema::UsageRow;
 use tokentra_sync::simulator::{SimHandle, TruthOptions};
-use tokentra_sync::store::sink::{RowSink, SinkError, StoredAck, UsageRows, WriteAck};
+use tokentra_sync::store::sink::{NameRows, RowSink, SinkError, StoredAck, UsageRows, WriteAck};
 use tokentra_sync::store::state::{SyncRunRow, SyncStateRow};
 use tokentra_sync::store::verify::DailyRow;
 use tokentra_sync::store::{migrations, ClickhouseClient};
@@ -514,6 +514,10 @@ impl RowSink for HeldSink {
 
     async fn queue_state(&self, state: SyncStateRow) -> Result<StoredAck, SinkError> {
         self.inner.queue_state(state).await
+    }
+
+    async fn queue_names(&self, names: NameRows) -> Result<StoredAck, SinkError> {
+        self.inner.queue_names(names).await
     }
 
     async fn flush(&self) -> Result<(), SinkError> {
