@@ -34,6 +34,8 @@ pub struct App {
     /// around scope reads, diffs and writes: a sync that waits on a hanging
     /// provider holds a sync slot, never one of these.
     pub store_slots: Arc<tokio::sync::Semaphore>,
+    /// Every account's watermark, read once for all (`StoredStates`).
+    pub stored_states: Arc<crate::sync::known_state::StoredStates>,
 }
 
 impl App {
@@ -53,6 +55,7 @@ impl App {
             },
             sync_slots: Arc::new(tokio::sync::Semaphore::new(config.sync.max_concurrent_syncs)),
             store_slots: Arc::new(tokio::sync::Semaphore::new(config.sync.max_concurrent_store)),
+            stored_states: Default::default(),
             config,
         })
     }
@@ -90,6 +93,8 @@ impl App {
             sync_slots: self.sync_slots.clone(),
             store_slots: self.store_slots.clone(),
             known_state: Default::default(),
+            stored_states: self.stored_states.clone(),
+            owned_since: std::time::Instant::now(),
             names: Arc::new(crate::names::NamesGate::new(self.config.sync.names_interval)),
             settled: Arc::new(crate::sync::settled::SettledBuckets::new(
                 self.config.sync.stored_state_ttl,

@@ -1,7 +1,7 @@
 //! Stored state a sync reads and writes besides the facts themselves: the raw
 //! rows of its scope, the watermark, and one `sync_runs` row per attempt.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -194,6 +194,39 @@ pub async fn read_watermark(client: &ClickhouseClient, connection_id: &str) -> R
         last_success_at: from_ch_seconds(r.last_success_at),
         last_deep_sync_at: from_ch_seconds(r.last_deep_sync_at),
     }))
+}
+
+#[derive(Debug, Deserialize, clickhouse::Row)]
+struct AccountWatermarkRow {
+    connection_id: String,
+    watermark: u32,
+    last_success_at: u32,
+    last_deep_sync_at: u32,
+}
+
+/// Every account's watermark, in one query (`sync_state` holds one row per
+/// account once merged, so this reads about as many rows as there are
+/// accounts).
+pub async fn read_all_watermarks(client: &ClickhouseClient) -> Result<HashMap<String, Watermark>, StoreError> {
+    let query = client.query(
+        "SELECT connection_id, \
+                toUInt32(argMax(watermark, updated_at)) AS watermark, \
+                toUInt32(argMax(last_success_at, updated_at)) AS last_success_at, \
+                toUInt32(argMax(last_deep_sync_at, updated_at)) AS last_deep_sync_at \
+         FROM sync_state GROUP BY connection_id",
+    );
+    let rows: Vec<AccountWatermarkRow> = client.fetch_all("read of every watermark", query).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let state = Watermark {
+                watermark: from_ch_seconds(r.watermark),
+                last_success_at: from_ch_seconds(r.last_success_at),
+                last_deep_sync_at: from_ch_seconds(r.last_deep_sync_at),
+            };
+            (r.connection_id, state)
+        })
+        .collect())
 }
 
 /// One row of `sync_runs`.

@@ -195,6 +195,11 @@ pub struct AccountSync {
     /// (the account lock makes it the only writer), so a sync reads it from
     /// ClickHouse once, not on every run.
     pub known_state: Arc<known_state::KnownState>,
+    /// Shared by every account: all the stored watermarks, read once.
+    pub stored_states: Arc<known_state::StoredStates>,
+    /// When this process took the account's lock (its `AccountSync` is
+    /// built right after): state read before then may be stale.
+    pub owned_since: std::time::Instant,
     /// When the provider's workspace and key names are due again.
     pub names: Arc<crate::names::NamesGate>,
     /// Buckets whose stored rows this process knows, so an unchanged one is
@@ -303,12 +308,19 @@ impl AccountSync {
             return Ok(known);
         }
         let _store = self.store_slot().await;
-        let stored = read_watermark(&self.store, &self.account.id)
-            .await
-            .map_err(|source| SyncError::State {
-                account: self.account.id.clone(),
-                source,
-            })?;
+        let shared = self
+            .stored_states
+            .get(&self.store, &self.account.id, self.owned_since)
+            .await;
+        let stored = match shared {
+            Some(stored) => stored,
+            None => read_watermark(&self.store, &self.account.id)
+                .await
+                .map_err(|source| SyncError::State {
+                    account: self.account.id.clone(),
+                    source,
+                })?,
+        };
         self.known_state.read(stored.clone());
         Ok(stored)
     }

@@ -163,6 +163,8 @@ async fn harness(test: &str) -> Harness {
         sync_slots: app.sync_slots.clone(),
         store_slots: app.store_slots.clone(),
         known_state: Default::default(),
+        stored_states: app.stored_states.clone(),
+        owned_since: std::time::Instant::now(),
         names: Default::default(),
         settled: Default::default(),
         account,
@@ -469,4 +471,63 @@ async fn a_hanging_fetch_does_not_hold_the_store_slot() {
     hang_gate.add_permits(1000);
     assert!(hanging_run.await.unwrap().unwrap().iter().all(|r| r.succeeded));
     assert_eq!(app.store_slots.available_permits(), 1);
+}
+
+/// A starting daemon reads every account's watermark in one query. An
+/// account built (locked) before that read takes its entry without a read
+/// of its own: its client here points at a server that is down. One built
+/// after the read reads its own, so a watermark stored in between (by
+/// whoever held its lock until then) is not missed.
+#[actix_rt::test]
+async fn watermarks_are_read_once_for_the_accounts_locked_before_the_read() {
+    use chrono::TimeZone;
+    use tokentra_sync::store::state::{SyncStateRow, Watermark};
+    use tokentra_sync::store::ClickhouseClient;
+
+    let accounts: String = ["a", "b", "c"]
+        .iter()
+        .map(|id| {
+            format!(
+                "[[accounts]]\nid = \"{id}\"\nprovider = \"openai\"\n[accounts.credentials]\napi_key = \"sk-admin-FAKE-{id}\"\n"
+            )
+        })
+        .collect();
+    let config = TestConfig::new("shared_watermarks", &accounts).validated();
+    let app = App::new(config.clone()).unwrap();
+    migrations::migrate(&app.store).await.unwrap();
+    let writer = WriterActor::start_with_handle(app.store.clone(), config.writer.clone());
+    let sink = writer.sink();
+    let state = |hour| {
+        let at = chrono::Utc.with_ymd_and_hms(2026, 11, 1, hour, 0, 0).unwrap();
+        Watermark {
+            watermark: at,
+            last_success_at: at,
+            last_deep_sync_at: at,
+        }
+    };
+    let store_state = |id: &'static str, hour| {
+        let sink = sink.clone();
+        async move {
+            let row = SyncStateRow::new(id, "openai", &state(hour));
+            sink.queue_state(row).await.unwrap().await.unwrap();
+        }
+    };
+    store_state("a", 1).await;
+    let a = app.account_sync(&config.accounts[0], writer.sink()).unwrap();
+    let mut b = app.account_sync(&config.accounts[1], writer.sink()).unwrap();
+    b.store = {
+        let mut down = config.clickhouse.clone();
+        down.url = format!("http://127.0.0.1:{}", crate::support::free_port());
+        ClickhouseClient::new(&down)
+    };
+    assert_eq!(a.sync_state().await.unwrap(), Some(state(1)));
+    assert_eq!(
+        b.sync_state().await.unwrap(),
+        None,
+        "b has no state, known without a read of its own"
+    );
+
+    store_state("c", 2).await;
+    let c = app.account_sync(&config.accounts[2], writer.sink()).unwrap();
+    assert_eq!(c.sync_state().await.unwrap(), Some(state(2)));
 }
