@@ -14,14 +14,28 @@ use tokio::time::Instant;
 
 use crate::providers::ProviderError;
 
+/// A request with its credentials attached, and which credential that was,
+/// so that a 401 can name the credential it rejected.
+pub struct Authorized {
+    pub request: RequestBuilder,
+    pub credential: CredentialId,
+}
+
+/// Which cached credential a request carried. Concurrent requests can be
+/// rejected together; each must only drop the credential it was sent with,
+/// never the fresh one another request's refresh just fetched.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CredentialId(u64);
+
 #[async_trait]
 pub trait Authenticator: Send + Sync + 'static {
     /// Adds the credentials to one request.
-    async fn authorize(&self, request: RequestBuilder) -> Result<RequestBuilder, ProviderError>;
+    async fn authorize(&self, request: RequestBuilder) -> Result<Authorized, ProviderError>;
 
-    /// Called after a 401: drop any cached credential and say whether a
-    /// fresh one is worth exactly one more try. Static keys cannot refresh.
-    async fn refresh(&self) -> bool {
+    /// Called after a 401 on a request sent with `rejected`: drop that
+    /// credential if it is still cached and say whether a fresh one is worth
+    /// exactly one more try. Static keys cannot refresh.
+    async fn refresh(&self, _rejected: CredentialId) -> bool {
         false
     }
 }
@@ -81,8 +95,11 @@ impl StaticHeaders {
 
 #[async_trait]
 impl Authenticator for StaticHeaders {
-    async fn authorize(&self, request: RequestBuilder) -> Result<RequestBuilder, ProviderError> {
-        Ok(request.headers(self.headers.clone()))
+    async fn authorize(&self, request: RequestBuilder) -> Result<Authorized, ProviderError> {
+        Ok(Authorized {
+            request: request.headers(self.headers.clone()),
+            credential: CredentialId::default(),
+        })
     }
 }
 
@@ -116,22 +133,35 @@ const EXPIRY_MARGIN: Duration = Duration::from_secs(120);
 /// fetch (the lock is held while fetching).
 pub struct CachedToken {
     source: Arc<dyn TokenSource>,
-    cached: Mutex<Option<(String, Instant)>>,
+    state: Mutex<TokenState>,
+}
+
+#[derive(Default)]
+struct TokenState {
+    cached: Option<CachedValue>,
+    /// Ids handed out so far; each fetched token gets the next one.
+    fetched: u64,
+}
+
+struct CachedValue {
+    value: String,
+    valid_until: Instant,
+    id: CredentialId,
 }
 
 impl CachedToken {
     pub fn new(source: Arc<dyn TokenSource>) -> Self {
         Self {
             source,
-            cached: Mutex::new(None),
+            state: Mutex::new(TokenState::default()),
         }
     }
 
-    async fn current(&self) -> Result<String, ProviderError> {
-        let mut cached = self.cached.lock().await;
-        if let Some((value, valid_until)) = cached.as_ref() {
-            if Instant::now() < *valid_until {
-                return Ok(value.clone());
+    async fn current(&self) -> Result<(String, CredentialId), ProviderError> {
+        let mut state = self.state.lock().await;
+        if let Some(cached) = state.cached.as_ref() {
+            if Instant::now() < cached.valid_until {
+                return Ok((cached.value.clone(), cached.id));
             }
         }
         let token = self.source.fetch().await?;
@@ -139,26 +169,38 @@ impl CachedToken {
             .expires_in
             .saturating_sub(EXPIRY_MARGIN)
             .max(Duration::from_secs(1));
-        *cached = Some((token.value.clone(), Instant::now() + lifetime));
-        Ok(token.value)
+        state.fetched += 1;
+        let id = CredentialId(state.fetched);
+        state.cached = Some(CachedValue {
+            value: token.value.clone(),
+            valid_until: Instant::now() + lifetime,
+            id,
+        });
+        Ok((token.value, id))
     }
 }
 
 #[async_trait]
 impl Authenticator for CachedToken {
-    async fn authorize(&self, request: RequestBuilder) -> Result<RequestBuilder, ProviderError> {
-        let token = self.current().await?;
+    async fn authorize(&self, request: RequestBuilder) -> Result<Authorized, ProviderError> {
+        let (token, credential) = self.current().await?;
         let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| ProviderError::Malformed {
             account: String::new(),
             endpoint: "token".into(),
             detail: "the token endpoint returned a token that cannot be sent in a header".into(),
         })?;
         value.set_sensitive(true);
-        Ok(request.header(AUTHORIZATION, value))
+        Ok(Authorized {
+            request: request.header(AUTHORIZATION, value),
+            credential,
+        })
     }
 
-    async fn refresh(&self) -> bool {
-        *self.cached.lock().await = None;
+    async fn refresh(&self, rejected: CredentialId) -> bool {
+        let mut state = self.state.lock().await;
+        if state.cached.as_ref().is_some_and(|cached| cached.id == rejected) {
+            state.cached = None;
+        }
         true
     }
 }
@@ -185,21 +227,37 @@ mod tests {
     async fn tokens_are_cached_until_shortly_before_expiry_and_refreshed_on_demand() {
         let source = Arc::new(Counting(AtomicU32::new(0), Duration::from_secs(3600)));
         let auth = CachedToken::new(source.clone());
-        assert_eq!(auth.current().await.unwrap(), "tok-1");
-        assert_eq!(auth.current().await.unwrap(), "tok-1");
+        assert_eq!(auth.current().await.unwrap().0, "tok-1");
+        assert_eq!(auth.current().await.unwrap().0, "tok-1");
         assert_eq!(source.0.load(Ordering::SeqCst), 1);
         // Within the margin of expiry: renewed.
         tokio::time::advance(Duration::from_secs(3600) - EXPIRY_MARGIN + Duration::from_secs(1)).await;
-        assert_eq!(auth.current().await.unwrap(), "tok-2");
+        let (value, second) = auth.current().await.unwrap();
+        assert_eq!(value, "tok-2");
         // A 401 drops the cached token.
-        assert!(auth.refresh().await);
-        assert_eq!(auth.current().await.unwrap(), "tok-3");
+        assert!(auth.refresh(second).await);
+        assert_eq!(auth.current().await.unwrap().0, "tok-3");
+    }
+
+    #[tokio::test]
+    async fn a_401_only_drops_the_token_it_was_sent_with() {
+        let source = Arc::new(Counting(AtomicU32::new(0), Duration::from_secs(3600)));
+        let auth = CachedToken::new(source.clone());
+        let (_, first) = auth.current().await.unwrap();
+        // Two requests sent with the first token are both rejected: the
+        // first refresh drops it, the second must keep the fresh one.
+        assert!(auth.refresh(first).await);
+        let (value, _) = auth.current().await.unwrap();
+        assert_eq!(value, "tok-2");
+        assert!(auth.refresh(first).await);
+        assert_eq!(auth.current().await.unwrap().0, "tok-2");
+        assert_eq!(source.0.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
     async fn static_keys_cannot_refresh_and_bad_values_name_the_field() {
         let auth = StaticHeaders::authorization("Bearer", "sk-FAKE-TEST", "credentials.api_key").unwrap();
-        assert!(!auth.refresh().await);
+        assert!(!auth.refresh(CredentialId::default()).await);
         assert!(!format!("{auth:?}").contains("sk-FAKE"));
         let err = StaticHeaders::authorization("Bearer", "sk-FAKE\nTEST", "credentials.api_key").unwrap_err();
         assert!(err.to_string().contains("credentials.api_key"));

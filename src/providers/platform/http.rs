@@ -276,12 +276,12 @@ impl ProviderHttp {
             self.wait_for_pause().await;
             self.inner.limiter.until_ready().await;
             self.inner.stats.requests.fetch_add(1, Ordering::Relaxed);
-            let request = setup
+            let authorized = setup
                 .auth
                 .authorize(build(shared_client()).timeout(policy.request_timeout))
                 .await
                 .map_err(|e| self.with_account(e))?;
-            let (kind, wait, reason) = match self.attempt(endpoint, request).await {
+            let (kind, wait, reason) = match self.attempt(endpoint, authorized.request).await {
                 Outcome::Done(body) => match decode_body(body, decode).await {
                     Ok(value) => return Ok(value),
                     Err(reason) if attempt >= policy.max_attempts => return Err(self.malformed(endpoint, reason)),
@@ -290,7 +290,7 @@ impl ProviderHttp {
                 Outcome::Fail(err) => return Err(err),
                 Outcome::Unauthorized(err) => {
                     // A cached token may have expired early: one fresh token, once.
-                    if !refreshed && setup.auth.refresh().await {
+                    if !refreshed && setup.auth.refresh(authorized.credential).await {
                         refreshed = true;
                         (
                             FailureKind::Auth,

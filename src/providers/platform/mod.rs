@@ -12,7 +12,7 @@ pub mod redact;
 pub mod retry;
 pub mod settings;
 
-pub use auth::{Authenticator, CachedToken, StaticHeaders, Token, TokenSource};
+pub use auth::{Authenticator, Authorized, CachedToken, CredentialId, StaticHeaders, Token, TokenSource};
 pub use guards::MeasurePolicy;
 pub use http::{HttpSetup, HttpStats, ProviderHttp, RequestRate, RetryPolicy};
 pub use paging::{Page, PageBucket, PageError, Pager, Spread};
