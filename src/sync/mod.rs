@@ -779,10 +779,14 @@ impl AccountSync {
             digests.retain(|bucket, _| !unchanged.contains(bucket));
             let changed = |r: &UsageRow| !unchanged.contains(&r.bucket_start);
             // Moved, not copied, unless a bill endpoint shares the rows.
-            let left: Vec<UsageRow> = match Arc::try_unwrap(rows) {
+            let mut left: Vec<UsageRow> = match Arc::try_unwrap(rows) {
                 Ok(rows) => rows.into_iter().filter(changed).collect(),
                 Err(shared) => shared.iter().filter(|r| changed(r)).cloned().collect(),
             };
+            // The filter reuses the fetched rows' allocation: without this, the
+            // few changed rows of a cycle would hold every fetched row's
+            // space until the writer stores them.
+            left.shrink_to_fit();
             ChangedBuckets {
                 rows: Arc::new(left),
                 scope: Arc::new(digests.keys().copied().collect()),
