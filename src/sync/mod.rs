@@ -54,6 +54,58 @@ struct EndpointCounts {
     cancelled: u64,
     /// Start (UTC seconds) of every day this endpoint wrote rows for.
     days: BTreeSet<u32>,
+    phases: Phases,
+}
+
+/// Where one endpoint's sync spent its time, logged at debug level
+/// (`endpoint phases`): a slow sync says whether it waited on the provider,
+/// on ClickHouse, on its own CPU work or on the writer's batch.
+#[derive(Debug, Default)]
+struct Phases {
+    /// Waiting for one of the sync's fetch permits.
+    fetch_wait: Duration,
+    /// The provider's pages, rate limiter and retries included.
+    fetch: Duration,
+    normalize: Duration,
+    /// Taking out the buckets known to be stored unchanged.
+    settled: Duration,
+    /// Waiting for a store slot.
+    store_wait: Duration,
+    /// Reading the stored rows of the scope (the batched read's linger included).
+    state_read: Duration,
+    /// Planning and computing the delta.
+    diff: Duration,
+    /// Handing the delta to the writer (its buffer's backpressure).
+    queue: Duration,
+    /// Waiting for the writer to store the delta.
+    stored: Duration,
+}
+
+impl Phases {
+    fn log(&self, account: &str, endpoint: &str) {
+        let ms = |d: Duration| d.as_millis() as u64;
+        tracing::debug!(
+            account,
+            endpoint,
+            fetch_wait_ms = ms(self.fetch_wait),
+            fetch_ms = ms(self.fetch),
+            normalize_ms = ms(self.normalize),
+            settled_ms = ms(self.settled),
+            store_wait_ms = ms(self.store_wait),
+            state_read_ms = ms(self.state_read),
+            diff_ms = ms(self.diff),
+            queue_ms = ms(self.queue),
+            stored_ms = ms(self.stored),
+            "endpoint phases"
+        );
+    }
+}
+
+/// Adds the time since `*since` to `phase` and restarts the clock.
+fn lap(phase: &mut Duration, since: &mut Instant) {
+    let now = Instant::now();
+    *phase += now - *since;
+    *since = now;
 }
 
 /// One endpoint's answer as rows, and the bucket starts it covered.
@@ -484,6 +536,7 @@ impl AccountSync {
         let outcomes: Vec<(EndpointSpec, EndpointCounts, Result<(), EndpointFailure>)> =
             futures::future::join_all(endpoint_syncs).await;
         for (endpoint, counts, result) in outcomes {
+            counts.phases.log(&self.account.id, endpoint.endpoint);
             report.rows_fetched += counts.fetched;
             report.rows_added += counts.added;
             report.rows_cancelled += counts.cancelled;
@@ -711,10 +764,12 @@ impl AccountSync {
         counts: &mut EndpointCounts,
         fetches: &tokio::sync::Semaphore,
     ) -> Result<EndpointRows, EndpointFailure> {
+        let mut clock = Instant::now();
         let _fetching = fetches
             .acquire()
             .await
             .expect("the sync's fetch permits are never closed");
+        lap(&mut counts.phases.fetch_wait, &mut clock);
         let account = &self.account.id;
         let store_failure = |what: &str, e: &dyn std::fmt::Display| EndpointFailure {
             kind: FailureKind::Store,
@@ -732,6 +787,7 @@ impl AccountSync {
                 .into())
             }
         };
+        lap(&mut counts.phases.fetch, &mut clock);
         counts.fetched += fetched.records.len() as u64;
         let normalizer = self.normalizer.clone();
         let covered = fetched.covered_buckets.clone();
@@ -744,6 +800,7 @@ impl AccountSync {
                 kind: FailureKind::Malformed,
                 message: format!("account '{account}': {}: malformed response: {e}", endpoint.endpoint),
             })?;
+        lap(&mut counts.phases.normalize, &mut clock);
         let mut scope: BTreeSet<u32> = covered.iter().map(|t| to_ch_seconds(*t)).collect();
         scope.extend(rows.iter().map(|r| r.bucket_start));
         Ok(EndpointRows {
@@ -818,7 +875,9 @@ impl AccountSync {
         };
         let EndpointRows { rows, scope } = fetched;
         let known_key = (endpoint.record_type, endpoint.endpoint);
+        let mut clock = Instant::now();
         let mut changed = self.changed_buckets(known_key, rows, scope).await?;
+        lap(&mut counts.phases.settled, &mut clock);
         // Held here alone, so that the delta's fresh rows can be stamped in
         // place and shared with the writer instead of copied.
         let mut rows = std::mem::take(&mut changed.rows);
@@ -837,7 +896,9 @@ impl AccountSync {
             // Held until the delta is queued, not until it is stored: the
             // wait for a batch would otherwise cap the writer's batches at
             // this many syncs' deltas. Never held while waiting on a provider.
+            lap(&mut counts.phases.diff, &mut clock);
             let store = self.store_slot().await;
+            lap(&mut counts.phases.store_wait, &mut clock);
             // Narrow first: an unchanged scope is settled from five small
             // columns. Where the buckets were revised, the stored measures
             // come along, so that the changed records' cancel copies are
@@ -846,6 +907,7 @@ impl AccountSync {
             let stored = read_stored(&self.store, &stored_scope, changed.revised)
                 .await
                 .map_err(|e| store_failure("reading stored rows", &e))?;
+            lap(&mut counts.phases.state_read, &mut clock);
             let now = Utc::now();
             let (rows_for_plan, scope_for_plan) = (rows.clone(), scope.clone());
             let (plan, mut full, unresolved) = tokio::task::spawn_blocking(move || {
@@ -869,9 +931,11 @@ impl AccountSync {
             .await
             .map_err(|e| store_failure("diff failed", &e))?;
             if !unresolved.is_empty() {
+                lap(&mut counts.phases.diff, &mut clock);
                 let whole = read_scope_rows(&self.store, &stored_scope, &unresolved)
                     .await
                     .map_err(|e| store_failure("reading stored rows", &e))?;
+                lap(&mut counts.phases.state_read, &mut clock);
                 full.extend(whole);
             }
             let scope_for_diff = scope.clone();
@@ -894,7 +958,9 @@ impl AccountSync {
             counts
                 .days
                 .extend(batch.iter().map(|r| r.bucket_start - r.bucket_start % DAY_SECS));
+            lap(&mut counts.phases.diff, &mut clock);
             let queued = self.writer.queue_usage(batch).await;
+            lap(&mut counts.phases.queue, &mut clock);
             drop(store);
             // The rows are the writer's now (its buffer is bounded on its
             // own): waiting for their batch holds back no other sync.
@@ -903,6 +969,7 @@ impl AccountSync {
                 Ok(stored) => stored.await,
                 Err(e) => Err(e),
             };
+            lap(&mut counts.phases.stored, &mut clock);
             let ack = match written {
                 Ok(ack) => ack,
                 Err(e) => {
