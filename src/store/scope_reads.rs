@@ -58,11 +58,8 @@ pub const MAX_SPAN_SECS: u32 = 7 * 86_400;
 /// about 10 scopes: the state reads were half of ClickHouse's CPU.
 pub const FULL_BATCH: usize = 64;
 /// How long a worker waits for a fuller batch (see [`FULL_BATCH`]). Reads
-/// arriving one at a time (a single sync) never wait. Every waiting read
-/// holds a store slot: at 100 ms a first sync's endpoints waited ~230 ms on
-/// average for a slot, and 10,000 accounts' first sync took 52.5 s against
-/// 31.3 s at 25 ms (ClickHouse per account-cycle 0.92 -> 1.3 ms).
-pub const LINGER: std::time::Duration = std::time::Duration::from_millis(25);
+/// arriving one at a time (a single sync) never wait.
+pub const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
 /// Record keys in one SELECT's key filter, and the most a scope may ask
 /// for to be read with others: ClickHouse's default `max_query_size` is
 /// 256 KiB, and a key is at most 20 digits and a comma.
