@@ -55,7 +55,9 @@ impl App {
             },
             sync_slots: Arc::new(tokio::sync::Semaphore::new(config.sync.max_concurrent_syncs)),
             store_slots: Arc::new(tokio::sync::Semaphore::new(config.sync.max_concurrent_store)),
-            stored_states: Default::default(),
+            stored_states: Arc::new(crate::sync::known_state::StoredStates::new(
+                config.accounts.iter().map(|a| a.id.clone()),
+            )),
             config,
         })
     }
@@ -99,6 +101,7 @@ impl App {
             settled: Arc::new(crate::sync::settled::SettledBuckets::new(
                 self.config.sync.stored_state_ttl,
             )),
+            fresh: Arc::new(crate::sync::fresh::FreshBuckets::new(self.config.sync.stored_state_ttl)),
             rollup_to_verify: Arc::new(crate::sync::pending_verify::PendingVerify::load(
                 &self.config.state_dir,
                 &account.id,

@@ -79,6 +79,15 @@ impl NamesGate {
         }
     }
 
+    /// No names are stored for the account (a read at start found none,
+    /// after this process locked it), unless a refresh already knows more.
+    pub fn stored_none(&self) {
+        self.stored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(StoredNames::default);
+    }
+
     fn recall(&self) -> Option<StoredNames> {
         self.stored.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }

@@ -1,7 +1,7 @@
 //! Stored state a sync reads and writes besides the facts themselves: the raw
 //! rows of its scope, the watermark, and one `sync_runs` row per attempt.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -226,6 +226,43 @@ pub async fn read_all_watermarks(client: &ClickhouseClient) -> Result<HashMap<St
             };
             (r.connection_id, state)
         })
+        .collect())
+}
+
+/// Account ids per emptiness read: each is one `?` of the IN list, and 500
+/// ids of up to 64 bytes stay far below ClickHouse's 256 KiB `max_query_size`.
+const ACCOUNTS_PER_READ: usize = 500;
+
+#[derive(Debug, Deserialize, clickhouse::Row)]
+struct ConnectionIdRow {
+    connection_id: String,
+}
+
+/// Those of `accounts` with no row at all in `table` (one of ours, keyed by
+/// `connection_id` first, so each read touches only the granules of the
+/// accounts it names).
+pub async fn accounts_without_rows(
+    client: &ClickhouseClient,
+    table: &str,
+    accounts: &[&str],
+) -> Result<HashSet<String>, StoreError> {
+    let mut with_rows = HashSet::new();
+    for chunk in accounts.chunks(ACCOUNTS_PER_READ) {
+        let placeholders = vec!["?"; chunk.len()].join(", ");
+        let mut query = client.query(&format!(
+            "SELECT DISTINCT connection_id FROM {table} WHERE connection_id IN ({placeholders})"
+        ));
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        let what = format!("read of which accounts have rows in {table}");
+        let rows: Vec<ConnectionIdRow> = client.fetch_all(&what, query).await?;
+        with_rows.extend(rows.into_iter().map(|r| r.connection_id));
+    }
+    Ok(accounts
+        .iter()
+        .filter(|id| !with_rows.contains(**id))
+        .map(|id| id.to_string())
         .collect())
 }
 

@@ -8,49 +8,101 @@
 //! slot is released (or at the start of the next sync). A write that failed
 //! leaves the state unknown, and the next sync reads it back.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::store::sink::{SinkError, StoredAck};
-use crate::store::state::{read_all_watermarks, Watermark};
-use crate::store::ClickhouseClient;
+use crate::store::state::{accounts_without_rows, read_all_watermarks, Watermark};
+use crate::store::{ClickhouseClient, StoreError};
+
+/// What the process-wide read found for one account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredAtStart {
+    pub watermark: Option<Watermark>,
+    /// The account had no usage row at all (see [`super::fresh`]).
+    pub holds_no_rows: bool,
+    /// The account had no workspace or key name row either: its first names
+    /// refresh compares against none without a read.
+    pub holds_no_names: bool,
+    /// When the read began.
+    pub read_at: Instant,
+}
+
+/// What the shared read found: every stored watermark, and which accounts
+/// without one have no usage row, and no name row, either.
+struct SharedRead {
+    at: Instant,
+    watermarks: HashMap<String, Watermark>,
+    without_rows: HashSet<String>,
+    without_names: HashSet<String>,
+}
 
 /// Every account's stored watermark, read in one query by the first sync
 /// that needs its own: 10,000 accounts starting made 10,000 one-row reads.
+/// The accounts configured at start that have no watermark are then asked
+/// for in a few reads more: which have no usage row at all (their backfill
+/// then reads nothing back, [`super::fresh`]) and which no name row (their
+/// first names refresh reads nothing back).
+///
 /// An account takes its entry only if the read started after it was
 /// locked (`owned_since`): from then on this process was the only writer of
-/// its state, so the entry is still true. Others read their own.
+/// its state and rows, so the entry is still true. Others read their own.
 #[derive(Default)]
 pub struct StoredStates {
-    read: tokio::sync::OnceCell<(Instant, Arc<HashMap<String, Watermark>>)>,
+    /// The accounts whose emptiness the read looks up.
+    accounts: Vec<String>,
+    read: tokio::sync::OnceCell<Arc<SharedRead>>,
 }
 
 impl StoredStates {
-    /// The account's stored state (`Some(None)`: it has none), or `None`
-    /// when it must read its own: the shared read failed (the account's
-    /// own read then reports why) or is older than the account's lock.
-    pub async fn get(
-        &self,
-        client: &ClickhouseClient,
-        account: &str,
-        owned_since: Instant,
-    ) -> Option<Option<Watermark>> {
-        let read = self
-            .read
-            .get_or_try_init(|| async {
-                let at = Instant::now();
-                read_all_watermarks(client).await.map(|all| (at, Arc::new(all)))
-            })
-            .await;
+    /// A read that also looks up which of `accounts` have no rows (any
+    /// other account is taken to have some).
+    pub fn new(accounts: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            accounts: accounts.into_iter().collect(),
+            read: Default::default(),
+        }
+    }
+
+    /// The account's stored state, or `None` when it must read its own:
+    /// the shared read failed (the account's own read then reports why) or
+    /// is older than the account's lock.
+    pub async fn get(&self, client: &ClickhouseClient, account: &str, owned_since: Instant) -> Option<StoredAtStart> {
+        let read = self.read.get_or_try_init(|| self.read_all(client)).await;
         match read {
-            Ok((at, all)) if *at >= owned_since => Some(all.get(account).cloned()),
+            Ok(read) if read.at >= owned_since => Some(StoredAtStart {
+                watermark: read.watermarks.get(account).cloned(),
+                holds_no_rows: read.without_rows.contains(account),
+                holds_no_names: read.without_names.contains(account),
+                read_at: read.at,
+            }),
             Ok(_) => None,
             Err(err) => {
                 tracing::debug!(account, error = %err, "the shared watermark read failed; reading the account's own");
                 None
             }
         }
+    }
+
+    async fn read_all(&self, client: &ClickhouseClient) -> Result<Arc<SharedRead>, StoreError> {
+        let at = Instant::now();
+        let watermarks = read_all_watermarks(client).await?;
+        let unsynced: Vec<&str> = self
+            .accounts
+            .iter()
+            .map(String::as_str)
+            .filter(|id| !watermarks.contains_key(*id))
+            .collect();
+        let without_rows = accounts_without_rows(client, "usage_records", &unsynced).await?;
+        let no_workspaces = accounts_without_rows(client, "workspace_names", &unsynced).await?;
+        let no_keys = accounts_without_rows(client, "api_key_names", &unsynced).await?;
+        Ok(Arc::new(SharedRead {
+            at,
+            watermarks,
+            without_rows,
+            without_names: no_workspaces.intersection(&no_keys).cloned().collect(),
+        }))
     }
 }
 

@@ -6,6 +6,7 @@
 //! converged stay written (they are idempotent), but the watermark moves only
 //! when every endpoint of the chunk converged (docs/DESIGN.md rule 6).
 
+pub mod fresh;
 pub mod known_state;
 pub mod pending_verify;
 pub mod settled;
@@ -257,6 +258,9 @@ pub struct AccountSync {
     /// Buckets whose stored rows this process knows, so an unchanged one is
     /// neither read nor diffed again.
     pub settled: Arc<settled::SettledBuckets>,
+    /// Buckets known to hold no rows (a new account's), so a backfill
+    /// diffs them without reading.
+    pub fresh: Arc<fresh::FreshBuckets>,
 }
 
 impl AccountSync {
@@ -365,7 +369,15 @@ impl AccountSync {
             .get(&self.store, &self.account.id, self.owned_since)
             .await;
         let stored = match shared {
-            Some(stored) => stored,
+            Some(start) => {
+                if start.holds_no_rows {
+                    self.fresh.found_empty(start.read_at);
+                }
+                if start.holds_no_names {
+                    self.names.stored_none();
+                }
+                start.watermark
+            }
             None => read_watermark(&self.store, &self.account.id)
                 .await
                 .map_err(|source| SyncError::State {
@@ -903,10 +915,15 @@ impl AccountSync {
             // columns. Where the buckets were revised, the stored measures
             // come along, so that the changed records' cancel copies are
             // rebuilt from them; whole rows are read only for the records
-            // that cannot be rebuilt.
-            let stored = read_stored(&self.store, &stored_scope, changed.revised)
-                .await
-                .map_err(|e| store_failure("reading stored rows", &e))?;
+            // that cannot be rebuilt. A new account's unwritten buckets
+            // are not read at all: they hold nothing.
+            let stored = if self.fresh.holds_nothing(known_key, &scope) {
+                StoredRead::Keys(Vec::new())
+            } else {
+                read_stored(&self.store, &stored_scope, changed.revised)
+                    .await
+                    .map_err(|e| store_failure("reading stored rows", &e))?
+            };
             lap(&mut counts.phases.state_read, &mut clock);
             let now = Utc::now();
             let (rows_for_plan, scope_for_plan) = (rows.clone(), scope.clone());
@@ -959,6 +976,8 @@ impl AccountSync {
                 .days
                 .extend(batch.iter().map(|r| r.bucket_start - r.bucket_start % DAY_SECS));
             lap(&mut counts.phases.diff, &mut clock);
+            // Before queueing: a write that fails may still land.
+            self.fresh.writing(known_key, &scope);
             let queued = self.writer.queue_usage(batch).await;
             lap(&mut counts.phases.queue, &mut clock);
             drop(store);

@@ -167,6 +167,7 @@ async fn harness(test: &str) -> Harness {
         owned_since: std::time::Instant::now(),
         names: Default::default(),
         settled: Default::default(),
+        fresh: Default::default(),
         account,
     };
     let schedule = Schedule {

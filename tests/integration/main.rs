@@ -14,6 +14,7 @@ mod dashboards;
 mod export;
 mod failures;
 mod fault_mix;
+mod first_sync;
 mod hostile;
 mod logs;
 mod migrations;
