@@ -6,6 +6,9 @@
 //! sender is answered only once its rows are stored, so a connection's
 //! watermark never runs ahead of its data.
 //!
+//! The INSERTs themselves run on a thread of their own, over connections of
+//! their own ([`insert_runtime`]); the actor only batches and answers.
+//!
 //! Backpressure is a semaphore of `max_buffer_rows` permits held by the
 //! [`WriterHandle`]: a sender acquires one permit per row before its rows
 //! enter the buffer, and the permits return when the rows are stored. When the
@@ -93,7 +96,7 @@ impl WriterActor {
     pub fn start_with_handle(client: ClickhouseClient, config: WriterConfig) -> WriterHandle {
         let permits = Arc::new(Semaphore::new(config.max_buffer_rows));
         let max = config.max_buffer_rows;
-        let addr = WriterActor::new(client, config).start();
+        let addr = WriterActor::new(client.with_own_connections(), config).start();
         WriterHandle { addr, permits, max }
     }
 
@@ -133,10 +136,16 @@ impl WriterActor {
         let client = self.client.clone();
         let max_delay = self.config.retry_max_delay;
         let chunk = self.config.max_batch_rows;
+        let job = async move {
+            let outcomes = store_batch(&client, &batch, chunk, max_delay).await;
+            (batch, outcomes)
+        };
         ctx.spawn(
             async move {
-                let outcomes = store_batch(&client, &batch, chunk, max_delay).await;
-                (batch, outcomes)
+                insert_runtime()
+                    .spawn(job)
+                    .await
+                    .expect("the writer's insert task does not panic")
             }
             .into_actor(self)
             .map(|(batch, outcomes), act, ctx| {
@@ -204,6 +213,22 @@ impl Handler<FlushNow> for WriterActor {
             let _ = rx.await;
         })
     }
+}
+
+/// Where the writer's INSERTs run: one thread of their own. On the actix
+/// thread, which also polls every sync, an INSERT's rows reached the socket
+/// only between other tasks' turns: in a 1,000-account backfill ClickHouse
+/// spent 35-55 ms of CPU on each 25,000-row INSERT and 65-550 ms waiting.
+fn insert_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("tokentra-writer")
+            .enable_all()
+            .build()
+            .expect("the writer's runtime starts")
+    })
 }
 
 /// Stores one batch; one outcome per pending item, in order.

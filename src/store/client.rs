@@ -115,6 +115,8 @@ struct Shared {
     query_timeout: Duration,
     /// Narrow scope reads queued for batching, shared by every clone.
     scope_reads: super::scope_reads::ScopeReads,
+    /// What it was made from, for [`ClickhouseClient::with_own_connections`].
+    config: ClickhouseConfig,
 }
 
 impl std::fmt::Debug for ClickhouseClient {
@@ -148,7 +150,16 @@ impl ClickhouseClient {
             insert_timeout: config.insert_timeout,
             query_timeout: config.query_timeout,
             scope_reads: Default::default(),
+            config: config.clone(),
         }))
+    }
+
+    /// A client of the same server and settings with connections of its
+    /// own. A pooled connection is driven by the runtime it was opened on,
+    /// so the writer, whose inserts run on a thread of their own, must not
+    /// take one opened by a read on the actix thread.
+    pub fn with_own_connections(&self) -> Self {
+        Self::new(&self.0.config)
     }
 
     pub fn scope_reads(&self) -> &super::scope_reads::ScopeReads {
