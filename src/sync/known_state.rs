@@ -108,8 +108,12 @@ impl StoredStates {
 
 #[derive(Default)]
 enum Known {
-    /// Not read yet, or a write's outcome is unknown: read it from ClickHouse.
+    /// Not read by this process yet: the shared read at start
+    /// ([`StoredStates`]) may answer.
     #[default]
+    NotRead,
+    /// A write's outcome is unknown: read it from ClickHouse (the shared
+    /// read is older than that write).
     Unknown,
     /// Read, or written and acknowledged. `None`: the account has no state.
     Stored(Option<Watermark>),
@@ -140,7 +144,7 @@ impl KnownState {
     /// Waits for a queued write to be stored; its failure makes the state
     /// unknown (read back next time) and is returned.
     pub async fn settle(&self) -> Result<(), SinkError> {
-        let taken = std::mem::take(&mut *self.lock());
+        let taken = std::mem::replace(&mut *self.lock(), Known::Unknown);
         let settled = match taken {
             Known::Writing(state, ack) => match ack.await {
                 Ok(_) => Known::Stored(Some(state)),
@@ -150,6 +154,13 @@ impl KnownState {
         };
         *self.lock() = settled;
         Ok(())
+    }
+
+    /// Whether nothing was read or written yet: only then may the shared
+    /// read at start stand for the account's own (it is older than any
+    /// write of this process, and says nothing of what that write did).
+    pub fn never_read(&self) -> bool {
+        matches!(*self.lock(), Known::NotRead)
     }
 
     /// What a read from ClickHouse returned.
@@ -222,6 +233,26 @@ mod tests {
         known.writing(state(3), ack(Err(SinkError::Stopped)));
         assert!(matches!(known.settle().await, Err(SinkError::Stopped)));
         assert_eq!(known.get("a").await, None, "a failed write is read back");
+    }
+
+    #[tokio::test]
+    async fn only_a_state_never_read_may_come_from_the_shared_read() {
+        let known = KnownState::default();
+        assert!(known.never_read());
+        known.read(None);
+        assert!(!known.never_read());
+
+        let failed = KnownState::default();
+        failed.writing(state(2), ack(Err(SinkError::Stopped)));
+        assert!(failed.settle().await.is_err());
+        assert!(
+            !failed.never_read(),
+            "a failed write is read back, not taken from the start"
+        );
+
+        let forgotten = KnownState::default();
+        forgotten.forget();
+        assert!(!forgotten.never_read());
     }
 
     #[tokio::test]

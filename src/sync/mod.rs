@@ -364,10 +364,16 @@ impl AccountSync {
             return Ok(known);
         }
         let _store = self.store_slot().await;
-        let shared = self
-            .stored_states
-            .get(&self.store, &self.account.id, self.owned_since)
-            .await;
+        // The shared read is older than anything this process wrote: after
+        // a failed state write it would hand back a stale watermark, and
+        // call an account fresh that now holds rows.
+        let shared = if self.known_state.never_read() {
+            self.stored_states
+                .get(&self.store, &self.account.id, self.owned_since)
+                .await
+        } else {
+            None
+        };
         let stored = match shared {
             Some(start) => {
                 if start.holds_no_rows {
