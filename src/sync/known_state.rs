@@ -48,7 +48,6 @@ struct SharedRead {
 /// An account takes its entry only if the read started after it was
 /// locked (`owned_since`): from then on this process was the only writer of
 /// its state and rows, so the entry is still true. Others read their own.
-#[derive(Default)]
 pub struct StoredStates {
     /// The accounts whose emptiness the read looks up.
     accounts: Vec<String>,
