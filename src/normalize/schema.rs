@@ -149,12 +149,13 @@ impl RawField {
     }
 
     /// Reads a scalar JSON value; objects and arrays are not grouping fields.
-    pub fn from_json(value: &serde_json::Value) -> Option<Self> {
+    pub fn from_json(value: &crate::providers::json::Json) -> Option<Self> {
+        use crate::providers::json::Json;
         match value {
-            serde_json::Value::Null => Some(RawField::Null),
-            serde_json::Value::String(s) => Some(RawField::Text(s.clone())),
-            serde_json::Value::Number(n) => Some(RawField::Number(n.to_string())),
-            serde_json::Value::Bool(b) => Some(RawField::Bool(*b)),
+            Json::Null => Some(RawField::Null),
+            Json::String(s) => Some(RawField::Text(s.to_string())),
+            Json::Number(n) => Some(RawField::Number(n.to_string())),
+            Json::Bool(b) => Some(RawField::Bool(*b)),
             _ => None,
         }
     }

@@ -9,9 +9,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 
-use serde_json::Value;
-
-use super::platform::json::{self, JsonError};
+use super::platform::json::{self, Json, JsonBody, JsonError};
 use super::ProviderError;
 
 /// One workspace (Anthropic) or project (OpenAI) as the provider names it.
@@ -51,18 +49,22 @@ const MAX_HINT_CHARS: usize = 40;
 /// One page of a list: its items and the cursor of the next page.
 #[derive(Debug, Default)]
 pub struct ListPage {
-    pub items: Vec<Value>,
+    pub items: Vec<Json<'static>>,
     pub next: Option<String>,
 }
 
 /// Reads a `{data: [...], has_more, last_id}` page (OpenAI's and Anthropic's
 /// list envelope): the next cursor is `last_id` when `has_more` is true.
-pub fn id_cursor_page(body: &Value) -> Result<ListPage, JsonError> {
+pub fn id_cursor_page(body: &Json) -> Result<ListPage, JsonError> {
     let top = json::object(body, "the response")?;
-    let items = json::array(top, "data")?.clone();
-    let has_more = top.get("has_more").and_then(Value::as_bool).unwrap_or(false);
+    let items = json::array(top, "data")?
+        .iter()
+        .cloned()
+        .map(Json::into_owned)
+        .collect();
+    let has_more = top.get("has_more").and_then(Json::as_bool).unwrap_or(false);
     let next = if has_more {
-        match top.get("last_id").and_then(Value::as_str) {
+        match top.get("last_id").and_then(Json::as_str) {
             Some(id) if !id.is_empty() => Some(id.to_string()),
             _ => return Err(JsonError("has_more is true but last_id is missing".into())),
         }
@@ -78,17 +80,17 @@ pub fn id_cursor_page(body: &Value) -> Result<ListPage, JsonError> {
 pub async fn collect_list<F, Fut>(
     mut fetch_page: F,
     malformed: impl Fn(String) -> ProviderError,
-) -> Result<Vec<Value>, ProviderError>
+) -> Result<Vec<Json<'static>>, ProviderError>
 where
     F: FnMut(Option<String>) -> Fut,
-    Fut: Future<Output = Result<Value, ProviderError>>,
+    Fut: Future<Output = Result<JsonBody, ProviderError>>,
 {
     let mut items = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
     let mut cursor = None;
     for number in 1..=MAX_LIST_PAGES {
         let body = fetch_page(cursor.take()).await?;
-        let page = id_cursor_page(&body).map_err(|e| malformed(format!("page {number}: {}", e.0)))?;
+        let page = id_cursor_page(body.json()).map_err(|e| malformed(format!("page {number}: {}", e.0)))?;
         items.extend(page.items);
         match page.next {
             None => return Ok(items),
@@ -115,7 +117,7 @@ pub async fn list_all(
     limit: &'static str,
     cursor_param: &'static str,
     extra: &[(&'static str, &'static str)],
-) -> Result<Vec<Value>, ProviderError> {
+) -> Result<Vec<Json<'static>>, ProviderError> {
     collect_list(
         |after| async move {
             http.get_json(endpoint, |client| {
@@ -145,17 +147,17 @@ pub fn masked_hint(value: &str) -> String {
 }
 
 /// The string field `field` of a list item, with where it sits for errors.
-pub fn item_text(item: &Value, index: usize, field: &str) -> Result<String, JsonError> {
+pub fn item_text(item: &Json, index: usize, field: &str) -> Result<String, JsonError> {
     let obj = json::object(item, &format!("data[{index}]"))?;
     match obj.get(field) {
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(Value::Null) | None => Ok(String::new()),
+        Some(Json::String(s)) => Ok(s.to_string()),
+        Some(Json::Null) | None => Ok(String::new()),
         Some(_) => Err(JsonError(format!("data[{index}]: field '{field}' should be a string"))),
     }
 }
 
 /// The required, non-empty `id` of a list item.
-pub fn item_id(item: &Value, index: usize) -> Result<String, JsonError> {
+pub fn item_id(item: &Json, index: usize) -> Result<String, JsonError> {
     let id = item_text(item, index, "id")?;
     if id.is_empty() {
         return Err(JsonError(format!("data[{index}]: field 'id' is missing or empty")));
@@ -182,18 +184,23 @@ mod tests {
 
     #[test]
     fn the_id_cursor_envelope_needs_last_id_when_there_is_more() {
-        let page = id_cursor_page(&json!({"data": [{"id": "a"}], "has_more": true, "last_id": "a"})).unwrap();
+        let page = id_cursor_page(&Json::from(
+            json!({"data": [{"id": "a"}], "has_more": true, "last_id": "a"}),
+        ))
+        .unwrap();
         assert_eq!((page.items.len(), page.next.as_deref()), (1, Some("a")));
-        let page = id_cursor_page(&json!({"data": [], "has_more": false, "last_id": null})).unwrap();
+        let page = id_cursor_page(&Json::from(json!({"data": [], "has_more": false, "last_id": null}))).unwrap();
         assert!(page.next.is_none());
-        let err = id_cursor_page(&json!({"data": [], "has_more": true})).unwrap_err();
+        let err = id_cursor_page(&Json::from(json!({"data": [], "has_more": true}))).unwrap_err();
         assert!(err.0.contains("last_id"), "{}", err.0);
     }
 
     #[tokio::test]
     async fn a_repeated_cursor_is_an_error_not_a_loop() {
         let err = collect_list(
-            |_| async { Ok(json!({"data": [{"id": "x"}], "has_more": true, "last_id": "x"})) },
+            |_| async {
+                Ok(JsonBody::parse(br#"{"data": [{"id": "x"}], "has_more": true, "last_id": "x"}"#.to_vec()).unwrap())
+            },
             |detail| ProviderError::Malformed {
                 account: "acct".into(),
                 endpoint: "list".into(),
@@ -208,9 +215,15 @@ mod tests {
     #[test]
     fn item_fields_are_read_with_their_place() {
         let item = json!({"id": "k1", "name": null, "bad": 3});
-        assert_eq!(item_id(&item, 0).unwrap(), "k1");
-        assert_eq!(item_text(&item, 0, "name").unwrap(), "");
-        assert!(item_text(&item, 2, "bad").unwrap_err().0.contains("data[2]"));
-        assert!(item_id(&json!({"name": "x"}), 1).unwrap_err().0.contains("'id'"));
+        assert_eq!(item_id(&Json::from(item.clone()), 0).unwrap(), "k1");
+        assert_eq!(item_text(&Json::from(item.clone()), 0, "name").unwrap(), "");
+        assert!(item_text(&Json::from(item.clone()), 2, "bad")
+            .unwrap_err()
+            .0
+            .contains("data[2]"));
+        assert!(item_id(&Json::from(json!({"name": "x"})), 1)
+            .unwrap_err()
+            .0
+            .contains("'id'"));
     }
 }

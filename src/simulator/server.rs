@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, RwLock};
 
+use crate::providers::json::Json;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -368,8 +369,8 @@ async fn faults(body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
 
 /// Parses a restatement request body; the error names the field to fix.
 pub(crate) fn parse_restatement(body: &[u8], state: &SimState) -> Result<Restatement, String> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| format!("restatement body is not JSON: {e}"))?;
-    let field = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_string);
+    let value = Json::parse(body).map_err(|e| format!("restatement body is not JSON: {e}"))?;
+    let field = |name: &str| value.get(name).and_then(Json::as_str).map(str::to_string);
     let provider = field("provider")
         .filter(|p| providers::find(p).is_some())
         .ok_or_else(|| format!("field 'provider' must be one of {}", providers::names()))?;
@@ -382,7 +383,7 @@ pub(crate) fn parse_restatement(body: &[u8], state: &SimState) -> Result<Restate
     let factor = value
         .get("factor")
         .and_then(|f| crate::providers::json::decimal(f, "factor").ok())
-        .filter(|f| *f >= Decimal::ZERO && value.get("factor") != Some(&Value::Null))
+        .filter(|f| *f >= Decimal::ZERO && value.get("factor") != Some(&Json::Null))
         .ok_or("field 'factor' must be a non-negative decimal (number or string)")?;
     Ok(Restatement {
         provider,

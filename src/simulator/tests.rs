@@ -9,7 +9,12 @@ use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::providers::json::decimal;
+use crate::providers::json::{Json, JsonError};
+
+/// The daemon's exact money reader, over a `serde_json` value the test holds.
+fn decimal(value: &Value, field: &str) -> Result<Decimal, JsonError> {
+    crate::providers::json::decimal(&Json::from(value.clone()), field)
+}
 use crate::simulator::data::round9;
 
 const DAY: i64 = 86_400;

@@ -57,8 +57,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::providers::json::{Json, Object};
 use chrono::{DateTime, Duration, SecondsFormat, SubsecRound, Utc};
-use serde_json::{Map, Value};
 
 use super::cost::{amount_cents, cents_to_dollars, service};
 use super::usage::{required_count, token_records, Tokens};
@@ -177,7 +177,7 @@ impl AnthropicAdapter {
                         .http
                         .get_json(spec.endpoint, |client| client.get(&url).header("anthropic-beta", BETA))
                         .await?;
-                    let page = parse_page(spec, group_by, &body)?;
+                    let page = parse_page(spec, group_by, body.json())?;
                     tracing::debug!(
                         account = %self.http.account(),
                         endpoint = spec.endpoint,
@@ -199,7 +199,7 @@ impl AnthropicAdapter {
 
 /// One page: each row becomes a bucket of its own with its records (the
 /// pager accepts a bucket on several pages under `RowsAcrossPages`).
-pub(super) fn parse_page(spec: &EndpointSpec, group_by: &[&str], body: &Value) -> Result<Page, JsonError> {
+pub(super) fn parse_page(spec: &EndpointSpec, group_by: &[&str], body: &Json) -> Result<Page, JsonError> {
     let top = json::object(body, "the response")?;
     let data = json::array(top, "data")?;
     let mut buckets = Vec::with_capacity(data.len());
@@ -212,15 +212,15 @@ pub(super) fn parse_page(spec: &EndpointSpec, group_by: &[&str], body: &Value) -
     Ok(Page { buckets, next })
 }
 
-fn parse_row(spec: &EndpointSpec, group_by: &[&str], row: &Value) -> Result<PageBucket, JsonError> {
+fn parse_row(spec: &EndpointSpec, group_by: &[&str], row: &Json) -> Result<PageBucket, JsonError> {
     let obj = json::object(row, "the row")?;
     let start = json::rfc3339(obj, "starting_at")?;
     let end = json::rfc3339(obj, "ending_at")?;
-    let no_group = Map::new();
+    let no_group = Object::default();
     let group = match obj.get("group") {
-        Some(Value::Object(group)) => group,
+        Some(Json::Object(group)) => group,
         // No dimension at all (the API sends an object; be lenient with null).
-        Some(Value::Null) => &no_group,
+        Some(Json::Null) => &no_group,
         _ => return Err(JsonError("field 'group' is missing (expected an object)".into())),
     };
     let raw_group = identity(group, group_by);
@@ -246,22 +246,22 @@ fn parse_row(spec: &EndpointSpec, group_by: &[&str], row: &Value) -> Result<Page
 /// The grouping fields asked for (null kept), plus any other non-null scalar.
 /// The platform's identity rule over the `group` object, where a null means
 /// "not grouped by this" unless it was asked for.
-fn identity(group: &Map<String, Value>, group_by: &[&str]) -> BTreeMap<String, RawField> {
+fn identity(group: &Object, group_by: &[&str]) -> BTreeMap<String, RawField> {
     platform_identity::raw_group(group, |name, value| value.is_null() && !group_by.contains(&name))
         .into_iter()
         .chain(
             // A field asked for but absent is null: same record as when it is sent.
             group_by
                 .iter()
-                .filter(|name| !group.contains_key(**name))
+                .filter(|name| !group.contains_key(name))
                 .map(|name| (name.to_string(), RawField::Null)),
         )
         .collect()
 }
 
-fn measures_object<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<&'a Map<String, Value>, JsonError> {
+fn measures_object<'v, 'a>(obj: &'v Object<'a>, field: &str) -> Result<&'v Object<'a>, JsonError> {
     match obj.get(field) {
-        Some(Value::Object(inner)) => Ok(inner),
+        Some(Json::Object(inner)) => Ok(inner),
         _ => Err(JsonError(format!("field '{field}' is missing (expected an object)"))),
     }
 }
@@ -273,14 +273,14 @@ fn cost_record(
     bucket_start: DateTime<Utc>,
     bucket_end: DateTime<Utc>,
     raw_group: BTreeMap<String, RawField>,
-    group: &Map<String, Value>,
-    cost: &Map<String, Value>,
+    group: &Object,
+    cost: &Object,
 ) -> Result<FetchedRecord, JsonError> {
     let cents = amount_cents(cost)?;
     let text = |name: &str| platform_identity::text(&raw_group, name);
     let mut attributes = platform_identity::attributes(&raw_group, COST_COLUMNS);
     match cost.get("list_amount") {
-        None | Some(Value::Null) => {}
+        None | Some(Json::Null) => {}
         Some(list) => {
             let list = json::decimal(list, "list_amount")?;
             attributes.insert("list_amount_cents".into(), list.normalize().to_string());

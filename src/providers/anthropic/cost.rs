@@ -5,8 +5,8 @@
 //! it as dollars (anthropics/claude-code#51198, langwatch#6977,
 //! CodexBar#1035), so the conversion lives in one function with its own tests.
 
+use crate::providers::json::{Json, Object};
 use rust_decimal::Decimal;
-use serde_json::{Map, Value};
 
 use super::report::{self, Bucket};
 use crate::normalize::schema::{CostSource, Dimensions, FetchedRecord, Measures, RecordIdentity};
@@ -30,7 +30,7 @@ pub(super) const CURRENCY: &str = "USD";
 pub(super) fn record(
     spec: &EndpointSpec,
     bucket: &Bucket<'_>,
-    result: &Value,
+    result: &Json,
     path: &str,
 ) -> Result<FetchedRecord, JsonError> {
     let obj = json::object(result, path)?;
@@ -66,19 +66,19 @@ pub(super) fn record(
 }
 
 /// The billed amount in cents, after checking that it is money we understand.
-pub(super) fn amount_cents(obj: &Map<String, Value>) -> Result<Decimal, JsonError> {
-    match obj.get("currency").and_then(Value::as_str) {
+pub(super) fn amount_cents(obj: &Object) -> Result<Decimal, JsonError> {
+    match obj.get("currency").and_then(Json::as_str) {
         Some(currency) if currency.eq_ignore_ascii_case(CURRENCY) => {}
         _ => {
             return Err(JsonError(format!(
                 "field 'currency' is {}; only USD cost reports are supported",
                 obj.get("currency")
-                    .map_or_else(|| "missing".to_string(), Value::to_string)
+                    .map_or_else(|| "missing".to_string(), Json::to_string)
             )))
         }
     }
     match obj.get("amount") {
-        None | Some(Value::Null) => Err(JsonError("field 'amount' is missing".to_string())),
+        None | Some(Json::Null) => Err(JsonError("field 'amount' is missing".to_string())),
         // A string per the API reference; the official cookbook also accepts a number.
         Some(amount) => json::decimal(amount, "amount"),
     }
@@ -96,9 +96,9 @@ pub(super) fn cents_to_dollars(cents: Decimal) -> Decimal {
 }
 
 /// The product line a cost belongs to, named like the usage side's services.
-pub(super) fn service(cost_type: Option<&Value>) -> String {
+pub(super) fn service(cost_type: Option<&Json>) -> String {
     match cost_type {
-        Some(Value::String(kind)) => match kind.as_str() {
+        Some(Json::String(kind)) => match kind.as_ref() {
             "tokens" => "messages".to_string(),
             other => other.to_string(),
         },
@@ -121,7 +121,7 @@ mod tests {
     };
 
     fn map(result: &str) -> Result<FetchedRecord, JsonError> {
-        let value: Value = serde_json::from_str(result).unwrap();
+        let value = Json::parse(result.as_bytes()).unwrap();
         let bucket = Bucket {
             start: Utc.with_ymd_and_hms(2025, 8, 1, 0, 0, 0).unwrap(),
             end: Utc.with_ymd_and_hms(2025, 8, 2, 0, 0, 0).unwrap(),

@@ -260,7 +260,7 @@ impl ProviderAdapter for AnthropicAdapter {
                     }
                     let url = self.page_url(spec, &query);
                     let body = self.http.get_json(spec.endpoint, |client| client.get(&url)).await?;
-                    let parsed = report::parse_page(&body, spec.granularity)?;
+                    let parsed = report::parse_page(body.json(), spec.granularity)?;
                     let mut buckets = Vec::with_capacity(parsed.buckets.len());
                     for bucket in &parsed.buckets {
                         let mut records = Vec::new();

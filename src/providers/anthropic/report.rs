@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::providers::json::{Json, Object};
 use chrono::{DateTime, Duration, Utc};
-use serde_json::{Map, Value};
 
 use crate::normalize::schema::{Granularity, RawField};
 use crate::providers::json::{self, JsonError};
@@ -16,7 +16,7 @@ use crate::providers::platform::identity;
 pub(super) struct Bucket<'a> {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
-    pub results: &'a [Value],
+    pub results: &'a [Json<'a>],
     /// Where the bucket sits in its page (`data[3]`), for error messages.
     pub path: String,
 }
@@ -33,7 +33,7 @@ pub(super) struct Page<'a> {
 /// shifted or partial bucket cannot be placed in it and is refused rather than
 /// guessed at (Anthropic documents that it omits a bucket that would end after
 /// `ending_at` instead of cutting it short).
-pub(super) fn parse_page(body: &Value, granularity: Granularity) -> Result<Page<'_>, JsonError> {
+pub(super) fn parse_page<'a>(body: &'a Json<'a>, granularity: Granularity) -> Result<Page<'a>, JsonError> {
     let top = json::object(body, "the response")?;
     let data = json::array(top, "data")?;
     let mut buckets = Vec::with_capacity(data.len());
@@ -68,7 +68,7 @@ pub(super) fn at(path: &str, err: JsonError) -> JsonError {
 
 /// The record's identity within its bucket: the platform's one identity rule
 /// (every scalar non-measure field as returned, nulls kept).
-pub(super) fn raw_group(result: &Map<String, Value>, measures: &[&str]) -> BTreeMap<String, RawField> {
+pub(super) fn raw_group(result: &Object, measures: &[&str]) -> BTreeMap<String, RawField> {
     identity::raw_group(result, |name, _| measures.contains(&name))
 }
 
@@ -79,8 +79,8 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn page(body: &str) -> Value {
-        serde_json::from_str(body).unwrap()
+    fn page(body: &str) -> Json<'_> {
+        Json::parse(body.as_bytes()).unwrap()
     }
 
     #[test]

@@ -7,9 +7,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::providers::json::{Json, Object};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use serde_json::{Map, Value};
 
 use super::report::{self, Bucket};
 use crate::normalize::schema::{Dimensions, FetchedRecord, Measures, RawField, RecordIdentity};
@@ -33,7 +33,7 @@ const COLUMNS: &[&str] = &["workspace_id", "api_key_id", "model"];
 pub(super) fn records(
     spec: &EndpointSpec,
     bucket: &Bucket<'_>,
-    result: &Value,
+    result: &Json,
     path: &str,
 ) -> Result<Vec<FetchedRecord>, JsonError> {
     let obj = json::object(result, path)?;
@@ -121,7 +121,7 @@ pub(super) struct Tokens {
 }
 
 impl Tokens {
-    pub(super) fn read(obj: &Map<String, Value>) -> Result<Self, JsonError> {
+    pub(super) fn read(obj: &Object) -> Result<Self, JsonError> {
         let uncached = required_count(obj, "uncached_input_tokens")?;
         let cache_read = required_count(obj, "cache_read_input_tokens")?;
         let output = required_count(obj, "output_tokens")?;
@@ -154,9 +154,9 @@ impl Tokens {
 }
 
 /// A documented count: the field must be there (see the module doc).
-pub(super) fn required_count(obj: &Map<String, Value>, field: &str) -> Result<i64, JsonError> {
+pub(super) fn required_count(obj: &Object, field: &str) -> Result<i64, JsonError> {
     match obj.get(field) {
-        None | Some(Value::Null) => Err(JsonError(format!(
+        None | Some(Json::Null) => Err(JsonError(format!(
             "field '{field}' is missing; the report format may have changed"
         ))),
         Some(_) => count(obj, field),
@@ -164,7 +164,7 @@ pub(super) fn required_count(obj: &Map<String, Value>, field: &str) -> Result<i6
 }
 
 /// A count that may be absent (0), but never fractional or negative.
-fn count(obj: &Map<String, Value>, field: &str) -> Result<i64, JsonError> {
+fn count(obj: &Object, field: &str) -> Result<i64, JsonError> {
     let n = json::int_field(obj, field)?;
     if n < 0 {
         return Err(JsonError(format!("field '{field}' is negative ({n})")));
@@ -173,14 +173,10 @@ fn count(obj: &Map<String, Value>, field: &str) -> Result<i64, JsonError> {
 }
 
 /// A nested object; null counts as all zeros, absence is allowed unless `required`.
-fn nested<'a>(
-    obj: &'a Map<String, Value>,
-    field: &str,
-    required: bool,
-) -> Result<Option<&'a Map<String, Value>>, JsonError> {
+fn nested<'a>(obj: &'a Object<'a>, field: &str, required: bool) -> Result<Option<&'a Object<'a>>, JsonError> {
     match obj.get(field) {
-        Some(Value::Object(inner)) => Ok(Some(inner)),
-        Some(Value::Null) => Ok(None),
+        Some(Json::Object(inner)) => Ok(Some(inner)),
+        Some(Json::Null) => Ok(None),
         None if !required => Ok(None),
         None => Err(JsonError(format!(
             "field '{field}' is missing; the report format may have changed"
@@ -202,7 +198,7 @@ mod tests {
     };
 
     fn map(result: &str) -> Result<Vec<FetchedRecord>, JsonError> {
-        let value: Value = serde_json::from_str(result).unwrap();
+        let value = Json::parse(result.as_bytes()).unwrap();
         let bucket = Bucket {
             start: Utc.with_ymd_and_hms(2025, 8, 1, 0, 0, 0).unwrap(),
             end: Utc.with_ymd_and_hms(2025, 8, 1, 1, 0, 0).unwrap(),

@@ -61,7 +61,7 @@ impl TokenSource for EntraLogin {
             .http
             .get_json("oauth2/v2.0/token", |client| client.post(&self.url).form(&form))
             .await?;
-        super::parse::token(&body).map_err(|e| self.http.malformed("oauth2/v2.0/token", e.0))
+        super::parse::token(body.json()).map_err(|e| self.http.malformed("oauth2/v2.0/token", e.0))
     }
 }
 

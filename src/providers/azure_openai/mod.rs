@@ -37,6 +37,8 @@ use async_trait::async_trait;
 use chrono::Utc;
 use serde_json::{json, Value};
 
+use super::platform::json::{Json, JsonBody};
+
 use super::platform::paging::{bucket_starts, Page, PageBucket, PageError, Pager, Spread};
 use super::platform::{CachedToken, HttpSetup, MeasurePolicy, Redactor, RequestRate, StaticHeaders};
 use super::registry::{AdapterHooks, CredentialKeys, ProviderDescriptor, BILLING_INTERVAL, DAY};
@@ -242,7 +244,7 @@ impl AzureAdapter {
                         .cost_http
                         .send(COST.endpoint, |client| client.post(&target).json(body), json_or_empty)
                         .await?;
-                    let page = parse::cost_page(&value, window)?;
+                    let page = parse::cost_page(value.json(), window)?;
                     let first = (number == 1).then(|| bucket_starts(window, &COST));
                     Ok(Page {
                         buckets: into_buckets(first, page.records),
@@ -255,7 +257,7 @@ impl AzureAdapter {
 
     /// Every item of an ARM listing, following `nextLink` (same origin, no
     /// repeats, at most [`MAX_LIST_PAGES`]).
-    async fn list(&self, endpoint: &str, url: String) -> Result<Vec<Value>, ProviderError> {
+    async fn list(&self, endpoint: &str, url: String) -> Result<Vec<Json<'static>>, ProviderError> {
         let mut items = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let mut next = Some(url);
@@ -269,7 +271,7 @@ impl AzureAdapter {
                 ));
             }
             let body = self.http.get_json(endpoint, |client| client.get(&url)).await?;
-            let page = parse::listing(&body).map_err(|e| self.http.malformed(endpoint, e.0))?;
+            let page = parse::listing(body.json()).map_err(|e| self.http.malformed(endpoint, e.0))?;
             items.extend(page.items);
             if let Some(link) = page.next {
                 next = Some(self.same_origin(&link).map_err(|e| match e {
@@ -355,7 +357,7 @@ impl AzureAdapter {
                     .http
                     .get_json(METRICS.endpoint, |client| client.get(&url).query(&query))
                     .await?;
-                let records = parse::metrics(&body, account, models, *piece)?;
+                let records = parse::metrics(body.json(), account, models, *piece)?;
                 Ok(Page {
                     buckets: into_buckets(first, records),
                     next: (index + 1 < jobs.len()).then(|| (index + 1).to_string()),
@@ -393,12 +395,15 @@ fn cost_query_body(window: TimeWindow) -> Value {
     })
 }
 
-/// A 2xx body as JSON; an empty body (Cost Management's 204) is `Null`.
-fn json_or_empty(body: bytes::Bytes) -> Result<Value, String> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Value::Null);
-    }
-    serde_json::from_slice(&body).map_err(|e| format!("response body is not complete JSON ({} bytes): {e}", body.len()))
+/// A 2xx body as JSON; an empty body (Cost Management's 204) is `null`.
+fn json_or_empty(body: bytes::Bytes) -> Result<JsonBody, String> {
+    let len = body.len();
+    let text = if body.iter().all(u8::is_ascii_whitespace) {
+        b"null".to_vec()
+    } else {
+        Vec::from(body)
+    };
+    JsonBody::parse(text).map_err(|e| format!("response body is not complete JSON ({len} bytes): {e}"))
 }
 
 /// Records grouped into their buckets; on the first page, every bucket of
@@ -458,7 +463,7 @@ pub fn fuzz_parse(data: &[u8]) {
     let Some((&which, rest)) = data.split_first() else {
         return;
     };
-    let Ok(body) = serde_json::from_slice::<Value>(rest) else {
+    let Ok(body) = Json::parse(rest) else {
         return;
     };
     let day = |d: u32| {

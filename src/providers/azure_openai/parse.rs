@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::providers::json::{Json, Object};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
-use serde_json::{Map, Value};
 
 use crate::normalize::schema::{
     CostSource, Dimensions, FetchedRecord, Granularity, Measures, RawField, RecordIdentity, RecordType,
@@ -32,10 +32,10 @@ fn bad(msg: impl Into<String>) -> JsonError {
 
 /// The client-credentials token. `expires_in` is a number on the v2
 /// endpoint and a string on v1: both are accepted.
-pub(super) fn token(body: &Value) -> Result<Token, JsonError> {
+pub(super) fn token(body: &Json) -> Result<Token, JsonError> {
     let obj = json::object(body, "the token response")?;
     let value = match obj.get("access_token") {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(Json::String(s)) if !s.is_empty() => s.clone(),
         _ => return Err(bad("the token response has no access_token")),
     };
     let secs = json::int_field(obj, "expires_in")?;
@@ -43,28 +43,32 @@ pub(super) fn token(body: &Value) -> Result<Token, JsonError> {
         return Err(bad(format!("the token response's expires_in is {secs}")));
     }
     Ok(Token {
-        value,
+        value: value.to_string(),
         expires_in: std::time::Duration::from_secs(secs as u64),
     })
 }
 
 /// One page of an ARM listing: `{value: [...], nextLink}`.
 pub(super) struct Listing {
-    pub items: Vec<Value>,
+    pub items: Vec<Json<'static>>,
     pub next: Option<String>,
 }
 
-pub(super) fn listing(body: &Value) -> Result<Listing, JsonError> {
+pub(super) fn listing(body: &Json) -> Result<Listing, JsonError> {
     let obj = json::object(body, "the listing")?;
     Ok(Listing {
-        items: json::array(obj, "value")?.clone(),
+        items: json::array(obj, "value")?
+            .iter()
+            .cloned()
+            .map(Json::into_owned)
+            .collect(),
         next: next_link(obj),
     })
 }
 
-fn next_link(obj: &Map<String, Value>) -> Option<String> {
+fn next_link(obj: &Object) -> Option<String> {
     match obj.get("nextLink") {
-        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Some(Json::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
         _ => None,
     }
 }
@@ -84,7 +88,7 @@ const TOKEN_KINDS: [&str; 2] = ["OpenAI", "AIServices"];
 
 /// The accounts of a listing page that can have OpenAI deployments; other
 /// Cognitive Services kinds (Speech, Vision, ...) are skipped.
-pub(super) fn accounts(items: &[Value]) -> Result<Vec<CognitiveAccount>, JsonError> {
+pub(super) fn accounts(items: &[Json]) -> Result<Vec<CognitiveAccount>, JsonError> {
     let mut out = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let obj = json::object(item, &format!("value[{i}]"))?;
@@ -108,7 +112,7 @@ pub(super) fn accounts(items: &[Value]) -> Result<Vec<CognitiveAccount>, JsonErr
 
 /// Deployment name -> model name (`properties.model.name`), from a
 /// deployments listing page.
-pub(super) fn deployments(items: &[Value]) -> Result<BTreeMap<String, String>, JsonError> {
+pub(super) fn deployments(items: &[Json]) -> Result<BTreeMap<String, String>, JsonError> {
     let mut out = BTreeMap::new();
     for (i, item) in items.iter().enumerate() {
         let obj = json::object(item, &format!("value[{i}]"))?;
@@ -120,7 +124,7 @@ pub(super) fn deployments(items: &[Value]) -> Result<BTreeMap<String, String>, J
             .get("properties")
             .and_then(|p| p.get("model"))
             .and_then(|m| m.get("name"))
-            .and_then(Value::as_str)
+            .and_then(Json::as_str)
             .unwrap_or_default()
             .to_string();
         out.insert(name, model);
@@ -148,7 +152,7 @@ const USD_COLUMNS: [&str; 3] = ["CostUSD", "PreTaxCostUSD", "totalCostUSD"];
 /// currency is USD); a negative amount (a refund or credit charge) becomes
 /// positive `credits` with `cost` 0, so `sum(cost) - sum(credits)` is the net.
 /// `amount_original` keeps the signed amount in the billing currency.
-pub(super) fn cost_page(body: &Value, window: TimeWindow) -> Result<CostPage, JsonError> {
+pub(super) fn cost_page(body: &Json, window: TimeWindow) -> Result<CostPage, JsonError> {
     if body.is_null() {
         return Ok(CostPage::default());
     }
@@ -163,7 +167,7 @@ pub(super) fn cost_page(body: &Value, window: TimeWindow) -> Result<CostPage, Js
         .enumerate()
         .map(|(i, c)| {
             c.get("name")
-                .and_then(Value::as_str)
+                .and_then(Json::as_str)
                 .map(str::to_string)
                 .ok_or_else(|| bad(format!("columns[{i}] has no name")))
         })
@@ -178,8 +182,8 @@ pub(super) fn cost_page(body: &Value, window: TimeWindow) -> Result<CostPage, Js
     let date_at = find(&["UsageDate"]).ok_or_else(|| bad(format!("no UsageDate column among {names:?}")))?;
     let currency_at = find(&["Currency"]);
     let rows = match props.get("rows") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(rows)) => rows.clone(),
+        None | Some(Json::Null) => Vec::new(),
+        Some(Json::Array(rows)) => rows.clone(),
         Some(_) => return Err(bad("'rows' should be an array")),
     };
     let mut records = Vec::with_capacity(rows.len());
@@ -200,7 +204,7 @@ pub(super) fn cost_page(body: &Value, window: TimeWindow) -> Result<CostPage, Js
 
 fn cost_row(
     names: &[String],
-    cells: &[Value],
+    cells: &[Json],
     cost_at: usize,
     usd_at: Option<usize>,
     date_at: usize,
@@ -290,10 +294,10 @@ fn cost_row(
 
 /// `UsageDate`: a `yyyymmdd` number (`20240115`), also accepted as a string
 /// of the same digits or an ISO date(-time) at midnight.
-fn usage_date(cell: &Value) -> Result<DateTime<Utc>, JsonError> {
+fn usage_date(cell: &Json) -> Result<DateTime<Utc>, JsonError> {
     let text = match cell {
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.trim().to_string(),
+        Json::Number(n) => n.to_string(),
+        Json::String(s) => s.trim().to_string(),
         other => return Err(bad(format!("UsageDate should be a yyyymmdd number, found {other}"))),
     };
     let date = NaiveDate::parse_from_str(&text, "%Y%m%d")
@@ -352,13 +356,13 @@ pub fn meter_model(meter: &str) -> String {
 /// into usage records: prompt tokens as input, generated tokens as output.
 /// A data point without `total` has no data and gives nothing.
 pub(super) fn metrics(
-    body: &Value,
+    body: &Json,
     account: &CognitiveAccount,
     models: &BTreeMap<String, String>,
     window: TimeWindow,
 ) -> Result<Vec<FetchedRecord>, JsonError> {
     let obj = json::object(body, "the metrics response")?;
-    if let Some(interval) = obj.get("interval").and_then(Value::as_str) {
+    if let Some(interval) = obj.get("interval").and_then(Json::as_str) {
         if interval != "PT1H" {
             return Err(bad(format!("the metrics interval is {interval}, not the asked PT1H")));
         }
@@ -370,7 +374,7 @@ pub(super) fn metrics(
         let name = metric
             .get("name")
             .and_then(|n| n.get("value"))
-            .and_then(Value::as_str)
+            .and_then(Json::as_str)
             .unwrap_or_default();
         let slot = if name.eq_ignore_ascii_case(PROMPT_METRIC) {
             0
@@ -379,7 +383,7 @@ pub(super) fn metrics(
         } else {
             continue;
         };
-        if let Some(code) = metric.get("errorCode").and_then(Value::as_str) {
+        if let Some(code) = metric.get("errorCode").and_then(Json::as_str) {
             if code != "Success" {
                 return Err(bad(format!("metric {name}: errorCode {code}")));
             }
@@ -457,7 +461,7 @@ pub(super) fn metrics(
 
 /// The deployment of a time series: `metadatavalues[].name.value` comes back
 /// lower-cased (`modeldeploymentname`).
-fn deployment_of(series: &Map<String, Value>) -> Option<String> {
+fn deployment_of(series: &Object) -> Option<String> {
     series
         .get("metadatavalues")?
         .as_array()?
@@ -465,17 +469,17 @@ fn deployment_of(series: &Map<String, Value>) -> Option<String> {
         .find(|m| {
             m.get("name")
                 .and_then(|n| n.get("value"))
-                .and_then(Value::as_str)
+                .and_then(Json::as_str)
                 .is_some_and(|n| n.eq_ignore_ascii_case("ModelDeploymentName"))
         })
         .and_then(|m| m.get("value"))
-        .and_then(Value::as_str)
+        .and_then(Json::as_str)
         .map(str::to_string)
 }
 
 /// A token total: a JSON number such as `18234.0`; must be whole and
 /// non-negative (read exactly, never through f64).
-fn whole_count(value: &Value) -> Result<i64, JsonError> {
+fn whole_count(value: &Json) -> Result<i64, JsonError> {
     let d = json::decimal(value, "total")?;
     if !d.fract().is_zero() || d.is_sign_negative() && !d.is_zero() {
         return Err(bad(format!("total {d} is not a whole token count")));

@@ -112,12 +112,15 @@ fn azure_config_names_the_fix_for_the_wrong_credential_types() {
 #[test]
 fn azure_token_expires_in_may_be_a_number_or_a_string() {
     let v2 = json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": "eyJ0"});
-    let t = parse::token(&v2).unwrap();
+    let t = parse::token(&Json::from(v2.clone())).unwrap();
     assert_eq!((t.value.as_str(), t.expires_in), ("eyJ0", Duration::from_secs(3599)));
     let v1 = json!({"token_type": "Bearer", "expires_in": "3600", "expires_on": "1700000000", "access_token": "x"});
-    assert_eq!(parse::token(&v1).unwrap().expires_in, Duration::from_secs(3600));
-    assert!(parse::token(&json!({"expires_in": 10})).is_err());
-    assert!(parse::token(&json!({"access_token": "x", "expires_in": 0})).is_err());
+    assert_eq!(
+        parse::token(&Json::from(v1.clone())).unwrap().expires_in,
+        Duration::from_secs(3600)
+    );
+    assert!(parse::token(&Json::from(json!({"expires_in": 10}))).is_err());
+    assert!(parse::token(&Json::from(json!({"access_token": "x", "expires_in": 0}))).is_err());
     assert!(!format!("{t:?}").contains("eyJ0"));
 }
 
@@ -157,8 +160,8 @@ fn azure_cost_rows_are_mapped_by_column_name_in_any_order_exactly() {
         ]]),
         None,
     );
-    let pa = parse::cost_page(&a, window).unwrap();
-    let pb = parse::cost_page(&b, window).unwrap();
+    let pa = parse::cost_page(&Json::from(a.clone()), window).unwrap();
+    let pb = parse::cost_page(&Json::from(b.clone()), window).unwrap();
     assert_eq!(
         pa.next.as_deref(),
         Some("https://management.azure.com/next?$skiptoken=abc")
@@ -172,7 +175,7 @@ fn azure_cost_rows_are_mapped_by_column_name_in_any_order_exactly() {
     assert_eq!(r.dims.line_item, "gpt-4o-0806-Inp-glbl 1M Tokens");
     assert_eq!(r.dims.resource_id, "/subs/r1");
     // 204: no rows.
-    assert!(parse::cost_page(&serde_json::Value::Null, window)
+    assert!(parse::cost_page(&crate::providers::json::Json::Null, window)
         .unwrap()
         .records
         .is_empty());
@@ -196,7 +199,7 @@ fn azure_cost_in_another_currency_uses_cost_usd_and_refunds_become_credits() {
         ]),
         None,
     );
-    let records = parse::cost_page(&page, window).unwrap().records;
+    let records = parse::cost_page(&Json::from(page.clone()), window).unwrap().records;
     let (usage, refund) = (&records[0], &records[1]);
     assert_eq!(usage.measures.cost, Decimal::from_str("11.55").unwrap());
     assert_eq!(usage.measures.amount_original, Decimal::from_str("10.5").unwrap());
@@ -212,7 +215,10 @@ fn azure_cost_in_another_currency_uses_cost_usd_and_refunds_become_credits() {
         json!([[20240116, 10.5, "EUR"]]),
         None,
     );
-    assert!(parse::cost_page(&no_usd, window).unwrap_err().0.contains("CostUSD"));
+    assert!(parse::cost_page(&Json::from(no_usd.clone()), window)
+        .unwrap_err()
+        .0
+        .contains("CostUSD"));
 }
 
 #[test]
@@ -220,16 +226,24 @@ fn azure_cost_pages_that_break_the_format_are_errors() {
     let window = TimeWindow::new(day(14), day(17));
     let cols = ["Cost", "UsageDate", "Currency"];
     let outside = cost_answer(&cols, json!([[1.0, 20240120, "USD"]]), None);
-    assert!(parse::cost_page(&outside, window).unwrap_err().0.contains("outside"));
+    assert!(parse::cost_page(&Json::from(outside.clone()), window)
+        .unwrap_err()
+        .0
+        .contains("outside"));
     let short = cost_answer(&cols, json!([[1.0, 20240115]]), None);
-    assert!(parse::cost_page(&short, window).is_err());
+    assert!(parse::cost_page(&Json::from(short.clone()), window).is_err());
     let bad_date = cost_answer(&cols, json!([[1.0, 2024011, "USD"]]), None);
-    assert!(parse::cost_page(&bad_date, window).is_err());
+    assert!(parse::cost_page(&Json::from(bad_date.clone()), window).is_err());
     let no_date = cost_answer(&["Cost", "Currency"], json!([]), None);
-    assert!(parse::cost_page(&no_date, window).unwrap_err().0.contains("UsageDate"));
+    assert!(parse::cost_page(&Json::from(no_date.clone()), window)
+        .unwrap_err()
+        .0
+        .contains("UsageDate"));
     let iso = cost_answer(&cols, json!([[1.0, "2024-01-15T00:00:00", "USD"]]), None);
     assert_eq!(
-        parse::cost_page(&iso, window).unwrap().records[0].identity.bucket_start,
+        parse::cost_page(&Json::from(iso.clone()), window).unwrap().records[0]
+            .identity
+            .bucket_start,
         day(15)
     );
 }
@@ -260,19 +274,19 @@ fn azure_listings_keep_openai_accounts_and_map_deployments_to_models() {
         {"id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.CognitiveServices/accounts/speech", "name": "speech", "kind": "SpeechServices", "location": "eastus"},
         {"id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.CognitiveServices/accounts/hub", "name": "hub", "kind": "AIServices", "location": "swedencentral"}
     ], "nextLink": "https://management.azure.com/x?$skiptoken=1"});
-    let page = parse::listing(&body).unwrap();
+    let page = parse::listing(&Json::from(body.clone())).unwrap();
     assert!(page.next.is_some());
     let accounts = parse::accounts(&page.items).unwrap();
     assert_eq!(
         accounts.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(),
         ["aoai", "hub"]
     );
-    assert!(parse::accounts(&[json!({"id": "https://evil.example/x", "kind": "OpenAI"})]).is_err());
+    assert!(parse::accounts(&[json!({"id": "https://evil.example/x", "kind": "OpenAI"}).into()]).is_err());
     let deployments = json!({"value": [
         {"name": "prod-4o", "properties": {"model": {"format": "OpenAI", "name": "gpt-4o", "version": "2024-08-06"}}},
         {"name": "bare"}
     ]});
-    let map = parse::deployments(&parse::listing(&deployments).unwrap().items).unwrap();
+    let map = parse::deployments(&parse::listing(&Json::from(deployments.clone())).unwrap().items).unwrap();
     assert_eq!(map["prod-4o"], "gpt-4o");
     assert_eq!(map["bare"], "");
 }
@@ -292,7 +306,7 @@ fn azure_metrics_merge_prompt_and_generated_tokens_per_deployment_and_hour() {
                                          {"timeStamp": "2024-01-15T01:00:00Z"}]))
     ]});
     let models = BTreeMap::from([("prod-4o".to_string(), "gpt-4o".to_string())]);
-    let records = parse::metrics(&body, &account(), &models, window).unwrap();
+    let records = parse::metrics(&Json::from(body.clone()), &account(), &models, window).unwrap();
     assert_eq!(records.len(), 1, "a point without total is no data");
     let r = &records[0];
     assert_eq!((r.measures.input_tokens, r.measures.output_tokens), (18234, 901));
@@ -302,15 +316,15 @@ fn azure_metrics_merge_prompt_and_generated_tokens_per_deployment_and_hour() {
     // The query cost is not money, fractions are not tokens, other grains are refused.
     let fraction =
         json!({"value": [series("GeneratedTokens", json!([{"timeStamp": "2024-01-15T00:00:00Z", "total": 1.5}]))]});
-    assert!(parse::metrics(&fraction, &account(), &models, window).is_err());
+    assert!(parse::metrics(&Json::from(fraction.clone()), &account(), &models, window).is_err());
     let coarse = json!({"interval": "PT6H", "value": []});
-    assert!(parse::metrics(&coarse, &account(), &models, window)
+    assert!(parse::metrics(&Json::from(coarse.clone()), &account(), &models, window)
         .unwrap_err()
         .0
         .contains("PT6H"));
     let outside =
         json!({"value": [series("GeneratedTokens", json!([{"timeStamp": "2024-01-17T00:00:00Z", "total": 1}]))]});
-    assert!(parse::metrics(&outside, &account(), &models, window).is_err());
+    assert!(parse::metrics(&Json::from(outside.clone()), &account(), &models, window).is_err());
 }
 
 #[test]

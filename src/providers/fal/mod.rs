@@ -201,7 +201,7 @@ impl ProviderAdapter for FalAdapter {
                             }
                         })
                         .await?;
-                    let page = parse::page(&body)?;
+                    let page = parse::page(body.json())?;
                     tracing::debug!(account = %self.account, page = number, buckets = page.buckets.len(), "fal page");
                     Ok(page)
                 }

@@ -8,8 +8,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::providers::json::{Json, Object};
 use chrono::{DateTime, Duration, Utc};
-use serde_json::{Map, Value};
 
 use crate::normalize::schema::{
     CostSource, Dimensions, FetchedRecord, Granularity, Measures, RawField, RecordIdentity, RecordType,
@@ -31,7 +31,7 @@ pub(super) const ENDPOINT: &str = "models/usage";
 pub(super) const SERVICE: &str = "model_apis";
 
 /// Reads a whole page or fails naming where (bucket, row) and which field.
-pub(super) fn page(body: &Value) -> Result<Page, JsonError> {
+pub(super) fn page(body: &Json) -> Result<Page, JsonError> {
     let page = json::object(body, "the response")?;
     let series = json::array(page, "time_series")?;
     let next = next_cursor(page)?;
@@ -58,12 +58,12 @@ pub(super) fn page(body: &Value) -> Result<Page, JsonError> {
 }
 
 /// `has_more` + `next_cursor`: more without a cursor is malformed.
-fn next_cursor(page: &Map<String, Value>) -> Result<Option<String>, JsonError> {
-    if !page.get("has_more").and_then(Value::as_bool).unwrap_or(false) {
+fn next_cursor(page: &Object) -> Result<Option<String>, JsonError> {
+    if !page.get("has_more").and_then(Json::as_bool).unwrap_or(false) {
         return Ok(None);
     }
     match page.get("next_cursor") {
-        Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+        Some(Json::String(s)) if !s.is_empty() => Ok(Some(s.to_string())),
         _ => Err(JsonError("has_more is true but next_cursor is missing".into())),
     }
 }
@@ -72,7 +72,7 @@ fn context(place: &str, err: JsonError) -> JsonError {
     JsonError(format!("{place}: {}", err.0))
 }
 
-fn record(start: DateTime<Utc>, row: &Map<String, Value>) -> Result<FetchedRecord, JsonError> {
+fn record(start: DateTime<Utc>, row: &Object) -> Result<FetchedRecord, JsonError> {
     let raw_group: BTreeMap<String, RawField> = identity::raw_group(row, |name, _| MEASURES.contains(&name));
     if identity::text(&raw_group, "endpoint_id").is_empty() {
         return Err(JsonError("field 'endpoint_id' is missing".into()));
@@ -131,7 +131,7 @@ mod tests {
     const PAGE2: &str = include_str!("../../../tests/fixtures/fal/usage_page2.json");
 
     fn parse(text: &str) -> Result<Page, JsonError> {
-        page(&serde_json::from_str(text).unwrap())
+        page(&Json::parse(text.as_bytes()).unwrap())
     }
 
     fn dec(s: &str) -> Decimal {

@@ -14,9 +14,10 @@ use async_trait::async_trait;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::config::ServiceAccount;
+use crate::providers::json::Json;
 use crate::providers::platform::retry::default_verdict;
 use crate::providers::platform::{RetryClassifier, Token, TokenSource, Verdict};
 use crate::providers::{FailureKind, ProviderError, ProviderHttp};
@@ -118,20 +119,20 @@ impl TokenSource for JwtSource {
                     .body(body.clone())
             })
             .await?;
-        token(&answer).map_err(|detail| self.http.malformed("token", detail))
+        token(answer.json()).map_err(|detail| self.http.malformed("token", detail))
     }
 }
 
 /// Reads `{"access_token", "expires_in", "token_type"}`.
-pub fn token(answer: &Value) -> Result<Token, String> {
+pub fn token(answer: &Json) -> Result<Token, String> {
     let value = answer
         .get("access_token")
-        .and_then(Value::as_str)
+        .and_then(Json::as_str)
         .filter(|t| !t.is_empty())
         .ok_or("the token endpoint's answer has no access_token")?;
     let expires_in = match answer.get("expires_in") {
-        Some(Value::Number(n)) => n.as_u64(),
-        Some(Value::String(s)) => s.parse().ok(),
+        Some(Json::Number(n)) => n.as_u64(),
+        Some(Json::String(s)) => s.parse().ok(),
         _ => None,
     }
     .ok_or("the token endpoint's answer has no whole expires_in")?;
@@ -199,9 +200,9 @@ pub(crate) mod tests {
         let jwt = assertion(&sa, &key, SCOPES, 1_700_000_000).unwrap();
         let parts: Vec<&str> = jwt.split('.').collect();
         assert_eq!(parts.len(), 3);
-        let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+        let header: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
         assert_eq!(header, json!({"alg": "RS256", "typ": "JWT", "kid": "kid-1"}));
-        let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
         assert_eq!(claims["iss"], "sync@proj-123456.iam.gserviceaccount.com");
         assert_eq!(claims["aud"], "https://oauth2.googleapis.com/token");
         assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 3600);
@@ -229,10 +230,13 @@ pub(crate) mod tests {
 
     #[test]
     fn vertex_token_answers_and_refusals() {
-        let t = token(&json!({"access_token": "ya29.x", "expires_in": 3599, "token_type": "Bearer"})).unwrap();
+        let t = token(&Json::from(
+            json!({"access_token": "ya29.x", "expires_in": 3599, "token_type": "Bearer"}),
+        ))
+        .unwrap();
         assert_eq!(t.expires_in, Duration::from_secs(3599));
-        assert!(token(&json!({"expires_in": 3599})).is_err());
-        assert!(token(&json!({"access_token": "ya29.x"})).is_err());
+        assert!(token(&Json::from(json!({"expires_in": 3599}))).is_err());
+        assert!(token(&Json::from(json!({"access_token": "ya29.x"}))).is_err());
         let none = reqwest::header::HeaderMap::new();
         let c = TokenClassifier;
         let body = r#"{"error":"invalid_grant","error_description":"Invalid JWT Signature."}"#;

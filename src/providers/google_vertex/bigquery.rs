@@ -161,7 +161,7 @@ async fn query(adapter: &VertexAdapter, window: TimeWindow) -> Result<QueryPage,
         .http
         .get_json(BILLING.endpoint, |client| client.post(&url).json(&body))
         .await?;
-    Ok(parse::query_page(&answer, BILLING.endpoint)?)
+    Ok(parse::query_page(answer.json(), BILLING.endpoint)?)
 }
 
 async fn results(adapter: &VertexAdapter, job: &JobRef, page_token: Option<&str>) -> Result<QueryPage, PageError> {
@@ -185,7 +185,7 @@ async fn results(adapter: &VertexAdapter, job: &JobRef, page_token: Option<&str>
         .http
         .get_json(BILLING.endpoint, |client| client.get(&url).query(&params))
         .await?;
-    let page = parse::query_page(&answer, BILLING.endpoint)?;
+    let page = parse::query_page(answer.json(), BILLING.endpoint)?;
     if page.job.job_id != job.job_id {
         return Err(PageError::Parse(format!(
             "getQueryResults of job {} answered for job {}",

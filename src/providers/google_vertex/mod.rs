@@ -284,7 +284,7 @@ pub fn fuzz_parse(data: &[u8]) {
         let _ = std::str::from_utf8(body).map(config::service_account);
         return;
     }
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+    let Ok(value) = crate::providers::json::Json::parse(body) else {
         return;
     };
     match which % 4 {

@@ -67,7 +67,8 @@ pub async fn fetch(adapter: &VertexAdapter, window: TimeWindow) -> Result<Endpoi
                         }
                     })
                     .await?;
-                let (records, next) = parse::time_series_page(&body, TOKENS.endpoint, (window.start, window.end))?;
+                let (records, next) =
+                    parse::time_series_page(body.json(), TOKENS.endpoint, (window.start, window.end))?;
                 let mut buckets: Vec<PageBucket> = Vec::new();
                 if number == 1 {
                     buckets.extend(bucket_starts(window, &TOKENS).into_iter().map(|start| PageBucket {

@@ -11,9 +11,9 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
+use crate::providers::json::{Json, Object};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rust_decimal::Decimal;
-use serde_json::{Map, Value};
 
 use crate::normalize::schema::{
     CostSource, Dimensions, FetchedRecord, Granularity, Measures, RawField, RecordIdentity, RecordType,
@@ -55,22 +55,22 @@ pub const GROUP_COLUMNS: &[&str] = &[
     "conversion_rate",
 ];
 
-pub fn query_page(body: &Value, endpoint: &str) -> Result<QueryPage, JsonError> {
+pub fn query_page(body: &Json, endpoint: &str) -> Result<QueryPage, JsonError> {
     let obj = json::object(body, "the query response")?;
     let job = obj
         .get("jobReference")
-        .and_then(Value::as_object)
+        .and_then(Json::as_object)
         .ok_or_else(|| err("field 'jobReference' is missing"))?;
     let job = JobRef {
         project_id: json::str_field(job, "projectId"),
         job_id: json::str_field(job, "jobId"),
-        location: job.get("location").and_then(Value::as_str).map(str::to_string),
+        location: job.get("location").and_then(Json::as_str).map(str::to_string),
     };
     let safe = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_:.".contains(c));
     if !safe(&job.project_id) || !safe(&job.job_id) {
         return Err(err("jobReference has an empty or unusual projectId/jobId"));
     }
-    let complete = obj.get("jobComplete").and_then(Value::as_bool).unwrap_or(false);
+    let complete = obj.get("jobComplete").and_then(Json::as_bool).unwrap_or(false);
     if !complete {
         return Ok(QueryPage {
             job,
@@ -79,16 +79,16 @@ pub fn query_page(body: &Value, endpoint: &str) -> Result<QueryPage, JsonError> 
             page_token: None,
         });
     }
-    if let Some(errors) = obj.get("errors").and_then(Value::as_array).filter(|e| !e.is_empty()) {
+    if let Some(errors) = obj.get("errors").and_then(Json::as_array).filter(|e| !e.is_empty()) {
         return Err(err(format!(
             "the query job reported errors: {}",
-            Value::Array(errors.clone())
+            Json::Array(errors.to_vec())
         )));
     }
     let fields = schema_fields(obj)?;
     let rows = match obj.get("rows") {
-        None | Some(Value::Null) => &Vec::new(),
-        Some(Value::Array(rows)) => rows,
+        None | Some(Json::Null) => &Vec::new(),
+        Some(Json::Array(rows)) => rows,
         Some(_) => return Err(err("field 'rows' should be an array")),
     };
     let records = rows
@@ -98,7 +98,7 @@ pub fn query_page(body: &Value, endpoint: &str) -> Result<QueryPage, JsonError> 
         .collect::<Result<Vec<_>, _>>()?;
     let page_token = obj
         .get("pageToken")
-        .and_then(Value::as_str)
+        .and_then(Json::as_str)
         .filter(|t| !t.is_empty())
         .map(str::to_string);
     Ok(QueryPage {
@@ -110,26 +110,29 @@ pub fn query_page(body: &Value, endpoint: &str) -> Result<QueryPage, JsonError> 
 }
 
 /// (name, type) of each top-level schema field, in cell order.
-fn schema_fields(obj: &Map<String, Value>) -> Result<Vec<(String, String)>, JsonError> {
+fn schema_fields(obj: &Object) -> Result<Vec<(String, String)>, JsonError> {
     let fields = obj
         .get("schema")
         .and_then(|s| s.get("fields"))
-        .and_then(Value::as_array)
+        .and_then(Json::as_array)
         .ok_or_else(|| err("a complete query response has no schema.fields"))?;
     Ok(fields
         .iter()
         .map(|f| {
-            let text = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+            let text = |k: &str| f.get(k).and_then(Json::as_str).unwrap_or_default().to_string();
             (text("name"), text("type"))
         })
         .collect())
 }
 
 /// One result row as name -> cell text (None for null).
-fn cells<'a>(fields: &'a [(String, String)], row: &'a Value) -> Result<BTreeMap<&'a str, Option<&'a str>>, JsonError> {
+fn cells<'a>(
+    fields: &'a [(String, String)],
+    row: &'a Json<'a>,
+) -> Result<BTreeMap<&'a str, Option<&'a str>>, JsonError> {
     let values = row
         .get("f")
-        .and_then(Value::as_array)
+        .and_then(Json::as_array)
         .ok_or_else(|| err("a row has no 'f' array"))?;
     if values.len() != fields.len() {
         return Err(err(format!(
@@ -141,8 +144,8 @@ fn cells<'a>(fields: &'a [(String, String)], row: &'a Value) -> Result<BTreeMap<
     let mut out = BTreeMap::new();
     for ((name, _), cell) in fields.iter().zip(values) {
         let text = match cell.get("v") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.as_str()),
+            None | Some(Json::Null) => None,
+            Some(Json::String(s)) => Some(s.as_ref()),
             Some(_) => {
                 return Err(err(format!(
                     "cell '{name}' is not a string (BigQuery sends every scalar as one)"
@@ -178,7 +181,7 @@ fn decimal_cell(cells: &BTreeMap<&str, Option<&str>>, field: &str) -> Result<Dec
 
 /// One row of the billing query: gross cost and credits of a day, service,
 /// SKU, project, region, cost type and currency.
-fn billing_record(fields: &[(String, String)], row: &Value, endpoint: &str) -> Result<FetchedRecord, JsonError> {
+fn billing_record(fields: &[(String, String)], row: &Json, endpoint: &str) -> Result<FetchedRecord, JsonError> {
     let cells = cells(fields, row)?;
     let day_text = cells
         .get("day")
@@ -322,14 +325,14 @@ pub const TOKEN_METRIC: &str = "aiplatform.googleapis.com/publisher/online_servi
 /// type), and the next page token (`""` or absent: done). Points outside
 /// `window` (an alignment period ending at its start) are not this fetch's.
 pub fn time_series_page(
-    body: &Value,
+    body: &Json,
     endpoint: &str,
     window: (DateTime<Utc>, DateTime<Utc>),
 ) -> Result<(Vec<FetchedRecord>, Option<String>), JsonError> {
     let obj = json::object(body, "the time series response")?;
     let series = match obj.get("timeSeries") {
-        None | Some(Value::Null) => &Vec::new(),
-        Some(Value::Array(s)) => s,
+        None | Some(Json::Null) => &Vec::new(),
+        Some(Json::Array(s)) => s,
         Some(_) => return Err(err("field 'timeSeries' should be an array")),
     };
     let mut records = Vec::new();
@@ -340,7 +343,7 @@ pub fn time_series_page(
             s.get(path)
                 .and_then(|m| m.get("labels"))
                 .and_then(|l| l.get(name))
-                .and_then(Value::as_str)
+                .and_then(Json::as_str)
                 .map(str::to_string)
         };
         let model = label("resource", "model_user_id").unwrap_or_default();
@@ -350,7 +353,7 @@ pub fn time_series_page(
             let in_point = |e: JsonError| err(format!("timeSeries[{i}].points[{j}]: {}", e.0));
             let interval = p
                 .get("interval")
-                .and_then(Value::as_object)
+                .and_then(Json::as_object)
                 .ok_or_else(|| in_point(err("no interval")))?;
             let end = json::rfc3339(interval, "endTime").map_err(in_point)?;
             let start = match interval.get("startTime") {
@@ -369,11 +372,11 @@ pub fn time_series_page(
             }
             let value = p
                 .get("value")
-                .and_then(Value::as_object)
+                .and_then(Json::as_object)
                 .ok_or_else(|| in_point(err("no value")))?;
             let count = match (value.get("int64Value"), value.get("doubleValue")) {
                 (Some(_), _) => json::int_field(value, "int64Value").map_err(in_point)?,
-                (None, Some(Value::Number(n))) => n
+                (None, Some(Json::Number(n))) => n
                     .as_f64()
                     .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 9.0e15)
                     .map(|f| f as i64)
@@ -385,7 +388,7 @@ pub fn time_series_page(
     }
     let next = obj
         .get("nextPageToken")
-        .and_then(Value::as_str)
+        .and_then(Json::as_str)
         .filter(|t| !t.is_empty())
         .map(str::to_string);
     Ok((records, next))
@@ -446,15 +449,15 @@ mod tests {
         {"name": "conversion_rate", "type": "NUMERIC"}, {"name": "cost", "type": "NUMERIC"},
         {"name": "credits", "type": "NUMERIC"}]}"#;
 
-    fn row(day: &str, sku: &str, currency: &str, rate: &str, cost: &str, credits: &str) -> Value {
+    fn row(day: &str, sku: &str, currency: &str, rate: &str, cost: &str, credits: &str) -> serde_json::Value {
         json!({"f": [{"v": day}, {"v": "Vertex AI"}, {"v": "A1B2-C3D4"}, {"v": sku}, {"v": "proj-ml"},
                      {"v": null}, {"v": "regular"}, {"v": currency}, {"v": rate}, {"v": cost}, {"v": credits}]})
     }
 
-    fn page(rows: Vec<Value>, token: Option<&str>) -> Value {
+    fn page(rows: Vec<serde_json::Value>, token: Option<&str>) -> serde_json::Value {
         let mut v = json!({
             "kind": "bigquery#queryResponse",
-            "schema": serde_json::from_str::<Value>(SCHEMA).unwrap(),
+            "schema": serde_json::from_str::<serde_json::Value>(SCHEMA).unwrap(),
             "jobReference": {"projectId": "proj-ml", "jobId": "job_abc", "location": "US"},
             "totalRows": rows.len().to_string(),
             "rows": rows,
@@ -489,7 +492,7 @@ mod tests {
             ],
             Some("BGFJ2YQ"),
         );
-        let p = query_page(&body, "billing_export").unwrap();
+        let p = query_page(&Json::from(body.clone()), "billing_export").unwrap();
         assert!(p.complete);
         assert_eq!(p.page_token.as_deref(), Some("BGFJ2YQ"));
         assert_eq!(p.records.len(), 2);
@@ -516,7 +519,7 @@ mod tests {
             )],
             None,
         );
-        let r = &query_page(&body, "billing_export").unwrap().records[0];
+        let r = &query_page(&Json::from(body.clone()), "billing_export").unwrap().records[0];
         assert_eq!((r.measures.cost, r.measures.credits), (d("10"), d("1")));
         assert_eq!(
             (r.measures.amount_original, r.measures.currency.as_str()),
@@ -527,20 +530,26 @@ mod tests {
     #[test]
     fn vertex_float_timestamps_incomplete_jobs_and_bad_cells_are_named() {
         let body = page(vec![row("1.7368992E9", "x", "USD", "1", "1", "0")], None);
-        let e = query_page(&body, "b").unwrap_err().0;
+        let e = query_page(&Json::from(body.clone()), "b").unwrap_err().0;
         assert!(e.contains("useInt64Timestamp") && e.contains("rows[0]"), "{e}");
         let pending = json!({"jobReference": {"projectId": "p-1", "jobId": "job_1"}, "jobComplete": false});
-        let p = query_page(&pending, "b").unwrap();
+        let p = query_page(&Json::from(pending.clone()), "b").unwrap();
         assert!(!p.complete && p.records.is_empty());
         let body = page(vec![row("1736899200000000", "x", "USD", "1", "one", "0")], None);
-        assert!(query_page(&body, "b").unwrap_err().0.contains("'cost'"));
+        assert!(query_page(&Json::from(body.clone()), "b")
+            .unwrap_err()
+            .0
+            .contains("'cost'"));
         let body = page(vec![row("1736899200000000", "x", "USD", "1", "1", "0")], None);
         let mut short = body.clone();
         short["rows"][0]["f"].as_array_mut().unwrap().pop();
-        assert!(query_page(&short, "b").unwrap_err().0.contains("cells"));
+        assert!(query_page(&Json::from(short.clone()), "b")
+            .unwrap_err()
+            .0
+            .contains("cells"));
         let mut evil = body;
         evil["jobReference"]["jobId"] = json!("../../x?y");
-        assert!(query_page(&evil, "b").is_err());
+        assert!(query_page(&Json::from(evil.clone()), "b").is_err());
     }
 
     #[test]
@@ -570,16 +579,23 @@ mod tests {
                 {"interval": {"startTime": "2025-01-14T23:00:00Z", "endTime": "2025-01-15T00:00:00Z"}, "value": {"int64Value": "5"}}
             ]}], "nextPageToken": ""});
         let start = Utc.with_ymd_and_hms(2025, 1, 15, 0, 0, 0).unwrap();
-        let (records, next) = time_series_page(&body, "token_count", (start, start + Duration::days(1))).unwrap();
+        let (records, next) = time_series_page(
+            &Json::from(body.clone()),
+            "token_count",
+            (start, start + Duration::days(1)),
+        )
+        .unwrap();
         assert_eq!(next, None);
         assert_eq!(records.len(), 2, "the point before the window is not this fetch's");
         assert_eq!(records[0].measures.input_tokens, 1_834_567);
         assert_eq!(records[1].identity.bucket_start, start);
         let mut odd = body.clone();
         odd["timeSeries"][0]["points"][0]["interval"]["startTime"] = json!("2025-01-15T01:30:00Z");
-        assert!(time_series_page(&odd, "t", (start, start + Duration::days(1)))
-            .unwrap_err()
-            .0
-            .contains("whole hour"));
+        assert!(
+            time_series_page(&Json::from(odd.clone()), "t", (start, start + Duration::days(1)))
+                .unwrap_err()
+                .0
+                .contains("whole hour")
+        );
     }
 }

@@ -176,7 +176,7 @@ impl ProviderAdapter for LiteLlmAdapter {
                             client.get(url).query(query).query(&[("page", &page_number)])
                         })
                         .await?;
-                    let parsed = parse::page(&body)?;
+                    let parsed = parse::page(body.json())?;
                     let mut buckets: Vec<PageBucket> = Vec::new();
                     if number == 1 {
                         // Every day of the window is answered, even with no rows.

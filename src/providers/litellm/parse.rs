@@ -14,8 +14,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::providers::json::{Json, Object};
 use chrono::{DateTime, NaiveDate, Utc};
-use serde_json::{Map, Value};
 
 use crate::normalize::schema::{
     Dimensions, FetchedRecord, Granularity, Measures, RawField, RecordIdentity, RecordType,
@@ -30,7 +30,7 @@ pub(super) struct Page {
     pub more: bool,
 }
 
-pub(super) fn page(body: &Value) -> Result<Page, JsonError> {
+pub(super) fn page(body: &Json) -> Result<Page, JsonError> {
     let page = json::object(body, "the response")?;
     let results = json::array(page, "results")?;
     let mut records = Vec::new();
@@ -39,8 +39,8 @@ pub(super) fn page(body: &Value) -> Result<Page, JsonError> {
         let result = json::object(result, &place)?;
         day_records(result, &mut records).map_err(|e| JsonError(format!("{place}: {}", e.0)))?;
     }
-    let more = match page.get("metadata").and_then(Value::as_object) {
-        Some(meta) => match meta.get("has_more").and_then(Value::as_bool) {
+    let more = match page.get("metadata").and_then(Json::as_object) {
+        Some(meta) => match meta.get("has_more").and_then(Json::as_bool) {
             Some(more) => more,
             None => json::int_field(meta, "page")? < json::int_field(meta, "total_pages")?,
         },
@@ -49,70 +49,64 @@ pub(super) fn page(body: &Value) -> Result<Page, JsonError> {
     Ok(Page { records, more })
 }
 
-fn day_records(result: &Map<String, Value>, out: &mut Vec<FetchedRecord>) -> Result<(), JsonError> {
+fn day_records(result: &Object, out: &mut Vec<FetchedRecord>) -> Result<(), JsonError> {
     let text = result
         .get("date")
-        .and_then(Value::as_str)
+        .and_then(Json::as_str)
         .ok_or_else(|| JsonError("field 'date' should be a YYYY-MM-DD date".into()))?;
     let day = NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .map_err(|_| JsonError(format!("field 'date' is not a YYYY-MM-DD date ({text})")))?;
     let start = day.and_time(Default::default()).and_utc();
-    let breakdown = result.get("breakdown").and_then(Value::as_object);
-    let empty = Map::new();
+    let breakdown = result.get("breakdown").and_then(Json::as_object);
+    let empty = Object::default();
     let models = breakdown
         .and_then(|b| b.get("models"))
-        .and_then(Value::as_object)
+        .and_then(Json::as_object)
         .unwrap_or(&empty);
     let keys = breakdown
         .and_then(|b| b.get("api_keys"))
-        .and_then(Value::as_object)
+        .and_then(Json::as_object)
         .unwrap_or(&empty);
     if models.is_empty() {
         // No per-model breakdown (an older proxy): the day's metrics as one
         // record without model and key, unless there is nothing.
-        let metrics = result.get("metrics").and_then(Value::as_object).unwrap_or(&empty);
+        let metrics = result.get("metrics").and_then(Json::as_object).unwrap_or(&empty);
         let m = measures(metrics).map_err(|e| JsonError(format!("metrics: {}", e.0)))?;
         let nothing = m.requests == 0
             && m.input_tokens == 0
             && m.output_tokens == 0
             && m.provider_estimate.is_none_or(|e| e.is_zero());
         if !nothing {
-            out.push(record(start, Value::Null, Value::Null, m, None));
+            out.push(record(start, Json::Null, Json::Null, m, None));
         }
         return Ok(());
     }
-    for (model, entry) in models {
+    for (model, entry) in models.iter() {
         let place = format!("breakdown.models['{model}']");
         let entry = json::object(entry, &place)?;
         let per_key = entry
             .get("api_key_breakdown")
-            .and_then(Value::as_object)
+            .and_then(Json::as_object)
             .filter(|k| !k.is_empty());
         match per_key {
             Some(per_key) => {
-                for (key, item) in per_key {
+                for (key, item) in per_key.iter() {
                     let item = json::object(item, &format!("{place}.api_key_breakdown"))?;
-                    let metrics = item.get("metrics").and_then(Value::as_object).unwrap_or(&empty);
+                    let metrics = item.get("metrics").and_then(Json::as_object).unwrap_or(&empty);
                     let m = measures(metrics).map_err(|e| JsonError(format!("{place}.api_key_breakdown: {}", e.0)))?;
                     // Key metadata: on the item, else in breakdown.api_keys.
                     let meta = item
                         .get("metadata")
-                        .and_then(Value::as_object)
+                        .and_then(Json::as_object)
                         .filter(|m| !m.is_empty())
-                        .or_else(|| keys.get(key).and_then(|k| k.get("metadata")).and_then(Value::as_object));
-                    out.push(record(
-                        start,
-                        Value::from(model.as_str()),
-                        Value::from(key.as_str()),
-                        m,
-                        meta,
-                    ));
+                        .or_else(|| keys.get(key).and_then(|k| k.get("metadata")).and_then(Json::as_object));
+                    out.push(record(start, Json::from(model), Json::from(key), m, meta));
                 }
             }
             None => {
-                let metrics = entry.get("metrics").and_then(Value::as_object).unwrap_or(&empty);
+                let metrics = entry.get("metrics").and_then(Json::as_object).unwrap_or(&empty);
                 let m = measures(metrics).map_err(|e| JsonError(format!("{place}: {}", e.0)))?;
-                out.push(record(start, Value::from(model.as_str()), Value::Null, m, None));
+                out.push(record(start, Json::from(model), Json::Null, m, None));
             }
         }
     }
@@ -121,7 +115,7 @@ fn day_records(result: &Map<String, Value>, out: &mut Vec<FetchedRecord>) -> Res
 
 /// `prompt_tokens` counts all input, cache reads and writes included (the
 /// OpenAI convention LiteLLM follows); spend is the proxy's estimate.
-fn measures(metrics: &Map<String, Value>) -> Result<Measures, JsonError> {
+fn measures(metrics: &Object) -> Result<Measures, JsonError> {
     Ok(Measures {
         input_tokens: json::int_field(metrics, "prompt_tokens")?,
         output_tokens: json::int_field(metrics, "completion_tokens")?,
@@ -134,13 +128,7 @@ fn measures(metrics: &Map<String, Value>) -> Result<Measures, JsonError> {
     })
 }
 
-fn record(
-    start: DateTime<Utc>,
-    model: Value,
-    key: Value,
-    measures: Measures,
-    meta: Option<&Map<String, Value>>,
-) -> FetchedRecord {
+fn record(start: DateTime<Utc>, model: Json, key: Json, measures: Measures, meta: Option<&Object>) -> FetchedRecord {
     // The identity is what the proxy groups by: model and key. Key metadata
     // (alias, team, user) describes the key and can be renamed: not identity.
     let raw_group: BTreeMap<String, RawField> = [("api_key", &key), ("model", &model)]
@@ -187,7 +175,7 @@ mod tests {
     const PAGE2: &str = include_str!("../../../tests/fixtures/litellm/daily_activity_page2.json");
 
     fn parse(text: &str) -> Page {
-        page(&serde_json::from_str(text).unwrap()).unwrap()
+        page(&Json::parse(text.as_bytes()).unwrap()).unwrap()
     }
 
     #[test]
@@ -258,7 +246,7 @@ mod tests {
         );
         let err = page(&serde_json::from_str(&bad).unwrap()).unwrap_err().0;
         assert!(err.contains("results[0]") && err.contains("api_requests"), "{err}");
-        assert!(page(&serde_json::json!({"metadata": {}}))
+        assert!(page(&Json::from(serde_json::json!({"metadata": {}})))
             .unwrap_err()
             .0
             .contains("results"));

@@ -367,7 +367,7 @@ impl ProviderAdapter for OpenAiAdapter {
                             }
                         })
                         .await?;
-                    let page = parse::page(def, &body)?;
+                    let page = parse::page(def, body.json())?;
                     tracing::debug!(
                         account = %self.account,
                         endpoint = def.spec.endpoint,

@@ -54,7 +54,7 @@ async fn list(
     endpoint: &'static str,
     url: &str,
     extra: &[(&'static str, &'static str)],
-) -> Result<Vec<serde_json::Value>, ProviderError> {
+) -> Result<Vec<crate::providers::json::Json<'static>>, ProviderError> {
     names::list_all(http, endpoint, url, LIMIT, "after", extra).await
 }
 

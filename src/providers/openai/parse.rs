@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::providers::json::{Json, Object};
 use chrono::{DateTime, Duration, Utc};
-use serde_json::{Map, Value};
 
 use super::{line_items, EndpointDef, Metrics};
 use crate::normalize::schema::{CostSource, Dimensions, FetchedRecord, Measures, RawField, RecordIdentity};
@@ -28,7 +28,7 @@ pub(super) struct Page {
 const COLUMNS: &[&str] = &["project_id", "user_id", "api_key_id", "model", "line_item"];
 
 /// Reads a whole page or fails naming where (bucket, row) and which field.
-pub(super) fn page(def: &EndpointDef, body: &Value) -> Result<Page, JsonError> {
+pub(super) fn page(def: &EndpointDef, body: &Json) -> Result<Page, JsonError> {
     let page = json::object(body, "the response")?;
     let data = json::array(page, "data")?;
     let next_page = json::next_page(page)?;
@@ -64,7 +64,7 @@ fn context(place: &str, err: JsonError) -> JsonError {
 /// The bucket's rows: `results`, or `result` as the 2024-12 spec spelled it.
 /// A bucket with neither is malformed rather than empty: an empty bucket is
 /// covered, and covering it makes every stored record in it vanish.
-fn rows(bucket: &Map<String, Value>) -> Result<&Vec<Value>, JsonError> {
+fn rows<'v, 'a>(bucket: &'v Object<'a>) -> Result<&'v [Json<'a>], JsonError> {
     if !bucket.contains_key("results") && bucket.contains_key("result") {
         json::array(bucket, "result")
     } else {
@@ -76,7 +76,7 @@ fn record(
     def: &EndpointDef,
     bucket_start: DateTime<Utc>,
     bucket_end: DateTime<Utc>,
-    row: &Map<String, Value>,
+    row: &Object,
 ) -> Result<FetchedRecord, JsonError> {
     let raw_group = raw_group(def.metrics, row);
     let mut dims = dimensions(&raw_group);
@@ -131,7 +131,7 @@ fn record(
 /// booleans, never numbers. A measure in the key would re-key the record each
 /// time its value changed. `quantity_unit` qualifies `quantity` (it becomes
 /// `unit`), so it is part of the measure too.
-fn is_measure(metrics: Metrics, field: &str, value: &Value) -> bool {
+fn is_measure(metrics: Metrics, field: &str, value: &Json) -> bool {
     let own = match metrics {
         Metrics::Quantity { field: metric, .. } => field == metric,
         Metrics::Costs => matches!(field, "amount" | "quantity" | "quantity_unit"),
@@ -142,7 +142,7 @@ fn is_measure(metrics: Metrics, field: &str, value: &Value) -> bool {
 
 /// Every scalar field that is not a measure and not the `object` type tag,
 /// nulls kept: a row grouped by a field it has no value for is its own record.
-fn raw_group(metrics: Metrics, row: &Map<String, Value>) -> BTreeMap<String, RawField> {
+fn raw_group(metrics: Metrics, row: &Object) -> BTreeMap<String, RawField> {
     identity::raw_group(row, |field, value| {
         field == "object" || is_measure(metrics, field, value)
     })
@@ -163,9 +163,9 @@ fn dimensions(raw_group: &BTreeMap<String, RawField>) -> Dimensions {
 
 /// Billed money in dollars (`amount.value`, number or string, exact), plus
 /// what the line item says about model and service.
-fn cost(row: &Map<String, Value>, dims: &mut Dimensions) -> Result<Measures, JsonError> {
+fn cost(row: &Object, dims: &mut Dimensions) -> Result<Measures, JsonError> {
     let amount = match row.get("amount") {
-        Some(Value::Object(amount)) => amount,
+        Some(Json::Object(amount)) => amount,
         _ => {
             return Err(JsonError(
                 "field 'amount' is missing (expected {value, currency})".into(),
@@ -227,11 +227,13 @@ mod tests {
     }
 
     fn parse_fixture(endpoint: &str, text: &str) -> Page {
-        page(def(endpoint), &serde_json::from_str(text).unwrap()).unwrap()
+        page(def(endpoint), &Json::parse(text.as_bytes()).unwrap()).unwrap()
     }
 
     fn parse_err(endpoint: &str, text: &str) -> String {
-        page(def(endpoint), &serde_json::from_str(text).unwrap()).unwrap_err().0
+        page(def(endpoint), &Json::parse(text.as_bytes()).unwrap())
+            .unwrap_err()
+            .0
     }
 
     fn one_bucket(results: &str) -> String {

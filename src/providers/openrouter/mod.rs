@@ -200,7 +200,7 @@ impl ProviderAdapter for OpenRouterAdapter {
                 let url = &url;
                 async move {
                     let body = self.http.get_json(ENDPOINT, |client| client.get(url)).await?;
-                    let rows = parse::activity(&body, endpoint.record_type)?;
+                    let rows = parse::activity(body.json(), endpoint.record_type)?;
                     // Every day of the (clamped) window is answered, empty or not.
                     let mut buckets: Vec<PageBucket> = bucket_starts(window, endpoint)
                         .into_iter()

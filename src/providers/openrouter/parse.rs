@@ -18,8 +18,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::providers::json::{Json, Object};
 use chrono::{DateTime, NaiveDate, Utc};
-use serde_json::{Map, Value};
 
 use crate::normalize::schema::{
     CostSource, Dimensions, FetchedRecord, Granularity, Measures, RawField, RecordIdentity, RecordType,
@@ -31,7 +31,7 @@ use crate::providers::platform::identity;
 const COLUMNS: &[&str] = &["model", "workspace_id"];
 
 /// Every record of the answer, with its UTC day, for `record_type`.
-pub(super) fn activity(body: &Value, record_type: RecordType) -> Result<Vec<(NaiveDate, FetchedRecord)>, JsonError> {
+pub(super) fn activity(body: &Json, record_type: RecordType) -> Result<Vec<(NaiveDate, FetchedRecord)>, JsonError> {
     let page = json::object(body, "the response")?;
     let data = json::array(page, "data")?;
     data.iter()
@@ -46,7 +46,7 @@ pub(super) fn activity(body: &Value, record_type: RecordType) -> Result<Vec<(Nai
 
 /// Measures never identify a record: the money and counters the spec lists,
 /// and anything numeric (OpenRouter's grouping fields are names and ids).
-fn is_measure(field: &str, value: &Value) -> bool {
+fn is_measure(field: &str, value: &Json) -> bool {
     field == "date"
         || field == "usage"
         || field == "requests"
@@ -55,10 +55,10 @@ fn is_measure(field: &str, value: &Value) -> bool {
         || value.is_number()
 }
 
-fn record(row: &Map<String, Value>, record_type: RecordType) -> Result<(NaiveDate, FetchedRecord), JsonError> {
+fn record(row: &Object, record_type: RecordType) -> Result<(NaiveDate, FetchedRecord), JsonError> {
     let text = row
         .get("date")
-        .and_then(Value::as_str)
+        .and_then(Json::as_str)
         .ok_or_else(|| JsonError("field 'date' should be a YYYY-MM-DD date".into()))?;
     let day = NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .map_err(|_| JsonError(format!("field 'date' is not a YYYY-MM-DD date ({text})")))?;
@@ -128,7 +128,7 @@ mod tests {
     }
 
     fn parse(text: &str, record_type: RecordType) -> Result<Vec<(NaiveDate, FetchedRecord)>, JsonError> {
-        activity(&serde_json::from_str(text).unwrap(), record_type)
+        activity(&Json::parse(text.as_bytes()).unwrap(), record_type)
     }
 
     #[test]

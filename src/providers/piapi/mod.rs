@@ -231,7 +231,7 @@ impl PiApiAdapter {
         }
         let url = format!("{}/account/info", self.base_url);
         let body = self.http.get_json(BALANCE.endpoint, |client| client.get(&url)).await?;
-        let reading = parse::reading(&body).map_err(|e| self.http.malformed(BALANCE.endpoint, e.0))?;
+        let reading = parse::reading(body.json()).map_err(|e| self.http.malformed(BALANCE.endpoint, e.0))?;
         if reading.balance_usd.abs() > super::platform::guards::max_amount() {
             return Err(self.http.malformed(
                 BALANCE.endpoint,

@@ -4,8 +4,8 @@
 //! read too): `{account_name, account_id, credits, equivalent_in_usd}`. Only
 //! `equivalent_in_usd` is used as money, read from its exact JSON text.
 
+use crate::providers::json::Json;
 use rust_decimal::Decimal;
-use serde_json::Value;
 
 use crate::providers::json::{self, JsonError};
 
@@ -16,10 +16,10 @@ pub(super) struct Reading {
     pub balance_usd: Decimal,
 }
 
-pub(super) fn reading(body: &Value) -> Result<Reading, JsonError> {
+pub(super) fn reading(body: &Json) -> Result<Reading, JsonError> {
     let top = json::object(body, "the response")?;
     let data = match top.get("data") {
-        Some(data @ Value::Object(_)) => json::object(data, "data")?,
+        Some(data @ Json::Object(_)) => json::object(data, "data")?,
         _ => top,
     };
     let balance_usd = match data.get("equivalent_in_usd") {

@@ -17,6 +17,7 @@ use reqwest::{RequestBuilder, Response};
 use super::auth::Authenticator;
 use super::redact::Redactor;
 use super::retry::{RetryClassifier, Verdict};
+use super::tree::JsonBody;
 use crate::metrics;
 use crate::providers::{FailureKind, Provider, ProviderError};
 
@@ -243,13 +244,14 @@ impl ProviderHttp {
     /// with credentials, and parses the answer as JSON, retrying as the
     /// provider's classifier says. Numbers keep their exact text (serde_json
     /// `arbitrary_precision`), so money is exact.
-    pub async fn get_json<F>(&self, endpoint: &str, build: F) -> Result<serde_json::Value, ProviderError>
+    pub async fn get_json<F>(&self, endpoint: &str, build: F) -> Result<JsonBody, ProviderError>
     where
         F: Fn(&reqwest::Client) -> RequestBuilder,
     {
         self.send(endpoint, build, |body| {
-            serde_json::from_slice(&body)
-                .map_err(|e| format!("response body is not complete JSON ({} bytes): {e}", body.len()))
+            let len = body.len();
+            JsonBody::parse(Vec::from(body))
+                .map_err(|e| format!("response body is not complete JSON ({len} bytes): {e}"))
         })
         .await
     }

@@ -7,16 +7,16 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value};
+use super::json::{Json, Object};
 
 use crate::normalize::schema::RawField;
 
 /// The raw grouping fields of `row`: every scalar field for which
 /// `is_measure(name, value)` is false.
-pub fn raw_group(row: &Map<String, Value>, is_measure: impl Fn(&str, &Value) -> bool) -> BTreeMap<String, RawField> {
+pub fn raw_group(row: &Object, is_measure: impl Fn(&str, &Json) -> bool) -> BTreeMap<String, RawField> {
     row.iter()
         .filter(|(name, value)| !is_measure(name, value))
-        .filter_map(|(name, value)| RawField::from_json(value).map(|field| (name.clone(), field)))
+        .filter_map(|(name, value)| RawField::from_json(value).map(|field| (name.to_string(), field)))
         .collect()
 }
 
@@ -41,9 +41,8 @@ mod tests {
 
     #[test]
     fn nulls_stay_objects_go_measures_are_excluded() {
-        let row: Value =
-            serde_json::from_str(r#"{"workspace_id": null, "model": "m", "n": 3, "amount": "1", "nested": {"a": 1}}"#)
-                .unwrap();
+        let row =
+            Json::parse(br#"{"workspace_id": null, "model": "m", "n": 3, "amount": "1", "nested": {"a": 1}}"#).unwrap();
         let group = raw_group(row.as_object().unwrap(), |name, _| name == "amount");
         let names: Vec<&str> = group.keys().map(String::as_str).collect();
         assert_eq!(names, ["model", "n", "workspace_id"]);

@@ -11,6 +11,7 @@ pub mod paging;
 pub mod redact;
 pub mod retry;
 pub mod settings;
+pub mod tree;
 
 pub use auth::{Authenticator, Authorized, CachedToken, CredentialId, StaticHeaders, Token, TokenSource};
 pub use guards::MeasurePolicy;

@@ -183,7 +183,7 @@ impl RunwayAdapter {
             .http
             .get_json(USAGE.endpoint, |client| client.post(&url).json(&body))
             .await?;
-        let records = parse::answer(&answer, start, end, self.usd_per_credit)
+        let records = parse::answer(answer.json(), start, end, self.usd_per_credit)
             .map_err(|e| self.http.malformed(USAGE.endpoint, e.0))?;
         let piece = TimeWindow::new(start, end);
         let mut buckets: Vec<PageBucket> = bucket_starts(piece, &USAGE)

@@ -7,9 +7,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::providers::json::{Json, Object};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rust_decimal::Decimal;
-use serde_json::{Map, Value};
 
 use crate::normalize::schema::{
     CostSource, Dimensions, FetchedRecord, Granularity, Measures, RawField, RecordIdentity, RecordType,
@@ -24,7 +24,7 @@ pub(super) const UNIT: &str = "credits";
 /// Reads the answer for the days `[start, end)`; a date outside them is
 /// malformed (it would put stored rows of other days in scope).
 pub(super) fn answer(
-    body: &Value,
+    body: &Json,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     usd_per_credit: Decimal,
@@ -58,11 +58,7 @@ pub(super) fn answer(
     Ok(records)
 }
 
-fn record(
-    bucket: DateTime<Utc>,
-    item: &Map<String, Value>,
-    usd_per_credit: Decimal,
-) -> Result<FetchedRecord, JsonError> {
+fn record(bucket: DateTime<Utc>, item: &Object, usd_per_credit: Decimal) -> Result<FetchedRecord, JsonError> {
     let credits = match item.get("amount") {
         Some(value) if !value.is_null() => json::decimal(value, "amount")?,
         _ => return Err(JsonError("field 'amount' is missing".into())),
@@ -124,7 +120,7 @@ mod tests {
 
     fn parse(text: &str) -> Result<Vec<FetchedRecord>, JsonError> {
         answer(
-            &serde_json::from_str(text).unwrap(),
+            &Json::parse(text.as_bytes()).unwrap(),
             day(15),
             day(18),
             Decimal::new(1, 2),

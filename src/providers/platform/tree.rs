@@ -1,0 +1,456 @@
+//! A JSON document that borrows from the response body.
+//!
+//! Provider pages are parsed once into this tree and read by the adapters'
+//! lenient readers ([`super::json`]). It replaces `serde_json::Value`, which
+//! allocates every object key, every number (as text, for exact money) and a
+//! B-tree node per object: on a backfill that was a fifth of the daemon's
+//! CPU. Here keys and strings without escapes borrow the body, whole numbers
+//! are stored as integers, other numbers keep their exact text, and objects
+//! are a vector of entries.
+//!
+//! The same rules as `serde_json` hold: the text is validated by
+//! `serde_json`'s own parser (same errors, same nesting limit), a key given
+//! twice keeps its last value, and a number is never read through `f64`.
+//! Unlike `serde_json`'s map, entries keep the document's order.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use yoke::{Yoke, Yokeable};
+
+/// One JSON value of a document borrowed from `'a`.
+#[derive(Clone, Debug, PartialEq, Yokeable)]
+pub enum Json<'a> {
+    Null,
+    Bool(bool),
+    Number(Number<'a>),
+    String(Cow<'a, str>),
+    Array(Vec<Json<'a>>),
+    Object(Object<'a>),
+}
+
+/// A JSON number, exact: whole numbers that fit 64 bits as integers, any
+/// other number as its JSON text.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Number<'a> {
+    Unsigned(u64),
+    Signed(i64),
+    Text(Cow<'a, str>),
+}
+
+/// A JSON object's entries in document order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Object<'a> {
+    entries: Vec<(Cow<'a, str>, Json<'a>)>,
+}
+
+impl<'a> Json<'a> {
+    /// Parses a whole document; trailing text other than whitespace is an error.
+    pub fn parse(text: &'a [u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(text)
+    }
+
+    pub fn as_object(&self) -> Option<&Object<'a>> {
+        match self {
+            Json::Object(object) => Some(object),
+            _ => None,
+        }
+    }
+
+    pub fn as_array(&self) -> Option<&[Json<'a>]> {
+        match self {
+            Json::Array(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Json::String(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Json::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// A whole number that fits an `i64`.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Json::Number(n) => n.as_i64(),
+            _ => None,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self, Json::Null)
+    }
+
+    pub fn is_number(&self) -> bool {
+        matches!(self, Json::Number(_))
+    }
+
+    /// A field of an object; `None` for a missing field or a non-object.
+    pub fn get(&self, key: &str) -> Option<&Json<'a>> {
+        self.as_object().and_then(|object| object.get(key))
+    }
+
+    /// The same document, owning all of its text.
+    pub fn into_owned(self) -> Json<'static> {
+        match self {
+            Json::Null => Json::Null,
+            Json::Bool(b) => Json::Bool(b),
+            Json::Number(n) => Json::Number(n.into_owned()),
+            Json::String(text) => Json::String(Cow::Owned(text.into_owned())),
+            Json::Array(items) => Json::Array(items.into_iter().map(Json::into_owned).collect()),
+            Json::Object(object) => Json::Object(Object {
+                entries: object
+                    .entries
+                    .into_iter()
+                    .map(|(key, value)| (Cow::Owned(key.into_owned()), value.into_owned()))
+                    .collect(),
+            }),
+        }
+    }
+}
+
+impl<'a> From<&'a str> for Json<'a> {
+    fn from(text: &'a str) -> Self {
+        Json::String(Cow::Borrowed(text))
+    }
+}
+
+/// A `serde_json` value as a document (tests and fixtures build theirs with
+/// `serde_json::json!`).
+impl From<serde_json::Value> for Json<'static> {
+    fn from(value: serde_json::Value) -> Self {
+        match value {
+            serde_json::Value::Null => Json::Null,
+            serde_json::Value::Bool(b) => Json::Bool(b),
+            serde_json::Value::Number(n) => {
+                let text = n.to_string();
+                Json::Number(if let Ok(n) = text.parse() {
+                    Number::Unsigned(n)
+                } else if let Ok(n) = text.parse() {
+                    Number::Signed(n)
+                } else {
+                    Number::Text(Cow::Owned(text))
+                })
+            }
+            serde_json::Value::String(text) => Json::String(Cow::Owned(text)),
+            serde_json::Value::Array(items) => Json::Array(items.into_iter().map(Json::from).collect()),
+            serde_json::Value::Object(map) => Json::Object(Object {
+                entries: map
+                    .into_iter()
+                    .map(|(key, value)| (Cow::Owned(key), Json::from(value)))
+                    .collect(),
+            }),
+        }
+    }
+}
+
+impl Number<'_> {
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Number::Unsigned(n) => i64::try_from(*n).ok(),
+            Number::Signed(n) => Some(*n),
+            Number::Text(_) => None,
+        }
+    }
+
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            Number::Unsigned(n) => Some(*n),
+            Number::Signed(n) => u64::try_from(*n).ok(),
+            Number::Text(_) => None,
+        }
+    }
+
+    /// The number as the nearest `f64` (never for money).
+    pub fn as_f64(&self) -> Option<f64> {
+        self.to_string().parse().ok()
+    }
+
+    fn into_owned(self) -> Number<'static> {
+        match self {
+            Number::Unsigned(n) => Number::Unsigned(n),
+            Number::Signed(n) => Number::Signed(n),
+            Number::Text(text) => Number::Text(Cow::Owned(text.into_owned())),
+        }
+    }
+}
+
+/// The number's JSON text (an integer in its canonical form).
+impl fmt::Display for Number<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Number::Unsigned(n) => write!(f, "{n}"),
+            Number::Signed(n) => write!(f, "{n}"),
+            Number::Text(text) => f.write_str(text),
+        }
+    }
+}
+
+impl<'a> Object<'a> {
+    pub fn get(&self, key: &str) -> Option<&Json<'a>> {
+        self.entries
+            .iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Entries in document order, each key once.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Json<'a>)> {
+        self.entries.iter().map(|(name, value)| (name.as_ref(), value))
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Compact JSON text, as `serde_json::Value` prints (for error messages).
+impl fmt::Display for Json<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Json::Null => f.write_str("null"),
+            Json::Bool(b) => write!(f, "{b}"),
+            Json::Number(n) => write!(f, "{n}"),
+            Json::String(text) => write_string(f, text),
+            Json::Array(items) => {
+                f.write_str("[")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write!(f, "{item}")?;
+                }
+                f.write_str("]")
+            }
+            Json::Object(object) => {
+                f.write_str("{")?;
+                for (i, (key, value)) in object.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write_string(f, key)?;
+                    write!(f, ":{value}")?;
+                }
+                f.write_str("}")
+            }
+        }
+    }
+}
+
+fn write_string(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
+    let quoted = serde_json::to_string(text).map_err(|_| fmt::Error)?;
+    f.write_str(&quoted)
+}
+
+/// A parsed response body together with the bytes it borrows from, so that
+/// it can be parsed on one thread and read on another.
+pub struct JsonBody(Yoke<Json<'static>, Vec<u8>>);
+
+impl JsonBody {
+    pub fn parse(body: Vec<u8>) -> Result<Self, serde_json::Error> {
+        Yoke::try_attach_to_cart(body, |text: &[u8]| Json::parse(text)).map(JsonBody)
+    }
+
+    pub fn json(&self) -> &Json<'_> {
+        self.0.get()
+    }
+}
+
+impl fmt::Debug for JsonBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.json(), f)
+    }
+}
+
+/// `serde_json` hands a number it cannot hold in 64 bits (any fraction or
+/// exponent, with `arbitrary_precision`) to a visitor as a one-entry map
+/// under this key, the number's text as its value. `serde_json::Value` reads
+/// it the same way; `arbitrary_precision_numbers_keep_their_text` fails if
+/// it ever changes.
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
+/// A string that borrows from the input when it has no escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(text)))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(text.to_owned())))
+            }
+            fn visit_string<E>(self, text: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(text)))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Json<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(JsonVisitor)
+    }
+}
+
+struct JsonVisitor;
+
+impl<'de> Visitor<'de> for JsonVisitor {
+    type Value = Json<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Json<'de>, E> {
+        Ok(Json::Null)
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Json<'de>, E> {
+        Ok(Json::Bool(b))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Json<'de>, E> {
+        Ok(Json::Number(Number::Unsigned(n)))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Json<'de>, E> {
+        Ok(Json::Number(Number::Signed(n)))
+    }
+
+    /// Not reached with `arbitrary_precision` (fractions come as text); a
+    /// float here would have lost digits already, so it is refused.
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Json<'de>, E> {
+        Err(E::custom(format!(
+            "number {n} arrived as a binary float; its exact text is lost"
+        )))
+    }
+
+    fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Json<'de>, E> {
+        Ok(Json::String(Cow::Borrowed(text)))
+    }
+
+    fn visit_str<E>(self, text: &str) -> Result<Json<'de>, E> {
+        Ok(Json::String(Cow::Owned(text.to_owned())))
+    }
+
+    fn visit_string<E>(self, text: String) -> Result<Json<'de>, E> {
+        Ok(Json::String(Cow::Owned(text)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Json::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+            if entries.is_empty() && key == NUMBER_TOKEN {
+                let Text(number) = map.next_value::<Text<'de>>()?;
+                return Ok(Json::Number(Number::Text(number)));
+            }
+            let value = map.next_value::<Json<'de>>()?;
+            // A key given twice keeps its last value, as in serde_json's map.
+            match entries.iter_mut().find(|(name, _)| *name == key) {
+                Some(entry) => entry.1 = value,
+                None => entries.push((key, value)),
+            }
+        }
+        Ok(Json::Object(Object { entries }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arbitrary_precision_numbers_keep_their_text() {
+        let doc =
+            Json::parse(br#"{"a": 0.8958740000000000123, "b": 1e-3, "c": -5, "d": 18446744073709551616, "e": -0}"#)
+                .unwrap();
+        let text = |key: &str| doc.get(key).unwrap().to_string();
+        assert_eq!(text("a"), "0.8958740000000000123");
+        assert_eq!(text("b"), "1e-3");
+        assert_eq!(doc.get("c"), Some(&Json::Number(Number::Signed(-5))));
+        assert_eq!(text("d"), "18446744073709551616", "beyond 64 bits stays text");
+        assert_eq!(text("e"), "-0");
+        assert_eq!(doc.get("c").unwrap().as_i64(), Some(-5));
+        assert_eq!(doc.get("a").unwrap().as_i64(), None);
+    }
+
+    #[test]
+    fn strings_borrow_unless_escaped_and_keys_repeat_as_the_last() {
+        let body = br#"{"k": "plain", "e": "tab\tquote\"", "k": "again"}"#;
+        let doc = Json::parse(body).unwrap();
+        let object = doc.as_object().unwrap();
+        assert_eq!(object.len(), 2, "a repeated key is one entry");
+        assert_eq!(doc.get("k").and_then(Json::as_str), Some("again"));
+        assert!(matches!(
+            object.iter().next(),
+            Some(("k", Json::String(Cow::Borrowed("again"))))
+        ));
+        assert_eq!(doc.get("e").and_then(Json::as_str), Some("tab\tquote\""));
+        assert!(matches!(doc.get("e"), Some(Json::String(Cow::Owned(_)))));
+    }
+
+    #[test]
+    fn prints_like_serde_json() {
+        let text = r#"{"a":[1,-2,3.50,null,true,"x\"y"],"b":{}}"#;
+        let doc = Json::parse(text.as_bytes()).unwrap();
+        let value: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(doc.to_string(), value.to_string());
+    }
+
+    #[test]
+    fn rejects_what_serde_json_rejects() {
+        for bad in [&b"{\"a\": 1"[..], b"[1,]", b"{} x", b"", b"nul", b"\"\\x\""] {
+            assert!(Json::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        assert!(Json::parse(deep.as_bytes()).is_err(), "the nesting limit holds");
+    }
+
+    #[test]
+    fn a_body_is_read_where_it_was_not_parsed() {
+        let body = JsonBody::parse(br#"{"data": [{"n": 2}]}"#.to_vec()).unwrap();
+        let read = std::thread::spawn(move || body.json().get("data").and_then(Json::as_array).map(<[Json]>::len))
+            .join()
+            .unwrap();
+        assert_eq!(read, Some(1));
+        let owned: Json<'static> = Json::parse(b"{\"a\": \"b\"}").unwrap().into_owned();
+        assert_eq!(owned.get("a").and_then(Json::as_str), Some("b"));
+        let text = r#"{"l":[null,false],"n":-3,"s":"t","u":7,"x":1.50}"#;
+        let from_value = Json::from(serde_json::from_str::<serde_json::Value>(text).unwrap());
+        assert_eq!(from_value, Json::parse(text.as_bytes()).unwrap().into_owned());
+    }
+}
