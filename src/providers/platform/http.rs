@@ -242,8 +242,9 @@ impl ProviderHttp {
 
     /// Sends the request built by `build` (called again for each attempt),
     /// with credentials, and parses the answer as JSON, retrying as the
-    /// provider's classifier says. Numbers keep their exact text (serde_json
-    /// `arbitrary_precision`), so money is exact.
+    /// provider's classifier says. The body is parsed once into a [`JsonBody`]
+    /// (off the async thread when large); numbers keep their exact text, so
+    /// money is exact.
     pub async fn get_json<F>(&self, endpoint: &str, build: F) -> Result<JsonBody, ProviderError>
     where
         F: Fn(&reqwest::Client) -> RequestBuilder,
