@@ -132,14 +132,13 @@ impl From<serde_json::Value> for Json<'static> {
         match value {
             serde_json::Value::Null => Json::Null,
             serde_json::Value::Bool(b) => Json::Bool(b),
+            // As the parser holds them: `-0` and anything beyond 64 bits stay text.
             serde_json::Value::Number(n) => {
                 let text = n.to_string();
-                Json::Number(if let Ok(n) = text.parse() {
-                    Number::Unsigned(n)
-                } else if let Ok(n) = text.parse() {
-                    Number::Signed(n)
-                } else {
-                    Number::Text(Cow::Owned(text))
+                Json::Number(match (text.parse(), text.parse()) {
+                    (Ok(n), _) => Number::Unsigned(n),
+                    (_, Ok(n)) if text != "-0" => Number::Signed(n),
+                    _ => Number::Text(Cow::Owned(text)),
                 })
             }
             serde_json::Value::String(text) => Json::String(Cow::Owned(text)),
@@ -438,6 +437,45 @@ mod tests {
         }
         let deep = "[".repeat(200) + &"]".repeat(200);
         assert!(Json::parse(deep.as_bytes()).is_err(), "the nesting limit holds");
+    }
+
+    /// Any JSON text: scalars with escapes, non-ASCII, whole and exact
+    /// numbers of every shape, nested arrays and objects.
+    fn any_json() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let number = prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            (any::<i64>(), 0u32..30).prop_map(|(n, scale)| rust_decimal::Decimal::new(n, scale.min(28)).to_string()),
+            (-999i32..999, 0u32..999, -40i32..40).prop_map(|(a, b, e)| format!("{a}.{b}e{e}")),
+            Just("123456789012345678901234567890".to_string()),
+        ]
+        .prop_map(|text| serde_json::from_str::<serde_json::Value>(&text).unwrap());
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            number,
+            "[a-z\\\"\n\t\u{e9}\u{1F600} ]{0,12}".prop_map(serde_json::Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
+                proptest::collection::btree_map("[a-z_\"]{0,8}", inner, 0..6)
+                    .prop_map(|map| serde_json::Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// The tree reads exactly what `serde_json::Value` reads (keys in the
+        /// order `serde_json` writes them: sorted), and prints the same text.
+        #[test]
+        fn reads_what_serde_json_reads(value in any_json()) {
+            let text = value.to_string();
+            let doc = Json::parse(text.as_bytes()).unwrap();
+            proptest::prop_assert_eq!(doc.to_string(), text.clone());
+            proptest::prop_assert_eq!(doc.into_owned(), Json::from(value));
+        }
     }
 
     #[test]
