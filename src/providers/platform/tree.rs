@@ -14,6 +14,7 @@
 //! Unlike `serde_json`'s map, entries keep the document's order.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -39,10 +40,27 @@ pub enum Number<'a> {
     Text(Cow<'a, str>),
 }
 
-/// A JSON object's entries in document order.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// A JSON object's entries in document order, each key once.
+#[derive(Clone, Debug, Default)]
 pub struct Object<'a> {
     entries: Vec<(Cow<'a, str>, Json<'a>)>,
+    /// Key -> entry, for objects of more than [`LINEAR_KEYS`] entries: a page
+    /// with one huge object (a breakdown by thousands of keys, or a hostile
+    /// answer within the size cap) must not cost a scan per key. Boxed: a
+    /// `HashMap` inline would more than double every `Json` value (32 bytes).
+    #[allow(clippy::box_collection)]
+    index: Option<Box<HashMap<Cow<'a, str>, usize>>>,
+}
+
+/// Up to this many entries, a key is found by scanning (faster than hashing
+/// for the dozen fields of a typical record).
+const LINEAR_KEYS: usize = 16;
+
+/// Entries, as the document gives them.
+impl PartialEq for Object<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+    }
 }
 
 impl<'a> Json<'a> {
@@ -108,13 +126,13 @@ impl<'a> Json<'a> {
             Json::Number(n) => Json::Number(n.into_owned()),
             Json::String(text) => Json::String(Cow::Owned(text.into_owned())),
             Json::Array(items) => Json::Array(items.into_iter().map(Json::into_owned).collect()),
-            Json::Object(object) => Json::Object(Object {
-                entries: object
+            Json::Object(object) => Json::Object(Object::from_unique(
+                object
                     .entries
                     .into_iter()
                     .map(|(key, value)| (Cow::Owned(key.into_owned()), value.into_owned()))
                     .collect(),
-            }),
+            )),
         }
     }
 }
@@ -143,12 +161,11 @@ impl From<serde_json::Value> for Json<'static> {
             }
             serde_json::Value::String(text) => Json::String(Cow::Owned(text)),
             serde_json::Value::Array(items) => Json::Array(items.into_iter().map(Json::from).collect()),
-            serde_json::Value::Object(map) => Json::Object(Object {
-                entries: map
-                    .into_iter()
+            serde_json::Value::Object(map) => Json::Object(Object::from_unique(
+                map.into_iter()
                     .map(|(key, value)| (Cow::Owned(key), Json::from(value)))
                     .collect(),
-            }),
+            )),
         }
     }
 }
@@ -196,11 +213,37 @@ impl fmt::Display for Number<'_> {
 }
 
 impl<'a> Object<'a> {
+    /// An object of entries whose keys are already unique.
+    fn from_unique(entries: Vec<(Cow<'a, str>, Json<'a>)>) -> Self {
+        let index = (entries.len() > LINEAR_KEYS).then(|| Box::new(index_of(&entries)));
+        Object { entries, index }
+    }
+
+    /// Adds an entry; a key already present takes the new value in its place.
+    fn insert(&mut self, key: Cow<'a, str>, value: Json<'a>) {
+        match self.position(&key) {
+            Some(at) => self.entries[at].1 = value,
+            None => {
+                if let Some(index) = &mut self.index {
+                    index.insert(key.clone(), self.entries.len());
+                }
+                self.entries.push((key, value));
+                if self.index.is_none() && self.entries.len() > LINEAR_KEYS {
+                    self.index = Some(Box::new(index_of(&self.entries)));
+                }
+            }
+        }
+    }
+
+    fn position(&self, key: &str) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(key).copied(),
+            None => self.entries.iter().position(|(name, _)| name == key),
+        }
+    }
+
     pub fn get(&self, key: &str) -> Option<&Json<'a>> {
-        self.entries
-            .iter()
-            .find(|(name, _)| name == key)
-            .map(|(_, value)| value)
+        self.position(key).map(|at| &self.entries[at].1)
     }
 
     pub fn contains_key(&self, key: &str) -> bool {
@@ -219,6 +262,14 @@ impl<'a> Object<'a> {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+}
+
+fn index_of<'a>(entries: &[(Cow<'a, str>, Json<'a>)]) -> HashMap<Cow<'a, str>, usize> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(at, (key, _))| (key.clone(), at))
+        .collect()
 }
 
 /// Compact JSON text, as `serde_json::Value` prints (for error messages).
@@ -371,20 +422,17 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
-        let mut entries = Vec::new();
+        let mut object = Object::default();
         while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-            if entries.is_empty() && key == NUMBER_TOKEN {
+            if object.is_empty() && key == NUMBER_TOKEN {
                 let Text(number) = map.next_value::<Text<'de>>()?;
                 return Ok(Json::Number(Number::Text(number)));
             }
             let value = map.next_value::<Json<'de>>()?;
             // A key given twice keeps its last value, as in serde_json's map.
-            match entries.iter_mut().find(|(name, _)| *name == key) {
-                Some(entry) => entry.1 = value,
-                None => entries.push((key, value)),
-            }
+            object.insert(key, value);
         }
-        Ok(Json::Object(Object { entries }))
+        Ok(Json::Object(object))
     }
 }
 
@@ -420,6 +468,31 @@ mod tests {
         ));
         assert_eq!(doc.get("e").and_then(Json::as_str), Some("tab\tquote\""));
         assert!(matches!(doc.get("e"), Some(Json::String(Cow::Owned(_)))));
+    }
+
+    #[test]
+    fn a_large_object_finds_and_replaces_keys_through_its_index() {
+        let mut text = String::from("{");
+        for i in 0..5_000 {
+            text.push_str(&format!("\"k{i}\": {i}, "));
+        }
+        text.push_str("\"k7\": \"again\", \"last\": null}");
+        let doc = Json::parse(text.as_bytes()).unwrap();
+        let object = doc.as_object().unwrap();
+        assert!(object.index.is_some());
+        assert_eq!(object.len(), 5_001);
+        assert_eq!(doc.get("k7").and_then(Json::as_str), Some("again"));
+        assert_eq!(doc.get("k4999").and_then(Json::as_i64), Some(4_999));
+        assert_eq!(
+            object.iter().nth(7).map(|(key, _)| key),
+            Some("k7"),
+            "replaced in place"
+        );
+        assert_eq!(doc.get("last"), Some(&Json::Null));
+        assert_eq!(doc.get("k5000"), None);
+        let owned = doc.clone().into_owned();
+        assert_eq!(owned.get("k4999").and_then(Json::as_i64), Some(4_999));
+        assert_eq!(owned, doc);
     }
 
     #[test]
@@ -460,10 +533,25 @@ mod tests {
         leaf.prop_recursive(4, 48, 6, |inner| {
             prop_oneof![
                 proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
-                proptest::collection::btree_map("[a-z_\"]{0,8}", inner, 0..6)
+                proptest::collection::btree_map("[a-z_\"]{0,8}", inner, 0..24)
                     .prop_map(|map| serde_json::Value::Object(map.into_iter().collect())),
             ]
         })
+    }
+
+    /// Every key of every object reads its own value through `get`.
+    fn every_key_is_found(value: &serde_json::Value, doc: &Json) -> bool {
+        match value {
+            serde_json::Value::Object(map) => map.iter().all(|(key, inner)| {
+                doc.get(key)
+                    .is_some_and(|found| *found == Json::from(inner.clone()) && every_key_is_found(inner, found))
+            }),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .zip(doc.as_array().unwrap_or(&[]))
+                .all(|(v, d)| every_key_is_found(v, d)),
+            _ => true,
+        }
     }
 
     proptest::proptest! {
@@ -474,6 +562,7 @@ mod tests {
             let text = value.to_string();
             let doc = Json::parse(text.as_bytes()).unwrap();
             proptest::prop_assert_eq!(doc.to_string(), text.clone());
+            proptest::prop_assert!(every_key_is_found(&value, &doc));
             proptest::prop_assert_eq!(doc.into_owned(), Json::from(value));
         }
     }
