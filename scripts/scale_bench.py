@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -593,6 +594,34 @@ def compare(base, mixed):
         print(f"{key} wall: {base[key]['wall_s']} s without, {mixed[key]['wall_s']} s with broken accounts")
 
 
+def compare_builds(args, repo):
+    """`--against`: the two builds alternately (against first), one line per run, then medians."""
+    columns = [("first sync s", "first_sync", "wall_s"), ("daemon CPU s", "first_sync", "daemon_cpu_s"),
+               ("simulator CPU s", "first_sync", "sim_cpu_s"), ("ClickHouse CPU s", "first_sync", "ch_cpu_s"),
+               ("peak RSS MB", "first_sync", "peak_rss_mb"), ("cycle s", "cycle", "wall_s"),
+               ("cycle daemon CPU s", "cycle", "daemon_cpu_s"), ("cycle peak RSS MB", "cycle", "peak_rss_mb")]
+    builds = [("against", args.against), ("binary", args.binary)]
+    results = {}
+    for n in args.accounts:
+        runs = {label: [] for label, _ in builds}
+        for i in range(args.pairs):
+            for label, binary in builds:
+                r = scenario(args, repo, binary, n, 0)
+                runs[label].append(r)
+                print(f"{n} accounts, pair {i + 1}, {label}: "
+                      + ", ".join(f"{name} {r[part][key]}" for name, part, key in columns), flush=True)
+        print(f"\n== {n} accounts, medians of {args.pairs} runs each (against = {args.against}, binary = {args.binary})")
+        print("| | " + " | ".join(name for name, _, _ in columns) + " |")
+        print("|---" * (len(columns) + 1) + "|")
+        for label, _ in builds:
+            medians = [statistics.median(r[part][key] for r in runs[label]) for _, part, key in columns]
+            print(f"| {label} | " + " | ".join(f"{m:g}" for m in medians) + " |")
+        results[f"{n}"] = runs
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("accounts", type=int, nargs="+")
@@ -625,8 +654,15 @@ def main():
                              "what an idle daemon holds) and skip the cycle")
     parser.add_argument("--perf-first", help="record a perf profile of each process during the first sync into this folder")
     parser.add_argument("--perf", help="record a perf profile of each process during the cycle into this folder")
+    parser.add_argument("--against", metavar="BINARY",
+                        help="run this build and --binary alternately, --pairs times per size, and print the two "
+                             "side by side with medians (run-to-run spread is larger than most single changes)")
+    parser.add_argument("--pairs", type=int, default=3)
     args = parser.parse_args()
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if args.against:
+        compare_builds(args, repo)
+        return
     results = {}
     for n in args.accounts:
         base = scenario(args, repo, args.binary, n, 0)
