@@ -9,6 +9,7 @@ use crate::normalize::Normalizer;
 use crate::providers::{self, BuildContext, ProviderError, RetryPolicy};
 use crate::store::sink::RowSink;
 use crate::store::ClickhouseClient;
+use crate::sync::slots::SyncSlots;
 use crate::sync::window::WindowPolicy;
 use crate::sync::AccountSync;
 
@@ -29,7 +30,8 @@ pub struct App {
     /// Syncs in flight across all accounts (`[sync] max_concurrent_syncs`):
     /// a thousand accounts starting at once would open more connections to
     /// the providers than they accept and hold every answer in memory.
-    pub sync_slots: Arc<tokio::sync::Semaphore>,
+    /// The writer watches them to flush as soon as a burst of syncs ends.
+    pub sync_slots: Arc<SyncSlots>,
     /// ClickHouse work in flight (`[sync] max_concurrent_store`), taken only
     /// around scope reads, diffs and writes: a sync that waits on a hanging
     /// provider holds a sync slot, never one of these.
@@ -53,13 +55,20 @@ impl App {
                 max_response_bytes: config.sync.max_response_bytes,
                 ..RetryPolicy::default()
             },
-            sync_slots: Arc::new(tokio::sync::Semaphore::new(config.sync.max_concurrent_syncs)),
+            sync_slots: SyncSlots::new(config.sync.max_concurrent_syncs),
             store_slots: Arc::new(tokio::sync::Semaphore::new(config.sync.max_concurrent_store)),
             stored_states: Arc::new(crate::sync::known_state::StoredStates::new(
                 config.accounts.iter().map(|a| a.id.clone()),
             )),
             config,
         })
+    }
+
+    /// For a one-shot command: its syncs are all the work there is, so the
+    /// writer flushes whenever none of them holds a slot.
+    pub fn one_shot(mut self) -> Self {
+        self.sync_slots = SyncSlots::one_shot(self.config.sync.max_concurrent_syncs);
+        self
     }
 
     pub fn window_policy(&self, account: &AccountConfig) -> WindowPolicy {

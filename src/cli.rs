@@ -525,13 +525,13 @@ async fn sync_once(
         })
         .cloned()
         .collect();
-    let app = App::new(config.clone())?;
+    let app = App::new(config.clone())?.one_shot();
     migrations::migrate(&app.store).await?;
     let mut locks = Vec::new();
     for account in &selected {
         locks.push(AccountLock::acquire(&config.state_dir, &account.id)?);
     }
-    let writer = WriterActor::start_with_handle(app.store.clone(), config.writer.clone());
+    let writer = WriterActor::start_watching(app.store.clone(), config.writer.clone(), app.sync_slots.clone());
     let mut tasks = Vec::new();
     for account in &selected {
         let sync = app.account_sync(account, writer.sink())?;

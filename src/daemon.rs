@@ -54,7 +54,7 @@ pub async fn run_daemon(app: App, config_path: std::path::PathBuf) -> Result<i32
         tracing::info!(listen = %app.config.admin.listen, "admin API requires a bearer token on every route but /healthz");
     }
     let ready = Arc::new(AtomicBool::new(false));
-    let writer = WriterActor::start_with_handle(app.store.clone(), app.config.writer.clone());
+    let writer = WriterActor::start_watching(app.store.clone(), app.config.writer.clone(), app.sync_slots.clone());
     let events = crate::webhooks::Notifier::start(&app.config.webhooks);
     let supervisor = SupervisorActor::new(app.clone(), writer.clone(), true)
         .with_events(events.clone())

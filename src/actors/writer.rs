@@ -9,6 +9,10 @@
 //! The INSERTs themselves run on a thread of their own, over connections of
 //! their own ([`insert_runtime`]); the actor only batches and answers.
 //!
+//! Given the sync slots ([`WriterActor::start_watching`]), a batch also goes
+//! as soon as a burst of syncs ends ([`crate::sync::slots`]): then nothing
+//! more is coming, and every sync left waits for it.
+//!
 //! Backpressure is a semaphore of `max_buffer_rows` permits held by the
 //! [`WriterHandle`]: a sender acquires one permit per row before its rows
 //! enter the buffer, and the permits return when the rows are stored. When the
@@ -26,6 +30,7 @@ use crate::normalize::schema::UsageRow;
 use crate::store::state::{SyncRunRow, SyncStateRow};
 use crate::store::verify::DailyRow;
 use crate::store::ClickhouseClient;
+use crate::sync::slots::SyncSlots;
 
 use crate::store::sink::{NameRows, RowSink, StoredAck, UsageRows};
 pub use crate::store::sink::{SinkError as WriterError, WriteAck};
@@ -76,6 +81,7 @@ pub struct WriterActor {
     flushing: bool,
     age_timer: Option<SpawnHandle>,
     waiting_for_empty: Vec<oneshot::Sender<()>>,
+    slots: Option<Arc<SyncSlots>>,
 }
 
 impl WriterActor {
@@ -89,15 +95,45 @@ impl WriterActor {
             flushing: false,
             age_timer: None,
             waiting_for_empty: Vec::new(),
+            slots: None,
         }
     }
 
     /// Starts the actor on the current arbiter and returns its handle.
     pub fn start_with_handle(client: ClickhouseClient, config: WriterConfig) -> WriterHandle {
-        let permits = Arc::new(Semaphore::new(config.max_buffer_rows));
-        let max = config.max_buffer_rows;
-        let addr = WriterActor::new(client.with_own_connections(), config).start();
+        Self::start(Self::new(client.with_own_connections(), config))
+    }
+
+    /// Like [`Self::start_with_handle`], for the writer of the syncs that
+    /// take `slots`: it also flushes the moment a burst of them ends.
+    pub fn start_watching(client: ClickhouseClient, config: WriterConfig, slots: Arc<SyncSlots>) -> WriterHandle {
+        let mut writer = Self::new(client.with_own_connections(), config);
+        writer.slots = Some(slots);
+        Self::start(writer)
+    }
+
+    fn start(self) -> WriterHandle {
+        let permits = Arc::new(Semaphore::new(self.config.max_buffer_rows));
+        let max = self.config.max_buffer_rows;
+        let addr = Actor::start(self);
         WriterHandle { addr, permits, max }
+    }
+
+    /// Looks at the queue each time the sync slots go idle.
+    fn watch_slots(&self, ctx: &mut Context<Self>, mut idle: tokio::sync::watch::Receiver<u64>) {
+        ctx.spawn(
+            async move {
+                let open = idle.changed().await.is_ok();
+                (idle, open)
+            }
+            .into_actor(self)
+            .map(|(idle, open), act, ctx| {
+                act.maybe_flush(ctx);
+                if open {
+                    act.watch_slots(ctx, idle);
+                }
+            }),
+        );
     }
 
     fn maybe_flush(&mut self, ctx: &mut Context<Self>) {
@@ -114,6 +150,7 @@ impl WriterActor {
         }
         let due = self.queued_rows >= self.config.max_batch_rows
             || !self.waiting_for_empty.is_empty()
+            || self.slots.as_ref().is_some_and(|slots| slots.burst_ended())
             || self.oldest.is_some_and(|t| t.elapsed() >= self.config.max_batch_age);
         if !due {
             if self.age_timer.is_none() {
@@ -187,6 +224,9 @@ impl Actor for WriterActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Syncs wait on the writer; its mailbox must never be the bottleneck.
         ctx.set_mailbox_capacity(1024);
+        if let Some(slots) = &self.slots {
+            self.watch_slots(ctx, slots.watch_idle());
+        }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod fresh;
 pub mod known_state;
 pub mod pending_verify;
 pub mod settled;
+pub mod slots;
 pub mod status;
 pub mod window;
 
@@ -18,7 +19,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::OwnedSemaphorePermit;
 
 use crate::allocate::{self, AllocationSpec};
 use crate::config::AccountConfig;
@@ -32,6 +32,7 @@ use crate::store::state::{
     read_scope_rows, read_stored, read_watermark, Scope, StoredRead, SyncRunRow, SyncStateRow, Watermark,
 };
 use crate::store::ClickhouseClient;
+use slots::{SyncSlot, SyncSlots};
 use status::ConnectionStatus;
 use window::{SyncKind, WindowPolicy};
 
@@ -141,7 +142,7 @@ impl ChangedBuckets {
 /// batch, about `writer.max_batch_age`, was most of an incremental sync's
 /// time in the slot, and it holds nothing a slot bounds (the rows are in the
 /// writer's bounded buffer).
-struct SlotShare(Option<Arc<OwnedSemaphorePermit>>);
+struct SlotShare(Option<Arc<SyncSlot>>);
 
 impl SlotShare {
     fn release(&mut self) {
@@ -240,7 +241,7 @@ pub struct AccountSync {
     /// outcome was uncertain, cleared once verify succeeds.
     pub rollup_to_verify: Arc<pending_verify::PendingVerify>,
     /// Shared by every account: a sync runs only while it holds one.
-    pub sync_slots: Arc<tokio::sync::Semaphore>,
+    pub sync_slots: Arc<SyncSlots>,
     /// Shared by every account: ClickHouse reads, diffs and writes run only
     /// while they hold one, fetches never do.
     pub store_slots: Arc<tokio::sync::Semaphore>,
@@ -289,7 +290,7 @@ impl AccountSync {
     /// [`Self::run_as`] once it holds `slot`.
     async fn run_in_slot(
         &self,
-        slot: Arc<OwnedSemaphorePermit>,
+        slot: Arc<SyncSlot>,
         kind: SyncKind,
         trigger: &'static str,
         run_id: Option<String>,
@@ -316,7 +317,7 @@ impl AccountSync {
     async fn sync_windows(
         &self,
         kind: SyncKind,
-        slot: Arc<OwnedSemaphorePermit>,
+        slot: Arc<SyncSlot>,
         stored: Option<&Watermark>,
         trigger: &'static str,
         run_id: Option<String>,
@@ -395,13 +396,9 @@ impl AccountSync {
         Ok(stored)
     }
 
-    /// Waits for a turn to sync; the semaphore is never closed.
-    async fn sync_slot(&self) -> OwnedSemaphorePermit {
-        self.sync_slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("sync slots are never closed")
+    /// Waits for a turn to sync.
+    async fn sync_slot(&self) -> SyncSlot {
+        self.sync_slots.acquire().await
     }
 
     /// Waits for a turn at ClickHouse; the semaphore is never closed.
@@ -412,7 +409,7 @@ impl AccountSync {
     /// Re-reads the provider's workspace and key names when due, holding a
     /// share of `slot`. Never part of the sync's outcome: a failure is
     /// logged and counted, and the usage sync's report stands as it is.
-    async fn refresh_names(&self, slot: Arc<OwnedSemaphorePermit>) {
+    async fn refresh_names(&self, slot: Arc<SyncSlot>) {
         if !self.names.take_due() {
             return;
         }
@@ -488,7 +485,7 @@ impl AccountSync {
     pub async fn sync_window(
         &self,
         window: TimeWindow,
-        slot: Arc<OwnedSemaphorePermit>,
+        slot: Arc<SyncSlot>,
         trigger: &'static str,
         last_success: Option<DateTime<Utc>>,
         run_id: Option<String>,

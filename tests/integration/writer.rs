@@ -8,6 +8,7 @@ use tokentra_sync::actors::writer::WriterActor;
 use tokentra_sync::normalize::schema::{Dec9, UsageRow};
 use tokentra_sync::store::sink::RowSink;
 use tokentra_sync::store::{migrations, ClickhouseClient};
+use tokentra_sync::sync::slots::SyncSlots;
 
 use crate::proxy::Proxy;
 use crate::support::{self, TestConfig};
@@ -123,4 +124,43 @@ async fn a_rejected_delta_fails_alone_and_its_batch_neighbours_are_stored() {
     .await;
     assert_eq!(stored.trim(), "w\t2");
     proxy.stop().await;
+}
+
+/// At the end of a burst of syncs the batch goes at once, not after
+/// `max_batch_age`: nothing more is coming, and every sync waits for it.
+#[actix_rt::test]
+async fn a_batch_goes_as_soon_as_a_burst_of_syncs_ends() {
+    let config = TestConfig::new("burst", "");
+    let real = config.client();
+    migrations::migrate(&real).await.unwrap();
+    let mut validated = config.validated();
+    // Far beyond the test's patience: only the burst's end can flush.
+    validated.writer.max_batch_age = Duration::from_secs(3600);
+    let slots = SyncSlots::new(1);
+    let writer = WriterActor::start_watching(
+        ClickhouseClient::new(&validated.clickhouse),
+        validated.writer.clone(),
+        slots.clone(),
+    );
+    // A burst: a second sync waits for the only slot.
+    let first = slots.acquire().await;
+    let mut second = Box::pin(slots.acquire());
+    assert!(futures::poll!(&mut second).is_pending());
+    drop(first);
+    let second = second.await;
+
+    // Queued while a sync still holds its slot, the row waits for more.
+    let sender = writer.clone();
+    let stored = actix_rt::spawn(async move { sender.write_usage(vec![row(1)]).await });
+    eventually("the row to be queued", || writer.buffered_rows() == 1).await;
+    assert!(!stored.is_finished(), "a slot is held: more rows may come");
+
+    drop(second);
+    let ack = tokio::time::timeout(Duration::from_secs(30), stored)
+        .await
+        .expect("the batch goes once the burst's last slot is let go")
+        .unwrap()
+        .unwrap();
+    assert!(!ack.retried);
+    assert_eq!(support::count(&real, "SELECT count() FROM {db}.usage_records").await, 1);
 }
