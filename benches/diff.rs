@@ -4,15 +4,16 @@
 //! `cargo bench --bench diff` prints rows per second; no assertions (speed
 //! targets live here, not in tests).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{Duration, TimeZone, Utc};
+use compact_str::format_compact;
 use rust_decimal::Decimal;
 use tokentra_sync::normalize::pricing::PricingRegistry;
 use tokentra_sync::normalize::schema::{
-    CostSource, Dimensions, FetchedRecord, Granularity, Measures, RawField, RecordIdentity, RecordType,
+    CostSource, Dimensions, FetchedRecord, Granularity, Measures, RawField, RawGroup, RecordIdentity, RecordType,
 };
 use tokentra_sync::normalize::Normalizer;
 use tokentra_sync::providers::Provider;
@@ -32,11 +33,12 @@ fn records(scale: i64) -> Vec<FetchedRecord> {
         .map(|i| {
             let hour = (i / 500) as i64;
             let model = models[i % models.len()];
-            let mut raw_group = BTreeMap::new();
-            raw_group.insert("model".to_string(), RawField::Text(model.to_string()));
-            raw_group.insert("project_id".to_string(), RawField::Text(format!("proj_{}", i % 50)));
-            raw_group.insert("api_key_id".to_string(), RawField::Text(format!("key_{}", i % 500)));
-            raw_group.insert("user_id".to_string(), RawField::Null);
+            let raw_group = RawGroup::from([
+                ("model", RawField::Text(model.into())),
+                ("project_id", RawField::Text(format_compact!("proj_{}", i % 50))),
+                ("api_key_id", RawField::Text(format_compact!("key_{}", i % 500))),
+                ("user_id", RawField::Null),
+            ]);
             FetchedRecord {
                 identity: RecordIdentity {
                     record_type: RecordType::Usage,
@@ -49,8 +51,8 @@ fn records(scale: i64) -> Vec<FetchedRecord> {
                 dims: Dimensions {
                     model_raw: model.into(),
                     service: "completions".into(),
-                    project_id: format!("proj_{}", i % 50),
-                    api_key_id: format!("key_{}", i % 500),
+                    project_id: format_compact!("proj_{}", i % 50),
+                    api_key_id: format_compact!("key_{}", i % 500),
                     ..Default::default()
                 },
                 measures: Measures {

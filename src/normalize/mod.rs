@@ -63,34 +63,38 @@ impl Normalizer {
                 .unwrap_or_default(),
             _ => Default::default(),
         };
-        let attributes = dims
-            .attributes
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("\n");
+        // `name=value` lines, in name order.
+        let mut attributes = Text::default();
+        for (name, value) in &dims.attributes {
+            if !attributes.is_empty() {
+                attributes.push('\n');
+            }
+            attributes.push_str(name);
+            attributes.push('=');
+            attributes.push_str(value);
+        }
         UsageRow {
             connection_id: self.connection_id.clone(),
             provider: Text::const_new(self.provider.as_str()),
             record_type: Text::const_new(identity.record_type.as_str()),
-            endpoint: identity.endpoint.into(),
+            endpoint: identity.endpoint,
             bucket_start: to_ch_seconds(identity.bucket_start),
             bucket_end: to_ch_seconds(identity.bucket_end),
             granularity: Text::const_new(identity.granularity.as_str()),
             record_key,
             model: model.name.into(),
-            model_raw: dims.model_raw.into(),
+            model_raw: dims.model_raw,
             model_family: model.family.into(),
-            service: dims.service.into(),
-            workspace_id: dims.workspace_id.into(),
-            project_id: dims.project_id.into(),
-            api_key_id: dims.api_key_id.into(),
-            api_key_hint: dims.api_key_hint.into(),
-            user_id: dims.user_id.into(),
-            region: dims.region.into(),
-            resource_id: dims.resource_id.into(),
-            line_item: dims.line_item.into(),
-            attributes: attributes.into(),
+            service: dims.service,
+            workspace_id: dims.workspace_id,
+            project_id: dims.project_id,
+            api_key_id: dims.api_key_id,
+            api_key_hint: dims.api_key_hint,
+            user_id: dims.user_id,
+            region: dims.region,
+            resource_id: dims.resource_id,
+            line_item: dims.line_item,
+            attributes,
             input_tokens: measures.input_tokens,
             output_tokens: measures.output_tokens,
             cached_input_tokens: measures.cached_input_tokens,
@@ -98,12 +102,12 @@ impl Normalizer {
             requests: measures.requests,
             requests_reported: i8::from(measures.requests_reported),
             quantity: Dec9::from_decimal(measures.quantity),
-            unit: measures.unit.into(),
+            unit: measures.unit,
             cost: Dec9::from_decimal(measures.cost),
             estimated_cost: Dec9::from_decimal(estimated),
             credits: Dec9::from_decimal(measures.credits),
             cost_source: Text::const_new(measures.cost_source.as_str()),
-            currency: measures.currency.into(),
+            currency: measures.currency,
             amount_original: Dec9::from_decimal(measures.amount_original),
             sign: 1,
             version: 0,

@@ -85,9 +85,8 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::normalize::schema::{Granularity, RecordType};
+    use crate::normalize::schema::{Granularity, RecordType, Text};
     use chrono::{TimeZone, Utc};
-    use std::collections::BTreeMap;
 
     fn identity(group: &[(&str, RawField)]) -> RecordIdentity {
         RecordIdentity {
@@ -96,10 +95,7 @@ mod tests {
             granularity: Granularity::Day,
             bucket_start: Utc.with_ymd_and_hms(2025, 1, 15, 0, 0, 0).unwrap(),
             bucket_end: Utc.with_ymd_and_hms(2025, 1, 16, 0, 0, 0).unwrap(),
-            raw_group: group
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect::<BTreeMap<_, _>>(),
+            raw_group: group.iter().map(|(k, v)| (*k, v.clone())).collect(),
         }
     }
 
@@ -123,7 +119,7 @@ mod tests {
     #[test]
     fn null_and_empty_string_are_different_records() {
         let null = identity(&[("api_key_id", RawField::Null)]);
-        let empty = identity(&[("api_key_id", RawField::Text(String::new()))]);
+        let empty = identity(&[("api_key_id", RawField::Text(Text::default()))]);
         assert_ne!(record_key("c", &null), record_key("c", &empty));
     }
 

@@ -2,7 +2,6 @@
 //! panicking sync restarts the actor (counted the way actix's own supervisor
 //! tests count: atomics bumped in `started` / `restarting`).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +12,7 @@ use tokentra_sync::actors::connection::{ConnectionActor, ConnectionLife, IsSynci
 use tokentra_sync::actors::writer::WriterActor;
 use tokentra_sync::app::App;
 use tokentra_sync::normalize::schema::{
-    Dimensions, FetchedRecord, Granularity, Measures, RawField, RecordIdentity, RecordType,
+    Dimensions, FetchedRecord, Granularity, Measures, RawField, RawGroup, RecordIdentity, RecordType,
 };
 use tokentra_sync::normalize::Normalizer;
 use tokentra_sync::providers::{
@@ -105,7 +104,7 @@ fn one_record(window: TimeWindow) -> FetchedRecord {
             granularity: Granularity::Hour,
             bucket_start: start,
             bucket_end: start + chrono::Duration::hours(1),
-            raw_group: BTreeMap::from([("model".to_string(), RawField::Text("gpt-4o".into()))]),
+            raw_group: RawGroup::from([("model", RawField::Text("gpt-4o".into()))]),
         },
         dims: Dimensions {
             model_raw: "gpt-4o".into(),

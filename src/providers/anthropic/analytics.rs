@@ -55,8 +55,6 @@
 //!   kept as attributes `list_amount_cents` and `discount_cents`, exact text.
 //! - Endpoint names for record identity: `analytics/usage`, `analytics/cost`.
 
-use std::collections::BTreeMap;
-
 use crate::providers::json::{Json, Object};
 use chrono::{DateTime, Duration, SecondsFormat, SubsecRound, Utc};
 
@@ -64,7 +62,7 @@ use super::cost::{amount_cents, cents_to_dollars, service};
 use super::usage::{required_count, token_records, Tokens};
 use super::{AnthropicAdapter, DESCRIPTOR};
 use crate::normalize::schema::{
-    CostSource, Dimensions, FetchedRecord, Granularity, Measures, RawField, RecordIdentity, RecordType,
+    CostSource, Dimensions, FetchedRecord, Granularity, Measures, RawField, RawGroup, RecordIdentity, RecordType,
 };
 use crate::providers::json::{self, JsonError};
 use crate::providers::platform::identity as platform_identity;
@@ -246,17 +244,13 @@ fn parse_row(spec: &EndpointSpec, group_by: &[&str], row: &Json) -> Result<PageB
 /// The grouping fields asked for (null kept), plus any other non-null scalar.
 /// The platform's identity rule over the `group` object, where a null means
 /// "not grouped by this" unless it was asked for.
-fn identity(group: &Object, group_by: &[&str]) -> BTreeMap<String, RawField> {
-    platform_identity::raw_group(group, |name, value| value.is_null() && !group_by.contains(&name))
-        .into_iter()
-        .chain(
-            // A field asked for but absent is null: same record as when it is sent.
-            group_by
-                .iter()
-                .filter(|name| !group.contains_key(name))
-                .map(|name| (name.to_string(), RawField::Null)),
-        )
-        .collect()
+fn identity(group: &Object, group_by: &[&str]) -> RawGroup {
+    let mut fields = platform_identity::raw_group(group, |name, value| value.is_null() && !group_by.contains(&name));
+    // A field asked for but absent is null: same record as when it is sent.
+    for name in group_by.iter().filter(|name| !group.contains_key(name)) {
+        fields.insert(*name, RawField::Null);
+    }
+    fields
 }
 
 fn measures_object<'v, 'a>(obj: &'v Object<'a>, field: &str) -> Result<&'v Object<'a>, JsonError> {
@@ -272,7 +266,7 @@ fn cost_record(
     spec: &EndpointSpec,
     bucket_start: DateTime<Utc>,
     bucket_end: DateTime<Utc>,
-    raw_group: BTreeMap<String, RawField>,
+    raw_group: RawGroup,
     group: &Object,
     cost: &Object,
 ) -> Result<FetchedRecord, JsonError> {
@@ -290,7 +284,7 @@ fn cost_record(
     Ok(FetchedRecord {
         identity: RecordIdentity {
             record_type: spec.record_type,
-            endpoint: spec.endpoint.to_string(),
+            endpoint: spec.endpoint.into(),
             granularity: spec.granularity,
             bucket_start,
             bucket_end,
@@ -298,7 +292,7 @@ fn cost_record(
         },
         dims: Dimensions {
             model_raw: text("model"),
-            service: service(group.get("cost_type")),
+            service: service(group.get("cost_type")).into(),
             workspace_id: text("workspace_id"),
             attributes,
             ..Dimensions::default()
@@ -306,7 +300,7 @@ fn cost_record(
         measures: Measures {
             cost: cents_to_dollars(cents),
             cost_source: CostSource::Billed,
-            currency: super::cost::CURRENCY.to_string(),
+            currency: super::cost::CURRENCY.into(),
             amount_original: cents,
             requests_reported: false,
             ..Measures::default()

@@ -38,7 +38,7 @@ pub(super) fn record(
     let raw_group = report::raw_group(obj, MEASURES);
     let dims = Dimensions {
         model_raw: report::text(&raw_group, "model"),
-        service: service(obj.get("cost_type")),
+        service: service(obj.get("cost_type")).into(),
         workspace_id: report::text(&raw_group, "workspace_id"),
         line_item: report::text(&raw_group, "description"),
         attributes: report::attributes(&raw_group, COLUMNS),
@@ -47,7 +47,7 @@ pub(super) fn record(
     Ok(FetchedRecord {
         identity: RecordIdentity {
             record_type: spec.record_type,
-            endpoint: spec.endpoint.to_string(),
+            endpoint: spec.endpoint.into(),
             granularity: spec.granularity,
             bucket_start: bucket.start,
             bucket_end: bucket.end,
@@ -57,7 +57,7 @@ pub(super) fn record(
         measures: Measures {
             cost: cents_to_dollars(cents),
             cost_source: CostSource::Billed,
-            currency: CURRENCY.to_string(),
+            currency: CURRENCY.into(),
             amount_original: cents,
             requests_reported: false,
             ..Measures::default()

@@ -2,12 +2,10 @@
 //! `results[]`, then `has_more` / `next_page`) and the split of a result into
 //! identity and descriptive columns, which usage and cost do alike.
 
-use std::collections::BTreeMap;
-
 use crate::providers::json::{Json, Object};
 use chrono::{DateTime, Duration, Utc};
 
-use crate::normalize::schema::{Granularity, RawField};
+use crate::normalize::schema::{Granularity, RawGroup};
 use crate::providers::json::{self, JsonError};
 use crate::providers::platform::identity;
 
@@ -68,7 +66,7 @@ pub(super) fn at(path: &str, err: JsonError) -> JsonError {
 
 /// The record's identity within its bucket: the platform's one identity rule
 /// (every scalar non-measure field as returned, nulls kept).
-pub(super) fn raw_group(result: &Object, measures: &[&str]) -> BTreeMap<String, RawField> {
+pub(super) fn raw_group(result: &Object, measures: &[&str]) -> RawGroup {
     identity::raw_group(result, |name, _| measures.contains(&name))
 }
 
@@ -77,6 +75,7 @@ pub(super) use identity::{attributes, text};
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::normalize::schema::RawField;
     use chrono::TimeZone;
 
     fn page(body: &str) -> Json<'_> {

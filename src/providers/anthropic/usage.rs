@@ -5,14 +5,12 @@
 //! (langwatch#6977). So the documented token fields are required: a renamed
 //! field fails the sync loudly instead of undercounting.
 
-use std::collections::BTreeMap;
-
 use crate::providers::json::{Json, Object};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use super::report::{self, Bucket};
-use crate::normalize::schema::{Dimensions, FetchedRecord, Measures, RawField, RecordIdentity};
+use crate::normalize::schema::{Dimensions, FetchedRecord, Measures, RawField, RawGroup, RecordIdentity};
 use crate::providers::json::{self, JsonError};
 use crate::providers::EndpointSpec;
 
@@ -50,13 +48,13 @@ pub(super) fn token_records(
     spec: &EndpointSpec,
     bucket_start: DateTime<Utc>,
     bucket_end: DateTime<Utc>,
-    raw_group: BTreeMap<String, RawField>,
+    raw_group: RawGroup,
     tokens: &Tokens,
     requests: Option<i64>,
 ) -> Vec<FetchedRecord> {
     let dims = Dimensions {
         model_raw: report::text(&raw_group, "model"),
-        service: "messages".to_string(),
+        service: "messages".into(),
         workspace_id: report::text(&raw_group, "workspace_id"),
         api_key_id: report::text(&raw_group, "api_key_id"),
         attributes: report::attributes(&raw_group, COLUMNS),
@@ -64,7 +62,7 @@ pub(super) fn token_records(
     };
     let identity = RecordIdentity {
         record_type: spec.record_type,
-        endpoint: spec.endpoint.to_string(),
+        endpoint: spec.endpoint.into(),
         granularity: spec.granularity,
         bucket_start,
         bucket_end,
@@ -90,19 +88,18 @@ pub(super) fn token_records(
     // Same result, other measure: the synthetic `_measure` field keeps the two
     // record keys apart.
     let mut search_identity = token_record.identity.clone();
-    search_identity.raw_group.insert(
-        "_measure".to_string(),
-        RawField::Text("web_search_requests".to_string()),
-    );
+    search_identity
+        .raw_group
+        .insert("_measure".to_string(), RawField::Text("web_search_requests".into()));
     let search_record = FetchedRecord {
         identity: search_identity,
         dims: Dimensions {
-            service: "web_search".to_string(),
+            service: "web_search".into(),
             ..token_record.dims.clone()
         },
         measures: Measures {
             quantity: Decimal::from(tokens.web_search_requests),
-            unit: "requests".to_string(),
+            unit: "requests".into(),
             ..Measures::default()
         },
     };
@@ -238,7 +235,7 @@ mod tests {
         let attrs: Vec<_> = tokens.dims.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
         assert_eq!(attrs, ["context_window=0-200k", "service_tier=standard"]);
         // Identity: the five grouping fields, no measures.
-        let names: Vec<_> = tokens.identity.raw_group.keys().cloned().collect();
+        let names: Vec<_> = tokens.identity.raw_group.keys().collect();
         assert_eq!(
             names,
             ["api_key_id", "context_window", "model", "service_tier", "workspace_id"]
@@ -257,7 +254,7 @@ mod tests {
         assert_ne!(search.identity, tokens.identity);
         assert_eq!(
             search.identity.raw_group["_measure"],
-            RawField::Text("web_search_requests".to_string())
+            RawField::Text("web_search_requests".into())
         );
         let mut without_measure = search.identity.raw_group.clone();
         without_measure.remove("_measure");

@@ -29,7 +29,7 @@ use rust_decimal::Decimal;
 
 use super::usage_type::{self, Direction, UsageType};
 use crate::normalize::schema::{
-    CostSource, Dimensions, FetchedRecord, Granularity, Measures, RawField, RecordIdentity, RecordType,
+    CostSource, Dimensions, FetchedRecord, Granularity, Measures, RawField, RawGroup, RecordIdentity, RecordType,
 };
 use crate::providers::platform::PageBucket;
 
@@ -225,9 +225,9 @@ fn cost_record(
     } else {
         model
     };
-    let raw_group: BTreeMap<String, RawField> = [
-        ("service".to_string(), RawField::Text(service.to_string())),
-        ("usage_type".to_string(), RawField::Text(usage.to_string())),
+    let raw_group: RawGroup = [
+        ("service".to_string(), RawField::Text(service.into())),
+        ("usage_type".to_string(), RawField::Text(usage.into())),
     ]
     .into_iter()
     .collect();
@@ -239,10 +239,10 @@ fn cost_record(
         attributes.insert("tier".to_string(), tier);
     }
     let dims = Dimensions {
-        model_raw: model,
-        service: service.to_string(),
-        region,
-        line_item: usage.to_string(),
+        model_raw: model.into(),
+        service: service.into(),
+        region: region.into(),
+        line_item: usage.into(),
         attributes,
         ..Dimensions::default()
     };
@@ -252,24 +252,24 @@ fn cost_record(
             // Credits are negative on the bill; stored positive (DESIGN rule 5).
             credits: -money,
             amount_original: money,
-            currency: "USD".to_string(),
+            currency: "USD".into(),
             cost_source: CostSource::Billed,
             ..Measures::default()
         },
         _ => Measures {
             cost: money,
             amount_original: money,
-            currency: "USD".to_string(),
+            currency: "USD".into(),
             cost_source: CostSource::Billed,
             quantity,
-            unit: unit.to_string(),
+            unit: unit.into(),
             ..Measures::default()
         },
     };
     Ok(FetchedRecord {
         identity: RecordIdentity {
             record_type,
-            endpoint: endpoint.to_string(),
+            endpoint: endpoint.into(),
             granularity: Granularity::Day,
             bucket_start: start,
             bucket_end: start + Duration::days(1),
@@ -342,25 +342,25 @@ pub fn metric_records(series: &[MetricSeries], endpoint: &'static str) -> Result
                 }
                 other => return Err(format!("metric {other} was not asked for")),
             }
-            let raw_group: BTreeMap<String, RawField> = [
-                ("ModelId".to_string(), RawField::Text(s.model_id.clone())),
-                ("MetricName".to_string(), RawField::Text(s.metric.clone())),
+            let raw_group: RawGroup = [
+                ("ModelId".to_string(), RawField::Text(s.model_id.as_str().into())),
+                ("MetricName".to_string(), RawField::Text(s.metric.as_str().into())),
             ]
             .into_iter()
             .collect();
             let record = FetchedRecord {
                 identity: RecordIdentity {
                     record_type: RecordType::Usage,
-                    endpoint: endpoint.to_string(),
+                    endpoint: endpoint.into(),
                     granularity: Granularity::Hour,
                     bucket_start: *t,
                     bucket_end: *t + Duration::hours(1),
                     raw_group,
                 },
                 dims: Dimensions {
-                    model_raw: s.model_id.clone(),
-                    service: "inference".to_string(),
-                    resource_id: s.model_id.clone(),
+                    model_raw: s.model_id.as_str().into(),
+                    service: "inference".into(),
+                    resource_id: s.model_id.as_str().into(),
                     ..Dimensions::default()
                 },
                 measures: m,

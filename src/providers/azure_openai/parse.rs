@@ -11,7 +11,7 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
 use crate::normalize::schema::{
-    CostSource, Dimensions, FetchedRecord, Granularity, Measures, RawField, RecordIdentity, RecordType,
+    CostSource, Dimensions, FetchedRecord, Granularity, Measures, RawField, RawGroup, RecordIdentity, RecordType,
 };
 use crate::providers::json::{self, JsonError};
 use crate::providers::platform::Token;
@@ -235,13 +235,13 @@ fn cost_row(
             )))
         }
     };
-    let mut raw_group: BTreeMap<String, RawField> = BTreeMap::new();
+    let mut raw_group = RawGroup::new();
     for (i, name) in names.iter().enumerate() {
         if i == cost_at || Some(i) == usd_at || i == date_at {
             continue;
         }
         if let Some(field) = RawField::from_json(&cells[i]) {
-            raw_group.insert(name.clone(), field);
+            raw_group.insert(name.as_str(), field);
         }
     }
     let text = |name: &str| {
@@ -261,23 +261,23 @@ fn cost_row(
     };
     let attributes = raw_group
         .iter()
-        .filter(|(k, v)| !["Meter", "ResourceId", "Currency"].contains(&k.as_str()) && **v != RawField::Null)
-        .map(|(k, v)| (k.clone(), v.as_text()))
+        .filter(|(k, v)| !["Meter", "ResourceId", "Currency"].contains(k) && **v != RawField::Null)
+        .map(|(k, v)| (k.to_string(), v.as_text().into()))
         .collect();
     Ok(FetchedRecord {
         identity: RecordIdentity {
             record_type: RecordType::Cost,
-            endpoint: COST_ENDPOINT.to_string(),
+            endpoint: COST_ENDPOINT.into(),
             granularity: Granularity::Day,
             bucket_start: day,
             bucket_end: day + Duration::days(1),
             raw_group,
         },
         dims: Dimensions {
-            model_raw: meter_model(&meter),
-            service: SERVICE.to_string(),
-            resource_id: resource,
-            line_item: meter,
+            model_raw: meter_model(&meter).into(),
+            service: SERVICE.into(),
+            resource_id: resource.into(),
+            line_item: meter.into(),
             attributes,
             ..Dimensions::default()
         },
@@ -285,7 +285,7 @@ fn cost_row(
             cost,
             credits,
             cost_source: CostSource::Billed,
-            currency,
+            currency: currency.into(),
             amount_original: amount,
             ..Measures::default()
         },
@@ -424,24 +424,24 @@ pub(super) fn metrics(
                 .filter(|m| !m.is_empty())
                 .cloned()
                 .unwrap_or_else(|| deployment.clone());
-            let raw_group = BTreeMap::from([
-                ("resource_id".to_string(), RawField::Text(account.id.clone())),
-                ("modeldeploymentname".to_string(), RawField::Text(deployment.clone())),
+            let raw_group = RawGroup::from([
+                ("resource_id", RawField::Text(account.id.as_str().into())),
+                ("modeldeploymentname", RawField::Text(deployment.as_str().into())),
             ]);
             FetchedRecord {
                 identity: RecordIdentity {
                     record_type: RecordType::Usage,
-                    endpoint: METRICS_ENDPOINT.to_string(),
+                    endpoint: METRICS_ENDPOINT.into(),
                     granularity: Granularity::Hour,
                     bucket_start: at,
                     bucket_end: at + Duration::hours(1),
                     raw_group,
                 },
                 dims: Dimensions {
-                    model_raw: model,
-                    service: SERVICE.to_string(),
-                    resource_id: account.id.clone(),
-                    region: account.location.clone(),
+                    model_raw: model.into(),
+                    service: SERVICE.into(),
+                    resource_id: account.id.as_str().into(),
+                    region: account.location.as_str().into(),
                     attributes: BTreeMap::from([
                         ("account".to_string(), account.name.clone()),
                         ("deployment".to_string(), deployment),

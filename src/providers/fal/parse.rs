@@ -6,13 +6,11 @@
 //! the adapter always asks for `timezone=UTC`, and a bucket that is not a UTC
 //! midnight is refused by the pager (never re-bucketed).
 
-use std::collections::BTreeMap;
-
 use crate::providers::json::{Json, Object};
 use chrono::{DateTime, Duration, Utc};
 
 use crate::normalize::schema::{
-    CostSource, Dimensions, FetchedRecord, Granularity, Measures, RawField, RecordIdentity, RecordType,
+    CostSource, Dimensions, FetchedRecord, Granularity, Measures, RawGroup, RecordIdentity, RecordType,
 };
 use crate::providers::json::{self, JsonError};
 use crate::providers::platform::identity;
@@ -73,7 +71,7 @@ fn context(place: &str, err: JsonError) -> JsonError {
 }
 
 fn record(start: DateTime<Utc>, row: &Object) -> Result<FetchedRecord, JsonError> {
-    let raw_group: BTreeMap<String, RawField> = identity::raw_group(row, |name, _| MEASURES.contains(&name));
+    let raw_group: RawGroup = identity::raw_group(row, |name, _| MEASURES.contains(&name));
     if identity::text(&raw_group, "endpoint_id").is_empty() {
         return Err(JsonError("field 'endpoint_id' is missing".into()));
     }
@@ -91,7 +89,7 @@ fn record(start: DateTime<Utc>, row: &Object) -> Result<FetchedRecord, JsonError
     }
     let dims = Dimensions {
         model_raw: identity::text(&raw_group, "endpoint_id"),
-        service: SERVICE.to_string(),
+        service: SERVICE.into(),
         attributes: identity::attributes(&raw_group, COLUMNS),
         ..Dimensions::default()
     };
@@ -100,7 +98,7 @@ fn record(start: DateTime<Utc>, row: &Object) -> Result<FetchedRecord, JsonError
         unit: identity::text(&raw_group, "unit"),
         cost,
         amount_original: cost,
-        currency: "USD".to_string(),
+        currency: "USD".into(),
         cost_source: CostSource::Billed,
         requests_reported: false,
         ..Measures::default()
@@ -108,7 +106,7 @@ fn record(start: DateTime<Utc>, row: &Object) -> Result<FetchedRecord, JsonError
     Ok(FetchedRecord {
         identity: RecordIdentity {
             record_type: RecordType::Cost,
-            endpoint: ENDPOINT.to_string(),
+            endpoint: ENDPOINT.into(),
             granularity: Granularity::Day,
             bucket_start: start,
             bucket_end: start + Duration::days(1),
@@ -153,7 +151,7 @@ mod tests {
         assert_eq!(flux.measures.cost_source, CostSource::Billed);
         assert_eq!(flux.measures.currency, "USD");
         assert_eq!(flux.identity.record_type, RecordType::Cost);
-        let names: Vec<&str> = flux.identity.raw_group.keys().map(String::as_str).collect();
+        let names: Vec<&str> = flux.identity.raw_group.keys().collect();
         assert_eq!(names, ["auth_method", "endpoint_id", "unit"]);
         assert_eq!(flux.dims.attributes["auth_method"], "Production Key");
         let kling = &p.buckets[0].records[1];

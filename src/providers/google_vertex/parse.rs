@@ -16,7 +16,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use rust_decimal::Decimal;
 
 use crate::normalize::schema::{
-    CostSource, Dimensions, FetchedRecord, Granularity, Measures, RawField, RecordIdentity, RecordType,
+    CostSource, Dimensions, FetchedRecord, Granularity, Measures, RawField, RawGroup, RecordIdentity, RecordType,
 };
 use crate::providers::json::{self, JsonError};
 
@@ -195,15 +195,12 @@ fn billing_record(fields: &[(String, String)], row: &Json, endpoint: &str) -> Re
             start.to_rfc3339()
         )));
     }
-    let mut raw_group = BTreeMap::new();
+    let mut raw_group = RawGroup::new();
     for column in GROUP_COLUMNS {
         let cell = cells
             .get(column)
             .ok_or_else(|| err(format!("the result has no column '{column}'")))?;
-        raw_group.insert(
-            column.to_string(),
-            cell.map_or(RawField::Null, |s| RawField::Text(s.to_string())),
-        );
+        raw_group.insert(*column, cell.map_or(RawField::Null, |s| RawField::Text(s.into())));
     }
     let text = |name: &str| cells.get(name).copied().flatten().unwrap_or_default().to_string();
     let gross = decimal_cell(&cells, "cost")?;
@@ -231,17 +228,17 @@ fn billing_record(fields: &[(String, String)], row: &Json, endpoint: &str) -> Re
         cost: usd(gross)?,
         credits: usd(credits)?,
         amount_original: gross,
-        currency,
+        currency: currency.into(),
         cost_source: CostSource::Billed,
         requests_reported: false,
         ..Measures::default()
     };
     let dims = Dimensions {
-        model_raw: model_of_sku(&sku),
-        service: text("service"),
-        project_id: text("project_id"),
-        region: text("region"),
-        line_item: sku,
+        model_raw: model_of_sku(&sku).into(),
+        service: text("service").into(),
+        project_id: text("project_id").into(),
+        region: text("region").into(),
+        line_item: sku.into(),
         attributes: [("sku_id", text("sku_id")), ("cost_type", text("cost_type"))]
             .into_iter()
             .filter(|(_, v)| !v.is_empty())
@@ -252,7 +249,7 @@ fn billing_record(fields: &[(String, String)], row: &Json, endpoint: &str) -> Re
     Ok(FetchedRecord {
         identity: RecordIdentity {
             record_type: RecordType::Cost,
-            endpoint: endpoint.to_string(),
+            endpoint: endpoint.into(),
             granularity: Granularity::Day,
             bucket_start: start,
             bucket_end: start
@@ -395,9 +392,9 @@ pub fn time_series_page(
 }
 
 fn token_record(endpoint: &str, start: DateTime<Utc>, model: &str, kind: &str, count: i64) -> FetchedRecord {
-    let raw_group: BTreeMap<String, RawField> = [
-        ("model_user_id".to_string(), RawField::Text(model.to_string())),
-        ("type".to_string(), RawField::Text(kind.to_string())),
+    let raw_group: RawGroup = [
+        ("model_user_id".to_string(), RawField::Text(model.into())),
+        ("type".to_string(), RawField::Text(kind.into())),
     ]
     .into_iter()
     .collect();
@@ -411,21 +408,21 @@ fn token_record(endpoint: &str, start: DateTime<Utc>, model: &str, kind: &str, c
         // A token type this adapter does not know is kept, as a quantity.
         other => {
             measures.quantity = Decimal::from(count);
-            measures.unit = format!("{other} tokens");
+            measures.unit = compact_str::format_compact!("{other} tokens");
         }
     }
     FetchedRecord {
         identity: RecordIdentity {
             record_type: RecordType::Usage,
-            endpoint: endpoint.to_string(),
+            endpoint: endpoint.into(),
             granularity: Granularity::Hour,
             bucket_start: start,
             bucket_end: start + Duration::hours(1),
             raw_group,
         },
         dims: Dimensions {
-            model_raw: model.to_string(),
-            service: "inference".to_string(),
+            model_raw: model.into(),
+            service: "inference".into(),
             ..Dimensions::default()
         },
         measures,

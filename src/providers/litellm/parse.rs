@@ -18,7 +18,7 @@ use crate::providers::json::{Json, Object};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::normalize::schema::{
-    Dimensions, FetchedRecord, Granularity, Measures, RawField, RecordIdentity, RecordType,
+    Dimensions, FetchedRecord, Granularity, Measures, RawField, RawGroup, RecordIdentity, RecordType,
 };
 use crate::providers::json::{self, JsonError};
 
@@ -131,7 +131,7 @@ fn measures(metrics: &Object) -> Result<Measures, JsonError> {
 fn record(start: DateTime<Utc>, model: Json, key: Json, measures: Measures, meta: Option<&Object>) -> FetchedRecord {
     // The identity is what the proxy groups by: model and key. Key metadata
     // (alias, team, user) describes the key and can be renamed: not identity.
-    let raw_group: BTreeMap<String, RawField> = [("api_key", &key), ("model", &model)]
+    let raw_group: RawGroup = [("api_key", &key), ("model", &model)]
         .into_iter()
         .filter_map(|(name, v)| RawField::from_json(v).map(|f| (name.to_string(), f)))
         .collect();
@@ -144,18 +144,18 @@ fn record(start: DateTime<Utc>, model: Json, key: Json, measures: Measures, meta
     FetchedRecord {
         identity: RecordIdentity {
             record_type: RecordType::Usage,
-            endpoint: super::ENDPOINT.to_string(),
+            endpoint: super::ENDPOINT.into(),
             granularity: Granularity::Day,
             bucket_start: start,
             bucket_end: start + chrono::Duration::days(1),
             raw_group,
         },
         dims: Dimensions {
-            model_raw: model.as_str().unwrap_or_default().to_string(),
-            api_key_id: key.as_str().unwrap_or_default().to_string(),
-            workspace_id: meta_text("team_id"),
-            user_id: meta_text("user_id"),
-            service: "proxy".to_string(),
+            model_raw: model.as_str().unwrap_or_default().into(),
+            api_key_id: key.as_str().unwrap_or_default().into(),
+            workspace_id: meta_text("team_id").into(),
+            user_id: meta_text("user_id").into(),
+            service: "proxy".into(),
             attributes,
             ..Dimensions::default()
         },
@@ -205,7 +205,7 @@ mod tests {
             (1111, 500, 100)
         );
         assert_eq!((r.measures.output_tokens, r.measures.requests), (1711, 11));
-        let keys: Vec<&str> = r.identity.raw_group.keys().map(String::as_str).collect();
+        let keys: Vec<&str> = r.identity.raw_group.keys().collect();
         assert_eq!(keys, ["api_key", "model"]);
     }
 

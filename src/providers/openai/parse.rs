@@ -4,13 +4,11 @@
 //! `{start_time, end_time, results: [result]}`; result: measures plus the
 //! grouping fields asked for (null when a row has no value for one).
 
-use std::collections::BTreeMap;
-
 use crate::providers::json::{Json, Object};
 use chrono::{DateTime, Duration, Utc};
 
 use super::{line_items, EndpointDef, Metrics};
-use crate::normalize::schema::{CostSource, Dimensions, FetchedRecord, Measures, RawField, RecordIdentity};
+use crate::normalize::schema::{CostSource, Dimensions, FetchedRecord, Measures, RawGroup, RecordIdentity};
 use crate::providers::json::{self, JsonError};
 use crate::providers::platform::identity;
 
@@ -80,7 +78,7 @@ fn record(
 ) -> Result<FetchedRecord, JsonError> {
     let raw_group = raw_group(def.metrics, row);
     let mut dims = dimensions(&raw_group);
-    dims.service = def.spec.endpoint.to_string();
+    dims.service = def.spec.endpoint.into();
     let measures = match def.metrics {
         Metrics::Completions => Measures {
             // Already includes cache reads and writes: never add them on top.
@@ -100,7 +98,7 @@ fn record(
         },
         Metrics::Quantity { field, unit, requests } => Measures {
             quantity: json::optional_decimal(row, field)?,
-            unit: unit.to_string(),
+            unit: unit.into(),
             requests: if requests {
                 json::int_field(row, "num_model_requests")?
             } else {
@@ -114,7 +112,7 @@ fn record(
     Ok(FetchedRecord {
         identity: RecordIdentity {
             record_type: def.spec.record_type,
-            endpoint: def.spec.endpoint.to_string(),
+            endpoint: def.spec.endpoint.into(),
             granularity: def.spec.granularity,
             bucket_start,
             bucket_end,
@@ -142,13 +140,13 @@ fn is_measure(metrics: Metrics, field: &str, value: &Json) -> bool {
 
 /// Every scalar field that is not a measure and not the `object` type tag,
 /// nulls kept: a row grouped by a field it has no value for is its own record.
-fn raw_group(metrics: Metrics, row: &Object) -> BTreeMap<String, RawField> {
+fn raw_group(metrics: Metrics, row: &Object) -> RawGroup {
     identity::raw_group(row, |field, value| {
         field == "object" || is_measure(metrics, field, value)
     })
 }
 
-fn dimensions(raw_group: &BTreeMap<String, RawField>) -> Dimensions {
+fn dimensions(raw_group: &RawGroup) -> Dimensions {
     let text = |field: &str| identity::text(raw_group, field);
     Dimensions {
         model_raw: text("model"),
@@ -190,8 +188,8 @@ fn cost(row: &Object, dims: &mut Dimensions) -> Result<Measures, JsonError> {
     }
 
     let line_item = line_items::parse(&dims.line_item);
-    dims.model_raw = line_item.model_raw;
-    dims.service = line_item.service.to_string();
+    dims.model_raw = line_item.model_raw.into();
+    dims.service = line_item.service.into();
     for (name, value) in line_item.attributes {
         // Raw grouping fields win over what was read out of the label.
         dims.attributes.entry(name.to_string()).or_insert(value);
@@ -200,10 +198,10 @@ fn cost(row: &Object, dims: &mut Dimensions) -> Result<Measures, JsonError> {
     Ok(Measures {
         cost: value,
         amount_original: value,
-        currency,
+        currency: currency.into(),
         cost_source: CostSource::Billed,
         quantity: json::optional_decimal(row, "quantity")?,
-        unit: json::str_field(row, "quantity_unit"),
+        unit: (json::str_field(row, "quantity_unit")).into(),
         requests_reported: false,
         ..Measures::default()
     })
@@ -212,6 +210,8 @@ fn cost(row: &Object, dims: &mut Dimensions) -> Result<Measures, JsonError> {
 #[cfg(test)]
 mod tests {
     use std::str::FromStr;
+
+    use crate::normalize::schema::RawField;
 
     use chrono::TimeZone;
     use rust_decimal::Decimal;
@@ -263,7 +263,7 @@ mod tests {
             (r.identity.bucket_start, r.identity.bucket_end),
             (t(1736899200), t(1736902800))
         );
-        let group: Vec<(&str, &RawField)> = r.identity.raw_group.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let group: Vec<(&str, &RawField)> = r.identity.raw_group.iter().collect();
         assert_eq!(
             group,
             vec![
@@ -441,7 +441,7 @@ mod tests {
         assert_eq!(input.dims.service, "completions");
         assert_eq!(input.dims.line_item, "gpt-4o-mini-2024-07-18, input");
         assert_eq!(input.dims.attributes["token_direction"], "input");
-        let group: Vec<&str> = input.identity.raw_group.keys().map(String::as_str).collect();
+        let group: Vec<&str> = input.identity.raw_group.keys().collect();
         assert_eq!(group, vec!["api_key_id", "line_item", "project_id"]);
 
         let cached = &records[1];

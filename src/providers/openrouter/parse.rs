@@ -16,13 +16,11 @@
 //!   (0 on non-BYOK rows) rather than left to the price registry, because the
 //!   billed figure of those rows is already the cost record.
 
-use std::collections::BTreeMap;
-
 use crate::providers::json::{Json, Object};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::normalize::schema::{
-    CostSource, Dimensions, FetchedRecord, Granularity, Measures, RawField, RecordIdentity, RecordType,
+    CostSource, Dimensions, FetchedRecord, Granularity, Measures, RawGroup, RecordIdentity, RecordType,
 };
 use crate::providers::json::{self, JsonError};
 use crate::providers::platform::identity;
@@ -63,11 +61,11 @@ fn record(row: &Object, record_type: RecordType) -> Result<(NaiveDate, FetchedRe
     let day = NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .map_err(|_| JsonError(format!("field 'date' is not a YYYY-MM-DD date ({text})")))?;
     let start: DateTime<Utc> = day.and_time(Default::default()).and_utc();
-    let raw_group: BTreeMap<String, RawField> = identity::raw_group(row, is_measure);
+    let raw_group: RawGroup = identity::raw_group(row, is_measure);
     let dims = Dimensions {
         model_raw: identity::text(&raw_group, "model"),
         workspace_id: identity::text(&raw_group, "workspace_id"),
-        service: "inference".to_string(),
+        service: "inference".into(),
         attributes: identity::attributes(&raw_group, COLUMNS),
         ..Dimensions::default()
     };
@@ -81,7 +79,7 @@ fn record(row: &Object, record_type: RecordType) -> Result<(NaiveDate, FetchedRe
             Measures {
                 cost: usage,
                 amount_original: usage,
-                currency: "USD".to_string(),
+                currency: "USD".into(),
                 cost_source: CostSource::Billed,
                 requests_reported: false,
                 ..Measures::default()
@@ -101,7 +99,7 @@ fn record(row: &Object, record_type: RecordType) -> Result<(NaiveDate, FetchedRe
     let record = FetchedRecord {
         identity: RecordIdentity {
             record_type,
-            endpoint: super::ENDPOINT.to_string(),
+            endpoint: super::ENDPOINT.into(),
             granularity: Granularity::Day,
             bucket_start: start,
             bucket_end: start + chrono::Duration::days(1),
@@ -116,6 +114,8 @@ fn record(row: &Object, record_type: RecordType) -> Result<(NaiveDate, FetchedRe
 #[cfg(test)]
 mod tests {
     use std::str::FromStr;
+
+    use crate::normalize::schema::RawField;
 
     use rust_decimal::Decimal;
 
@@ -146,7 +146,7 @@ mod tests {
         );
         assert_eq!(r.dims.model_raw, "openai/gpt-4.1");
         assert_eq!(r.dims.attributes["provider_name"], "OpenAI");
-        let keys: Vec<&str> = r.identity.raw_group.keys().map(String::as_str).collect();
+        let keys: Vec<&str> = r.identity.raw_group.keys().collect();
         assert_eq!(keys, ["endpoint_id", "model", "model_permaslug", "provider_name"]);
     }
 

@@ -55,7 +55,7 @@ use super::{
     TimeWindow,
 };
 use crate::normalize::schema::{
-    CostSource, Dimensions, FetchedRecord, Granularity, Measures, RawField, RecordIdentity, RecordType,
+    CostSource, Dimensions, FetchedRecord, Granularity, Measures, RawField, RawGroup, RecordIdentity, RecordType,
 };
 use crate::providers::platform::http::api_root;
 
@@ -185,7 +185,7 @@ impl PiApiAdapter {
     }
 
     fn record(&self, account_id: &str, session: &Session) -> FetchedRecord {
-        let raw_group = BTreeMap::from([("account_id".to_string(), RawField::Text(account_id.to_string()))]);
+        let raw_group = RawGroup::from([("account_id", RawField::Text(account_id.into()))]);
         let attributes = BTreeMap::from([
             ("account_id".to_string(), account_id.to_string()),
             ("environment".to_string(), self.environment.clone()),
@@ -196,23 +196,23 @@ impl PiApiAdapter {
         FetchedRecord {
             identity: RecordIdentity {
                 record_type: BALANCE.record_type,
-                endpoint: BALANCE.endpoint.to_string(),
+                endpoint: BALANCE.endpoint.into(),
                 granularity: BALANCE.granularity,
                 bucket_start: session.start,
                 bucket_end: session.start + chrono::Duration::minutes(1),
                 raw_group,
             },
             dims: Dimensions {
-                service: SERVICE.to_string(),
-                line_item: LINE_ITEM.to_string(),
-                workspace_id: account_id.to_string(),
+                service: SERVICE.into(),
+                line_item: LINE_ITEM.into(),
+                workspace_id: account_id.into(),
                 attributes,
                 ..Dimensions::default()
             },
             measures: Measures {
                 cost: session.spent,
                 amount_original: session.spent,
-                currency: "USD".to_string(),
+                currency: "USD".into(),
                 cost_source: CostSource::Billed,
                 requests_reported: false,
                 ..Measures::default()

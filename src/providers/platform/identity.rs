@@ -9,29 +9,29 @@ use std::collections::BTreeMap;
 
 use super::json::{Json, Object};
 
-use crate::normalize::schema::RawField;
+use crate::normalize::schema::{RawField, RawGroup, Text};
 
 /// The raw grouping fields of `row`: every scalar field for which
 /// `is_measure(name, value)` is false.
-pub fn raw_group(row: &Object, is_measure: impl Fn(&str, &Json) -> bool) -> BTreeMap<String, RawField> {
+pub fn raw_group(row: &Object, is_measure: impl Fn(&str, &Json) -> bool) -> RawGroup {
     row.iter()
         .filter(|(name, value)| !is_measure(name, value))
-        .filter_map(|(name, value)| RawField::from_json(value).map(|field| (name.to_string(), field)))
+        .filter_map(|(name, value)| RawField::from_json(value).map(|field| (Text::new(name), field)))
         .collect()
 }
 
 /// Grouping fields that have no column of their own, as `attributes`. Nulls
 /// are left out: they only say the report was not grouped by that field.
-pub fn attributes(raw_group: &BTreeMap<String, RawField>, columns: &[&str]) -> BTreeMap<String, String> {
+pub fn attributes(raw_group: &RawGroup, columns: &[&str]) -> BTreeMap<String, String> {
     raw_group
         .iter()
-        .filter(|(name, field)| !columns.contains(&name.as_str()) && **field != RawField::Null)
-        .map(|(name, field)| (name.clone(), field.as_text()))
+        .filter(|(name, field)| !columns.contains(name) && **field != RawField::Null)
+        .map(|(name, field)| (name.to_string(), field.as_text().into()))
         .collect()
 }
 
 /// A grouping field as column text; absent and null are both "".
-pub fn text(raw_group: &BTreeMap<String, RawField>, name: &str) -> String {
+pub fn text(raw_group: &RawGroup, name: &str) -> Text {
     raw_group.get(name).map(RawField::as_text).unwrap_or_default()
 }
 
@@ -44,7 +44,7 @@ mod tests {
         let row =
             Json::parse(br#"{"workspace_id": null, "model": "m", "n": 3, "amount": "1", "nested": {"a": 1}}"#).unwrap();
         let group = raw_group(row.as_object().unwrap(), |name, _| name == "amount");
-        let names: Vec<&str> = group.keys().map(String::as_str).collect();
+        let names: Vec<&str> = group.keys().collect();
         assert_eq!(names, ["model", "n", "workspace_id"]);
         assert_eq!(group["workspace_id"], RawField::Null);
         assert_eq!(group["n"], RawField::Number("3".into()));

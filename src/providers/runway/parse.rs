@@ -5,14 +5,12 @@
 //! negative when refunds exceeded charges. `apiKeys` / `resultsByApiKey` are
 //! "reserved for future use" and ignored.
 
-use std::collections::BTreeMap;
-
 use crate::providers::json::{Json, Object};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rust_decimal::Decimal;
 
 use crate::normalize::schema::{
-    CostSource, Dimensions, FetchedRecord, Granularity, Measures, RawField, RecordIdentity, RecordType,
+    CostSource, Dimensions, FetchedRecord, Granularity, Measures, RawGroup, RecordIdentity, RecordType,
 };
 use crate::providers::json::{self, JsonError};
 use crate::providers::platform::identity;
@@ -68,7 +66,7 @@ fn record(bucket: DateTime<Utc>, item: &Object, usd_per_credit: Decimal) -> Resu
             "field 'amount' is {credits}; Runway documents whole credits"
         )));
     }
-    let raw_group: BTreeMap<String, RawField> = identity::raw_group(item, |name, _| name == "amount");
+    let raw_group: RawGroup = identity::raw_group(item, |name, _| name == "amount");
     let model = identity::text(&raw_group, "model");
     if model.is_empty() {
         return Err(JsonError("field 'model' is missing".into()));
@@ -79,7 +77,7 @@ fn record(bucket: DateTime<Utc>, item: &Object, usd_per_credit: Decimal) -> Resu
     Ok(FetchedRecord {
         identity: RecordIdentity {
             record_type: RecordType::Cost,
-            endpoint: ENDPOINT.to_string(),
+            endpoint: ENDPOINT.into(),
             granularity: Granularity::Day,
             bucket_start: bucket,
             bucket_end: bucket + Duration::days(1),
@@ -87,16 +85,16 @@ fn record(bucket: DateTime<Utc>, item: &Object, usd_per_credit: Decimal) -> Resu
         },
         dims: Dimensions {
             model_raw: model,
-            service: SERVICE.to_string(),
+            service: SERVICE.into(),
             attributes: identity::attributes(&raw_group, &["model"]),
             ..Dimensions::default()
         },
         measures: Measures {
             quantity: credits,
-            unit: UNIT.to_string(),
+            unit: UNIT.into(),
             cost,
             cost_source: CostSource::Billed,
-            currency: "USD".to_string(),
+            currency: "USD".into(),
             amount_original: credits,
             requests_reported: false,
             ..Measures::default()
@@ -142,7 +140,7 @@ mod tests {
         let refund = records.iter().find(|r| r.identity.bucket_start == day(16)).unwrap();
         assert_eq!(refund.measures.quantity, Decimal::from(-50));
         assert_eq!(refund.measures.cost, Decimal::from_str("-0.50").unwrap());
-        let names: Vec<&str> = refund.identity.raw_group.keys().map(String::as_str).collect();
+        let names: Vec<&str> = refund.identity.raw_group.keys().collect();
         assert_eq!(names, ["model"]);
         let sum: Decimal = records.iter().map(|r| r.measures.cost).sum();
         assert_eq!(sum.to_string(), "6.53");

@@ -148,7 +148,7 @@ async fn usage_pages_follow_the_cursor_with_identical_params_and_the_beta_header
         attrs,
         ["context_window=0-200k", "inference_geo=global", "service_tier=standard"]
     );
-    let names: Vec<&str> = first.identity.raw_group.keys().map(String::as_str).collect();
+    let names: Vec<&str> = first.identity.raw_group.keys().collect();
     let mut asked = USAGE_GROUP_BY.to_vec();
     asked.sort();
     assert_eq!(
@@ -207,7 +207,10 @@ async fn null_groups_stay_apart_from_empty_ones_and_from_absent_ones() {
         .iter()
         .find(|r| r.identity.raw_group["api_key_id"] != RawField::Null)
         .unwrap();
-    assert_eq!(empty.identity.raw_group["api_key_id"], RawField::Text(String::new()));
+    assert_eq!(
+        empty.identity.raw_group["api_key_id"],
+        RawField::Text(Default::default())
+    );
     assert_eq!(
         empty.identity.raw_group["inference_geo"],
         RawField::Null,
