@@ -74,14 +74,17 @@ pub struct RawWriter {
 
 impl Default for RawWriter {
     fn default() -> Self {
-        // The buffer's rows (~700 bytes each, shared with the syncs that
-        // wait for them) were the most a 10,000-account first sync held
-        // once it no longer waited on reads: 100,000 / 50,000 peaked at
-        // 312 MB, 50,000 / 25,000 at 261 MB, 1.5 s slower of 25 s.
+        // The buffer's rows (~670 bytes each, shared with the syncs that
+        // wait for them) are most of what a 10,000-account first sync
+        // holds; every INSERT is a part ClickHouse merges again. Once
+        // records carried inline strings, 100,000 / 50,000 peaked at
+        // 263 MB at 10,000 accounts, and a 1,000 x 12-day first sync took
+        // ~1 s and ~1.3 ClickHouse CPU s less than with 50,000 / 25,000
+        // (BENCHMARKS.md).
         Self {
-            max_batch_rows: 25_000,
+            max_batch_rows: 50_000,
             max_batch_age: "1s".into(),
-            max_buffer_rows: 50_000,
+            max_buffer_rows: 100_000,
             retry_max_delay: "30s".into(),
         }
     }
