@@ -78,9 +78,9 @@ impl Default for RawWriter {
         // wait for them) are most of what a 10,000-account first sync
         // holds; every INSERT is a part ClickHouse merges again. Once
         // records carried inline strings, 100,000 / 50,000 peaked at
-        // 263 MB at 10,000 accounts, and a 1,000 x 12-day first sync took
-        // ~1 s and ~1.3 ClickHouse CPU s less than with 50,000 / 25,000
-        // (BENCHMARKS.md).
+        // 263-281 MB at 10,000 accounts (50,000 / 25,000: 225 MB), and a
+        // 1,000 x 12-day first sync took ~0.5 s and ~1 ClickHouse CPU s
+        // less (BENCHMARKS.md). Lower both to trade that for memory.
         Self {
             max_batch_rows: 50_000,
             max_batch_age: "1s".into(),
