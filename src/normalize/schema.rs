@@ -749,10 +749,18 @@ mod tests {
     #[test]
     fn a_raw_group_reads_like_a_map_of_its_fields() {
         let text = |s: &str| RawField::Text(s.into());
-        let mut group: RawGroup = [("model", text("a")), ("batch", RawField::Bool(true)), ("model", text("b"))]
-            .into_iter()
-            .collect();
-        assert_eq!(group.keys().collect::<Vec<_>>(), ["batch", "model"], "sorted, one per name");
+        let mut group: RawGroup = [
+            ("model", text("a")),
+            ("batch", RawField::Bool(true)),
+            ("model", text("b")),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            group.keys().collect::<Vec<_>>(),
+            ["batch", "model"],
+            "sorted, one per name"
+        );
         assert_eq!(group["model"], text("b"), "a name given twice keeps its last value");
         assert_eq!(group.insert("model", text("c")), Some(text("b")));
         assert_eq!(group.insert("api_key_id", RawField::Null), None);
