@@ -226,8 +226,8 @@ fn cost_record(
         model
     };
     let raw_group: RawGroup = [
-        ("service".to_string(), RawField::Text(service.into())),
-        ("usage_type".to_string(), RawField::Text(usage.into())),
+        ("service", RawField::Text(service.into())),
+        ("usage_type", RawField::Text(usage.into())),
     ]
     .into_iter()
     .collect();
@@ -343,8 +343,8 @@ pub fn metric_records(series: &[MetricSeries], endpoint: &'static str) -> Result
                 other => return Err(format!("metric {other} was not asked for")),
             }
             let raw_group: RawGroup = [
-                ("ModelId".to_string(), RawField::Text(s.model_id.as_str().into())),
-                ("MetricName".to_string(), RawField::Text(s.metric.as_str().into())),
+                ("ModelId", RawField::Text(s.model_id.as_str().into())),
+                ("MetricName", RawField::Text(s.metric.as_str().into())),
             ]
             .into_iter()
             .collect();

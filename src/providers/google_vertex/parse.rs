@@ -393,8 +393,8 @@ pub fn time_series_page(
 
 fn token_record(endpoint: &str, start: DateTime<Utc>, model: &str, kind: &str, count: i64) -> FetchedRecord {
     let raw_group: RawGroup = [
-        ("model_user_id".to_string(), RawField::Text(model.into())),
-        ("type".to_string(), RawField::Text(kind.into())),
+        ("model_user_id", RawField::Text(model.into())),
+        ("type", RawField::Text(kind.into())),
     ]
     .into_iter()
     .collect();

@@ -201,7 +201,7 @@ fn cost(row: &Object, dims: &mut Dimensions) -> Result<Measures, JsonError> {
         currency: currency.into(),
         cost_source: CostSource::Billed,
         quantity: json::optional_decimal(row, "quantity")?,
-        unit: (json::str_field(row, "quantity_unit")).into(),
+        unit: json::str_field(row, "quantity_unit").into(),
         requests_reported: false,
         ..Measures::default()
     })
