@@ -210,7 +210,7 @@ impl RawGroup {
 
     /// The fields, in order of their names.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &RawField)> {
-        self.0.iter().map(|(name, value)| (name.as_str(), value))
+        self.into_iter()
     }
 
     pub fn len(&self) -> usize {
