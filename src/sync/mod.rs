@@ -26,7 +26,7 @@ use crate::metrics;
 use crate::normalize::schema::{to_ch_seconds, UsageRow};
 use crate::normalize::Normalizer;
 use crate::providers::{EndpointSpec, FailureKind, Provider, ProviderAdapter, ProviderError, TimeWindow};
-use crate::store::diff::{finish, plan, rebuild_needed, StoredMeasures};
+use crate::store::diff::{finish, plan, rebuild_needed, Plan, StoredMeasures};
 use crate::store::sink::{RowSink, UsageRows};
 use crate::store::state::{
     read_scope_rows, read_stored, read_watermark, Scope, StoredRead, SyncRunRow, SyncStateRow, Watermark,
@@ -929,46 +929,47 @@ impl AccountSync {
             };
             lap(&mut counts.phases.state_read, &mut clock);
             let now = Utc::now();
-            let (rows_for_plan, scope_for_plan) = (rows.clone(), scope.clone());
-            let (plan, mut full, unresolved) = tokio::task::spawn_blocking(move || {
-                let (keys, measures) = match stored {
-                    StoredRead::Keys(keys) => (keys, Vec::new()),
-                    StoredRead::Measures(measures) => (measures.iter().map(StoredMeasures::key).collect(), measures),
-                };
-                let plan = plan(
-                    &keys,
-                    &rows_for_plan,
-                    &scope_for_plan,
-                    now.timestamp_micros().max(0) as u64,
-                );
-                let (full, unresolved) = if measures.is_empty() {
-                    (Vec::new(), plan.needs_full.clone())
-                } else {
-                    rebuild_needed(&plan, &measures, &rows_for_plan)
-                };
-                (plan, full, unresolved)
-            })
-            .await
-            .map_err(|e| store_failure("diff failed", &e))?;
-            if !unresolved.is_empty() {
-                lap(&mut counts.phases.diff, &mut clock);
-                let whole = read_scope_rows(&self.store, &stored_scope, &unresolved)
-                    .await
-                    .map_err(|e| store_failure("reading stored rows", &e))?;
-                lap(&mut counts.phases.state_read, &mut clock);
-                full.extend(whole);
-            }
             let scope_for_diff = scope.clone();
-            // The rows go into the blocking task and come back: stamping the
-            // fresh ones (a digest each) is CPU work too.
-            let (batch, added, cancelled, rows_back) = tokio::task::spawn_blocking(move || {
-                let delta = finish(&plan, &full, &rows, &scope_for_diff, to_ch_seconds(now));
-                let (added, cancelled) = (delta.added, delta.cancelled);
-                (UsageRows::of_delta(delta, &mut rows), added, cancelled, rows)
+            // One hand-off to the blocking pool when no stored row has to be
+            // read whole (always so for a new account's buckets): the plan and
+            // the delta, whose fresh rows are stamped in place (a digest each).
+            // The rows go in and come back.
+            let (diffed, rows_back) = tokio::task::spawn_blocking(move || {
+                let diffed = match plan_against(stored, &rows, &scope_for_diff, now) {
+                    (plan, full, unresolved) if unresolved.is_empty() => {
+                        Diffed::Done(finish_delta(&plan, &full, &mut rows, &scope_for_diff, now))
+                    }
+                    (plan, full, unresolved) => Diffed::NeedsWholeRows { plan, full, unresolved },
+                };
+                (diffed, rows)
             })
             .await
             .map_err(|e| store_failure("diff failed", &e))?;
             rows = rows_back;
+            let (batch, added, cancelled) = match diffed {
+                Diffed::Done(delta) => delta,
+                Diffed::NeedsWholeRows {
+                    plan,
+                    mut full,
+                    unresolved,
+                } => {
+                    lap(&mut counts.phases.diff, &mut clock);
+                    let whole = read_scope_rows(&self.store, &stored_scope, &unresolved)
+                        .await
+                        .map_err(|e| store_failure("reading stored rows", &e))?;
+                    lap(&mut counts.phases.state_read, &mut clock);
+                    full.extend(whole);
+                    let scope_for_diff = scope.clone();
+                    let (delta, rows_back) = tokio::task::spawn_blocking(move || {
+                        let delta = finish_delta(&plan, &full, &mut rows, &scope_for_diff, now);
+                        (delta, rows)
+                    })
+                    .await
+                    .map_err(|e| store_failure("diff failed", &e))?;
+                    rows = rows_back;
+                    delta
+                }
+            };
             if batch.is_empty() {
                 changed.confirm(&self.settled, known_key);
                 return Ok(());
@@ -1019,4 +1020,52 @@ impl AccountSync {
             ),
         })
     }
+}
+
+/// Where the first step of a diff left it.
+enum Diffed {
+    /// The delta to write, with how many rows it adds and cancels.
+    Done((UsageRows, usize, usize)),
+    /// Some changed records' stored rows could not be rebuilt from their
+    /// measures: `unresolved` must be read whole before the delta is known.
+    NeedsWholeRows {
+        plan: Plan,
+        full: Vec<UsageRow>,
+        unresolved: BTreeSet<u64>,
+    },
+}
+
+/// The diff's plan against what was read of the scope, the stored rows
+/// rebuilt from their measures, and the keys still to be read whole.
+fn plan_against(
+    stored: StoredRead,
+    rows: &[UsageRow],
+    scope: &BTreeSet<u32>,
+    now: DateTime<Utc>,
+) -> (Plan, Vec<UsageRow>, BTreeSet<u64>) {
+    let (keys, measures) = match stored {
+        StoredRead::Keys(keys) => (keys, Vec::new()),
+        StoredRead::Measures(measures) => (measures.iter().map(StoredMeasures::key).collect(), measures),
+    };
+    let plan = plan(&keys, rows, scope, now.timestamp_micros().max(0) as u64);
+    let (full, unresolved) = if measures.is_empty() {
+        (Vec::new(), plan.needs_full.clone())
+    } else {
+        rebuild_needed(&plan, &measures, rows)
+    };
+    (plan, full, unresolved)
+}
+
+/// The delta as the writer takes it, with its counts of added and
+/// cancelled rows.
+fn finish_delta(
+    plan: &Plan,
+    full: &[UsageRow],
+    rows: &mut Arc<Vec<UsageRow>>,
+    scope: &BTreeSet<u32>,
+    now: DateTime<Utc>,
+) -> (UsageRows, usize, usize) {
+    let delta = finish(plan, full, rows, scope, to_ch_seconds(now));
+    let (added, cancelled) = (delta.added, delta.cancelled);
+    (UsageRows::of_delta(delta, rows), added, cancelled)
 }

@@ -122,6 +122,11 @@ impl Pager<'_> {
             // a day with more rows than three pages continues on pages that
             // bring no new bucket.
             let mut new_buckets = 0;
+            // Sized once per page: records are hundreds of bytes each, and
+            // growing by doubling copied every one of them again.
+            fetch
+                .records
+                .reserve(page.buckets.iter().map(|b| b.records.len()).sum());
             for bucket in page.buckets {
                 self.check_bucket(number, &bucket, width)?;
                 let first_time = fetch.covered_buckets.insert(bucket.start);
