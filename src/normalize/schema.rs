@@ -403,6 +403,11 @@ impl Dec9 {
 
     /// Rounds once, half-even, to 9 decimal places (docs/DESIGN.md rule 2).
     pub fn from_decimal(value: Decimal) -> Self {
+        // Most of a row's five amounts are zero (credits, an original
+        // currency's amount): no rounding to do.
+        if value.is_zero() {
+            return Dec9(0);
+        }
         let mut rounded = value.round_dp_with_strategy(Self::SCALE, RoundingStrategy::MidpointNearestEven);
         rounded.rescale(Self::SCALE);
         Dec9(rounded.mantissa())
