@@ -148,11 +148,18 @@ impl WriterActor {
         if self.flushing {
             return;
         }
-        let due = self.queued_rows >= self.config.max_batch_rows
-            || !self.waiting_for_empty.is_empty()
-            || self.slots.as_ref().is_some_and(|slots| slots.burst_ended())
-            || self.oldest.is_some_and(|t| t.elapsed() >= self.config.max_batch_age);
-        if !due {
+        let due = if self.queued_rows >= self.config.max_batch_rows {
+            Some("full")
+        } else if !self.waiting_for_empty.is_empty() {
+            Some("flush requested")
+        } else if self.slots.as_ref().is_some_and(|slots| slots.burst_ended()) {
+            Some("burst ended")
+        } else if self.oldest.is_some_and(|t| t.elapsed() >= self.config.max_batch_age) {
+            Some("age")
+        } else {
+            None
+        };
+        let Some(reason) = due else {
             if self.age_timer.is_none() {
                 let wait = self
                     .oldest
@@ -164,7 +171,7 @@ impl WriterActor {
                 }));
             }
             return;
-        }
+        };
         if let Some(timer) = self.age_timer.take() {
             ctx.cancel_future(timer);
         }
@@ -174,7 +181,16 @@ impl WriterActor {
         let max_delay = self.config.retry_max_delay;
         let chunk = self.config.max_batch_rows;
         let job = async move {
+            let started = Instant::now();
             let outcomes = store_batch(&client, &batch, chunk, max_delay).await;
+            tracing::debug!(
+                reason,
+                items = batch.len(),
+                rows = batch.iter().map(|p| p.payload.rows()).sum::<usize>(),
+                failed = outcomes.iter().filter(|outcome| outcome.is_err()).count(),
+                ms = started.elapsed().as_millis() as u64,
+                "batch written"
+            );
             (batch, outcomes)
         };
         ctx.spawn(
