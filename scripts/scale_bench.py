@@ -217,8 +217,16 @@ def part_log(ch, since):
     out = {}
     for line in tsv.splitlines():
         table, new, merges, read, ms = line.split("\t")
-        out[table] = {"new_parts": int(new), "merges": int(merges), "merge_read_rows": int(read), "merge_ms": int(ms)}
+        # Migration 13 builds usage_records as usage_records_rebuild and
+        # renames it; 18.16's part log keeps the old name for new parts (not
+        # for merges), so both are usage_records' own.
+        counts = out.setdefault(RENAMED.get(table, table), {"new_parts": 0, "merges": 0, "merge_read_rows": 0, "merge_ms": 0})
+        for key, value in zip(("new_parts", "merges", "merge_read_rows", "merge_ms"), (new, merges, read, ms)):
+            counts[key] += int(value)
     return out
+
+
+RENAMED = {"usage_records_rebuild": "usage_records"}
 
 
 def ingest_baseline(ch, db, work):
