@@ -42,14 +42,12 @@ impl Normalizer {
             .collect();
         let mut first_of: HashMap<u64, usize> = HashMap::with_capacity(records.len());
         let mut summed_away = vec![false; records.len()];
-        let mut distinct = records.len();
         for (at, &key) in keys.iter().enumerate() {
             match first_of.get(&key) {
                 Some(&first) => {
                     let (head, tail) = records.split_at_mut(at);
                     head[first].measures.checked_add(&tail[0].measures)?;
                     summed_away[at] = true;
-                    distinct -= 1;
                 }
                 None => {
                     first_of.insert(key, at);
@@ -61,7 +59,7 @@ impl Normalizer {
         let mut model_names = HashMap::new();
         // Sized exactly: the rows live until they are written, and a vector
         // grown by doubling would hold up to twice their memory.
-        let mut rows = Vec::with_capacity(distinct);
+        let mut rows = Vec::with_capacity(first_of.len());
         rows.extend(
             records
                 .into_iter()
