@@ -230,6 +230,8 @@ fn allocate_one(spec: &AllocationSpec, bill: &UsageRow, candidates: &[&UsageRow]
         attrs.insert("allocation_basis", basis.as_str());
         attrs.insert("allocated_from", &from);
         part.attributes = render_attributes(&attrs).into();
+        // A part is new content: the bill's fingerprint does not hold for it.
+        part.content_hash = part.fingerprint();
         parts.push(part);
     }
     Some(parts)

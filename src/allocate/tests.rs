@@ -128,6 +128,8 @@ fn a_dollar_in_thirds_sums_exactly_and_the_spare_unit_goes_to_the_lowest_key() {
             part.attributes
         );
         assert_ne!(part.record_key, b.record_key);
+        // A part is new content: it carries its own fingerprint, not the bill's.
+        assert_eq!(part.content_hash, part.fingerprint());
     }
     let keys: std::collections::BTreeSet<u64> = out.rows.iter().map(|r| r.record_key).collect();
     assert_eq!(keys.len(), 3, "every part has its own key");

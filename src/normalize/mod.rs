@@ -105,7 +105,7 @@ impl Normalizer {
             attributes.push('=');
             attributes.push_str(value);
         }
-        UsageRow {
+        let mut row = UsageRow {
             connection_id: self.connection_id.clone(),
             provider: Text::const_new(self.provider.as_str()),
             record_type: Text::const_new(identity.record_type.as_str()),
@@ -144,9 +144,12 @@ impl Normalizer {
             sign: 1,
             version: 0,
             synced_at: 0,
-            // Set by the diff when the row is written.
             content_hash: 0,
-        }
+        };
+        // Taken once here: the bucket digests, the diff and the stamping all
+        // need it (`UsageRow::digest`).
+        row.content_hash = row.fingerprint();
+        row
     }
 }
 
@@ -215,6 +218,10 @@ mod tests {
         );
         let keys: std::collections::HashSet<u64> = rows.iter().map(|r| r.record_key).collect();
         assert_eq!(keys.len(), 3, "one row per key");
+        // Each row carries the fingerprint of its summed content, taken once.
+        assert!(rows
+            .iter()
+            .all(|r| r.content_hash != 0 && r.content_hash == r.fingerprint()));
     }
 
     #[test]

@@ -156,8 +156,9 @@ fn stamp(row: &mut UsageRow, version: u64, synced_at: u32) {
     row.sign = 1;
     row.version = version;
     row.synced_at = synced_at;
-    // The fingerprint leaves the three fields above out.
-    row.content_hash = row.fingerprint();
+    // The fingerprint leaves the three fields above out: the one the row
+    // was made with still holds.
+    row.content_hash = row.digest();
 }
 
 /// The [`StoredKey`] of a row of any type with its five fields.
@@ -378,7 +379,7 @@ pub fn plan(stored: &[StoredKey], fetched: &[UsageRow], scope_buckets: &BTreeSet
             plan.needs_full.insert(key);
             continue;
         }
-        let digest = wanted.fingerprint();
+        let digest = wanted.digest();
         let keeper = groups
             .iter()
             .filter(|((_, hash), net)| *hash == digest && **net >= 1)

@@ -33,10 +33,7 @@ pub type BucketDigest = u128;
 pub fn bucket_digests(rows: &[UsageRow], scope: &BTreeSet<u32>) -> BTreeMap<u32, BucketDigest> {
     let mut fingerprints: BTreeMap<u32, Vec<u64>> = scope.iter().map(|b| (*b, Vec::new())).collect();
     for row in rows {
-        fingerprints
-            .entry(row.bucket_start)
-            .or_default()
-            .push(row.fingerprint());
+        fingerprints.entry(row.bucket_start).or_default().push(row.digest());
     }
     fingerprints
         .into_iter()
