@@ -422,7 +422,13 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
-        let mut object = Object::default();
+        // `serde_json` gives no size hint. A record has a dozen or so fields:
+        // grown from empty, its entries were reallocated and copied three
+        // times; the tree lives only while its page is read.
+        let mut object = Object {
+            entries: Vec::with_capacity(LINEAR_KEYS),
+            index: None,
+        };
         while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             if object.is_empty() && key == NUMBER_TOKEN {
                 let Text(number) = map.next_value::<Text<'de>>()?;
