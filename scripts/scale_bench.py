@@ -286,7 +286,7 @@ def settle_merges(ch, limit=300):
 class Profile:
     """`perf record` of the daemon and the simulator during the cycle (--perf DIR)."""
 
-    def __init__(self, out_dir, pids):
+    def __init__(self, out_dir, pids, freq=199):
         self.procs = []
         if not out_dir:
             return
@@ -294,7 +294,7 @@ class Profile:
         for name, pid in pids.items():
             self.procs.append(subprocess.Popen(
                 # DWARF unwinding: neither the release build nor libc keeps frame pointers.
-                ["perf", "record", "-F", "199", "--call-graph", "dwarf,16384", "-p", str(pid), "-o", os.path.join(out_dir, f"{name}.data")],
+                ["perf", "record", "-F", str(freq), "--call-graph", "dwarf,16384", "-p", str(pid), "-o", os.path.join(out_dir, f"{name}.data")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
     def stop(self):
@@ -347,7 +347,8 @@ def scenario(args, repo, binary, accounts, broken):
         procs.append(daemon)
         rss = RssWatch(daemon.pid)
         rss.start()
-        first_profile = Profile(args.perf_first, {"daemon": daemon.pid, "simulator": sim.pid, "clickhouse": ch.pid})
+        first_profile = Profile(args.perf_first, {"daemon": daemon.pid, "simulator": sim.pid, "clickhouse": ch.pid},
+                                args.perf_freq)
 
         # The simulator breaks the accounts `simulator::fleet` picks: waiting
         # for the healthy ones only keeps a broken account that hangs for
@@ -402,7 +403,7 @@ def scenario(args, repo, binary, accounts, broken):
         req2 = sim_requests(sim_url)
         written0 = int(ch.query(f"SELECT count() FROM {db}.usage_records"))
         events0 = ch_events(ch)
-        profile = Profile(args.perf, {"daemon": daemon.pid, "simulator": sim.pid, "clickhouse": ch.pid})
+        profile = Profile(args.perf, {"daemon": daemon.pid, "simulator": sim.pid, "clickhouse": ch.pid}, args.perf_freq)
         if args.advance_clock:
             # As if that much time had passed since the first sync: new hours
             # complete, and every account's current day changes (records to
@@ -659,6 +660,8 @@ def main():
     parser.add_argument("--kill-at-idle", action="store_true",
                         help="SIGKILL the daemon once idle after the first sync (with --daemon-prefix heaptrack: "
                              "what an idle daemon holds) and skip the cycle")
+    parser.add_argument("--perf-freq", type=int, default=199,
+                        help="samples per second of --perf and --perf-first (499 for a first sync of a few seconds)")
     parser.add_argument("--perf-first", help="record a perf profile of each process during the first sync into this folder")
     parser.add_argument("--perf", help="record a perf profile of each process during the cycle into this folder")
     parser.add_argument("--against", metavar="BINARY",
