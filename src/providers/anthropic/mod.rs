@@ -263,7 +263,9 @@ impl ProviderAdapter for AnthropicAdapter {
                     let parsed = report::parse_page(body.json(), spec.granularity)?;
                     let mut buckets = Vec::with_capacity(parsed.buckets.len());
                     for bucket in &parsed.buckets {
-                        let mut records = Vec::new();
+                        // At least one record per result; sized once, as
+                        // records are hundreds of bytes each.
+                        let mut records = Vec::with_capacity(bucket.results.len());
                         for (i, result) in bucket.results.iter().enumerate() {
                             let path = format!("{}.results[{i}]", bucket.path);
                             match spec.record_type {

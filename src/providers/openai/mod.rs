@@ -24,7 +24,7 @@ use chrono::Utc;
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 
-use super::platform::paging::{Page, PageBucket, Pager, Spread};
+use super::platform::paging::{Pager, Spread};
 use super::platform::retry::{default_verdict, RetryClassifier, Verdict};
 use super::platform::{HttpSetup, MeasurePolicy, Redactor, StaticHeaders};
 use super::registry::{AdapterHooks, CredentialKeys, KeyHint, ProviderDescriptor, DAY, USAGE_INTERVAL};
@@ -372,11 +372,11 @@ impl ProviderAdapter for OpenAiAdapter {
                         account = %self.account,
                         endpoint = def.spec.endpoint,
                         page = number,
-                        buckets = page.covered.len(),
-                        records = page.records.len(),
+                        buckets = page.buckets.len(),
+                        records = page.buckets.iter().map(|b| b.records.len()).sum::<usize>(),
                         "openai page"
                     );
-                    Ok(into_buckets(page))
+                    Ok(page)
                 }
             })
             .await
@@ -388,39 +388,6 @@ impl ProviderAdapter for OpenAiAdapter {
 
     async fn fetch_names(&self) -> Result<Option<crate::providers::names::NameSnapshot>, ProviderError> {
         names::fetch(&self.http, &self.base_url).await.map(Some)
-    }
-}
-
-/// The parsed page as buckets for the shared paging loop.
-fn into_buckets(page: parse::Page) -> Page {
-    let mut buckets: Vec<PageBucket> = page
-        .covered
-        .iter()
-        .map(|start| PageBucket {
-            start: *start,
-            end: None,
-            records: Vec::new(),
-        })
-        .collect();
-    for record in page.records {
-        match buckets
-            .iter_mut()
-            .rev()
-            .find(|b| b.start == record.identity.bucket_start)
-        {
-            Some(bucket) => bucket.records.push(record),
-            // Unreachable by construction; the pager refuses a record
-            // outside its bucket, so keep it visible rather than drop it.
-            None => buckets.push(PageBucket {
-                start: record.identity.bucket_start,
-                end: None,
-                records: vec![record],
-            }),
-        }
-    }
-    Page {
-        buckets,
-        next: page.next_page,
     }
 }
 
