@@ -15,6 +15,7 @@ ticks) until the last account finished.
 
 import argparse
 import concurrent.futures
+import datetime
 import json
 import os
 import shutil
@@ -229,6 +230,25 @@ def part_log(ch, since):
 RENAMED = {"usage_records_rebuild": "usage_records"}
 
 
+def last_write(log_path, until):
+    """Epoch seconds of the writer's last acknowledged batch at or before
+    `until`, from the daemon's log (its `batch written` debug line comes after
+    ClickHouse answered); None when the log has no such line. Polling shows
+    the end of a first sync only to the poll's period and its queries' time."""
+    last = None
+    with open(log_path, errors="replace") as log:
+        for line in log:
+            if "batch written" not in line:
+                continue
+            try:
+                at = datetime.datetime.fromisoformat(line.split(" ", 1)[0]).timestamp()
+            except ValueError:
+                continue
+            if at <= until and (last is None or at > last):
+                last = at
+    return last
+
+
 def ingest_baseline(ch, db, work):
     """The same rows inserted by `clickhouse-client` alone, one INSERT into a
     copy of usage_records: wall seconds and ClickHouse CPU, once in Native (the
@@ -369,6 +389,7 @@ def scenario(args, repo, binary, accounts, broken):
 
         first = wait_for("a finished first sync of every healthy account", first_runs, args.timeout)
         t1 = time.time()
+        written_at = last_write(os.path.join(work, "daemon.log"), t1)
         first_profile.stop()
         cpu1 = {"daemon": cpu_seconds(daemon.pid), "ch": cpu_seconds(ch.pid), "sim": cpu_seconds(sim.pid)}
         req1 = sim_requests(sim_url)
@@ -464,6 +485,7 @@ def scenario(args, repo, binary, accounts, broken):
                 "healthy_synced": ok_first,
                 "wall_s": round(t1 - t0, 1),
                 "healthy_done_after_s": round(max((first[a][4] for a in healthy), default=t0) - t0, 1),
+                "last_write_s": None if written_at is None else round(written_at - t0, 2),
                 "rows": rows,
                 "daemon_cpu_s": round(cpu1["daemon"], 1),
                 "ch_cpu_s": round(cpu1["ch"] - cpu0["ch"], 1),
@@ -532,24 +554,29 @@ def report(name, r):
           + (f"; the cycle after the simulator's clock moved {advanced} s ahead" if advanced else ""))
     f, c, i = r["first_sync"], r["cycle"], r["idle"]
     healthy = r["accounts"] - r["broken"]
-    print(f"first sync     : {f['healthy_synced']}/{healthy} healthy synced in {f['wall_s']} s "
-          f"(the last healthy one after {f['healthy_done_after_s']} s), {f['rows']} rows, "
+    written = f.get("last_write_s")
+    print(f"first sync     : {f['healthy_synced']}/{healthy} healthy synced in {f['wall_s']} s polled every 0.5 s "
+          + (f"(its last write acknowledged at {written} s), " if written else
+             f"(the last healthy one after {f['healthy_done_after_s']} s), ")
+          + f"{f['rows']} rows, "
           f"{f['requests_per_account']} requests/account, peak RSS {f['peak_rss_mb']} MB")
     print(f"                 CPU s: daemon {f['daemon_cpu_s']}, simulator {f['sim_cpu_s']}, ClickHouse {f['ch_cpu_s']}")
     print_kinds(f.get("ch_query_kinds", {}))
     b = f.get("ingest_baseline")
     if b:
         serve = f["sim_cpu_s"] / (os.cpu_count() or 1)
+        def ratios(insert_s):
+            text = f"first sync / (serving + insert) = {f['wall_s'] / (serve + insert_s):.2f}x polled"
+            return text + (f", {written / (serve + insert_s):.2f}x to the last write" if written else "")
         print(f"                 baseline: clickhouse-client inserts the {b['rows']} rows in {b['insert_wall_s']} s "
               f"({b['ch_cpu_s']} ClickHouse CPU s, merges included); the simulator's CPU spread over every core "
-              f"is {serve:.1f} s; first sync / (serving + insert) = {f['wall_s'] / (serve + b['insert_wall_s']):.2f}x")
+              f"is {serve:.1f} s; {ratios(b['insert_wall_s'])}")
         for key, what in (("with_rollup", "into a copy that also feeds the daily rollup (as usage_records does), Native"),
                           ("tsv", "as TabSeparated text")):
             t = b.get(key)
             if t:
                 print(f"                 the same rows {what}: {t['insert_wall_s']} s "
-                      f"({t['ch_cpu_s']} ClickHouse CPU s); first sync / (serving + insert) = "
-                      f"{f['wall_s'] / (serve + t['insert_wall_s']):.2f}x")
+                      f"({t['ch_cpu_s']} ClickHouse CPU s); {ratios(t['insert_wall_s'])}")
     print(f"idle           : RSS {i['rss_mb']} MB after the first sync, {i.get('rss_after_cycle_mb')} MB after the cycle; "
           f"CPU {i['cpu_pct']}% of a core")
     print(f"incremental    : {c['healthy_synced']}/{healthy} healthy synced, cycle {c['wall_s']} s, "
@@ -604,7 +631,8 @@ def compare(base, mixed):
 
 def compare_builds(args, repo):
     """`--against`: the two builds alternately (against first), one line per run, then medians."""
-    columns = [("first sync s", "first_sync", "wall_s"), ("daemon CPU s", "first_sync", "daemon_cpu_s"),
+    columns = [("first sync s", "first_sync", "wall_s"), ("last write s", "first_sync", "last_write_s"),
+               ("daemon CPU s", "first_sync", "daemon_cpu_s"),
                ("simulator CPU s", "first_sync", "sim_cpu_s"), ("ClickHouse CPU s", "first_sync", "ch_cpu_s"),
                ("peak RSS MB", "first_sync", "peak_rss_mb"), ("cycle s", "cycle", "wall_s"),
                ("cycle daemon CPU s", "cycle", "daemon_cpu_s"), ("cycle peak RSS MB", "cycle", "peak_rss_mb")]
@@ -622,7 +650,8 @@ def compare_builds(args, repo):
         print("| | " + " | ".join(name for name, _, _ in columns) + " |")
         print("|---" * (len(columns) + 1) + "|")
         for label, _ in builds:
-            medians = [statistics.median(r[part][key] for r in runs[label]) for _, part, key in columns]
+            medians = [statistics.median([r[part][key] for r in runs[label] if r[part][key] is not None] or [0])
+                       for _, part, key in columns]
             print(f"| {label} | " + " | ".join(f"{m:g}" for m in medians) + " |")
         results[f"{n}"] = runs
     if args.json:
@@ -651,8 +680,9 @@ def main():
                         help="after the cycle, how long to wait for broken accounts' first attempts")
     parser.add_argument("--json", help="write all results here")
     parser.add_argument("--keep", action="store_true")
-    parser.add_argument("--daemon-log", default="warn",
-                        help="the daemon's TOKENTRA_LOG filter (its log is kept with --keep)")
+    parser.add_argument("--daemon-log", default="warn,tokentra_sync::actors::writer=debug",
+                        help="the daemon's TOKENTRA_LOG filter (its log is kept with --keep); the writer's debug "
+                             "line gives the first sync's last acknowledged write")
     parser.add_argument("--ingest-baseline", action="store_true",
                         help="after the first sync, time clickhouse-client inserting the same rows alone")
     parser.add_argument("--daemon-prefix", default="",
