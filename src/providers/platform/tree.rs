@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use yoke::{Yoke, Yokeable};
 
 /// One JSON value of a document borrowed from `'a`.
@@ -364,11 +364,31 @@ impl<'de> Deserialize<'de> for Text<'de> {
 
 impl<'de> Deserialize<'de> for Json<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(JsonVisitor)
+        deserializer.deserialize_any(JsonVisitor { fields: 0 })
     }
 }
 
-struct JsonVisitor;
+/// One value whose object, if it is one, starts with room for `fields`
+/// entries. `serde_json` gives no size hint, and an object grown from empty
+/// reallocated and copied a record's dozen entries three times; the elements
+/// of an array are mostly records of one shape, so each starts with the
+/// previous one's count (exact, so small objects waste nothing).
+struct Room {
+    fields: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Room {
+    type Value = Json<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Json<'de>, D::Error> {
+        deserializer.deserialize_any(JsonVisitor { fields: self.fields })
+    }
+}
+
+struct JsonVisitor {
+    /// Room for this many entries if the value is an object ([`Room`]).
+    fields: usize,
+}
 
 impl<'de> Visitor<'de> for JsonVisitor {
     type Value = Json<'de>;
@@ -415,18 +435,19 @@ impl<'de> Visitor<'de> for JsonVisitor {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(item) = seq.next_element()? {
+        let mut fields = 0;
+        while let Some(item) = seq.next_element_seed(Room { fields })? {
+            if let Json::Object(object) = &item {
+                fields = object.len();
+            }
             items.push(item);
         }
         Ok(Json::Array(items))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
-        // `serde_json` gives no size hint. A record has a dozen or so fields:
-        // grown from empty, its entries were reallocated and copied three
-        // times; the tree lives only while its page is read.
         let mut object = Object {
-            entries: Vec::with_capacity(LINEAR_KEYS),
+            entries: Vec::with_capacity(self.fields),
             index: None,
         };
         while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
@@ -434,7 +455,7 @@ impl<'de> Visitor<'de> for JsonVisitor {
                 let Text(number) = map.next_value::<Text<'de>>()?;
                 return Ok(Json::Number(Number::Text(number)));
             }
-            let value = map.next_value::<Json<'de>>()?;
+            let value = map.next_value_seed(Room { fields: 0 })?;
             // A key given twice keeps its last value, as in serde_json's map.
             object.insert(key, value);
         }
