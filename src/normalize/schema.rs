@@ -616,7 +616,7 @@ impl UsageRow {
     /// when it made the row (`content_hash`), or computed now for a row made
     /// without one (0; a fingerprint is never 0). A first sync needs every
     /// row's fingerprint twice (bucket digests, then stamping): computing it
-    /// twice was ~2.5% of the daemon's CPU. A fetched row never changes after
+    /// twice was ~3% of the daemon's samples. A fetched row never changes after
     /// it is made but for the three fields stamping sets, which the
     /// fingerprint leaves out; debug builds (every test) check that the one
     /// taken still holds.
