@@ -6,7 +6,9 @@
 #
 # With TOKENTRA_CH_QUERY_LOG=1 the server logs every query to
 # system.query_log and every new, merged or removed part to system.part_log
-# (the scale benchmark counts queries, merges and their cost).
+# (the scale benchmark counts queries, merges and their cost). With
+# TOKENTRA_CH_NO_MERGES=1 it merges no part at all (a diagnostic for the scale
+# benchmark's `--no-merges`: what the merges cost; never for real data).
 #
 # The server keeps everything under DIR (data, logs, pid) and listens only on
 # 127.0.0.1. The test suite starts it with a non-UTC server time zone on purpose:
@@ -54,6 +56,10 @@ case "$cmd" in
       query_log="$query_log<part_log><database>system</database><table>part_log</table><flush_interval_milliseconds>7500</flush_interval_milliseconds></part_log>"
       log_queries='<log_queries>1</log_queries>'
     fi
+    merge_tree=''
+    if [ "${TOKENTRA_CH_NO_MERGES:-0}" = 1 ]; then
+      merge_tree='<merge_tree><max_bytes_to_merge_at_max_space_in_pool>1</max_bytes_to_merge_at_max_space_in_pool><max_bytes_to_merge_at_min_space_in_pool>1</max_bytes_to_merge_at_min_space_in_pool></merge_tree>'
+    fi
     cat > "$dir/config.xml" <<XML
 <?xml version="1.0"?>
 <yandex>
@@ -85,6 +91,7 @@ case "$cmd" in
     <max_session_timeout>3600</max_session_timeout>
     <default_session_timeout>60</default_session_timeout>
     $query_log
+    $merge_tree
 </yandex>
 XML
     cat > "$dir/users.xml" <<XML

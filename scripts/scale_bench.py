@@ -14,6 +14,8 @@ ticks) until the last account finished.
 """
 
 import argparse
+import base64
+import collections
 import concurrent.futures
 import datetime
 import json
@@ -25,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import resource
 import time
 import urllib.error
 import urllib.request
@@ -207,13 +210,15 @@ def ch_events(ch):
     return values
 
 
-def part_log(ch, since):
-    """Per table, from `since`: parts inserted, merges, rows the merges read, their milliseconds."""
+def part_log(ch, since, until=None):
+    """Per table, from `since` (to `until`): parts inserted, merges, rows the merges read, their milliseconds."""
     ch.query("SYSTEM FLUSH LOGS")
+    before = f" AND event_time <= toDateTime({int(until) + 1}, 'UTC')" if until else ""
     tsv = ch.query(
         "SELECT table, countIf(event_type = 1), countIf(event_type = 2), sumIf(read_rows, event_type = 2), "
         "sumIf(duration_ms, event_type = 2) FROM system.part_log "
-        f"WHERE event_time >= toDateTime({int(since)}, 'UTC') AND database != 'system' GROUP BY table ORDER BY table"
+        f"WHERE event_time >= toDateTime({int(since)}, 'UTC'){before} AND database != 'system' "
+        "GROUP BY table ORDER BY table"
     )
     out = {}
     for line in tsv.splitlines():
@@ -259,6 +264,55 @@ def ingest_baseline(ch, db, work):
     return dict(insert_once(ch, db, work, "Native"),
                 with_rollup=insert_once(ch, db, work, "Native", rollup=True),
                 tsv=insert_once(ch, db, work, "TabSeparated"))
+
+
+# Hop-by-hop and framing headers: curl sets its own.
+REPLAY_SKIPS = {"host", "content-length", "connection", "transfer-encoding", "expect", "keep-alive"}
+
+
+def serve_baseline(sim_url, sim_pid, work, parallel=32):
+    """The simulator alone serving the first sync's pages: every provider
+    request it answered (`simulate --record-requests`), sent again as recorded
+    by `curl --parallel`, which throws the answers away. Wall seconds, the
+    simulator's and curl's CPU, and bytes served; every answer must carry the
+    status the daemon got (the same pages, not errors)."""
+    recorded = json.loads(http("GET", sim_url + "/_sim/requests"))
+    replay = os.path.join(work, "replay")
+    os.makedirs(replay, exist_ok=True)
+
+    def quoted(text):
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    lines = []
+    for i, r in enumerate(recorded):
+        lines += [f"url = {quoted(sim_url + r['path'])}", f"request = {quoted(r['method'])}"]
+        lines += [f"header = {quoted(name + ': ' + value)}" for name, value in r["headers"]
+                  if name.lower() not in REPLAY_SKIPS]
+        if r["body_base64"]:
+            body = os.path.join(replay, f"{i}.body")
+            with open(body, "wb") as f:
+                f.write(base64.b64decode(r["body_base64"]))
+            lines.append(f"data-binary = {quoted('@' + body)}")
+        lines += ['output = "/dev/null"', 'write-out = "%{http_code} %{size_download}\\n"', "next"]
+    config = os.path.join(replay, "curl.config")
+    with open(config, "w") as f:
+        f.write("\n".join(lines[:-1]) + "\n")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sim0, t0 = cpu_seconds(sim_pid), time.time()
+    out = subprocess.run(["curl", "--silent", "--parallel", "--parallel-max", str(parallel), "--config", config],
+                         capture_output=True, text=True, check=True).stdout
+    wall = time.time() - t0
+    sim_cpu = cpu_seconds(sim_pid) - sim0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    shutil.rmtree(replay)
+    answers = [line.split() for line in out.splitlines() if line.strip()]
+    got = collections.Counter(int(status) for status, _ in answers)
+    want = collections.Counter(r["status"] for r in recorded)
+    if got != want:
+        raise SystemExit(f"the replay was not answered as the first sync was: {dict(got)} against {dict(want)}")
+    return {"requests": len(recorded), "parallel": parallel, "wall_s": round(wall, 2), "sim_cpu_s": round(sim_cpu, 2),
+            "client_cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2),
+            "mb": round(sum(int(size) for _, size in answers) / 1e6, 1)}
 
 
 def insert_once(ch, db, work, fmt, rollup=False):
@@ -341,7 +395,8 @@ def scenario(args, repo, binary, accounts, broken):
             [args.simulator_binary or binary, "simulate", "--listen", f"127.0.0.1:{sim_port}", "--orgs", str(accounts),
              "--history-days", str(args.backfill_days + 3), "--accounts-out", accounts_file,
              "--broken-percent", str(broken), "--account-extra", extra]
-            + (["--providers", args.providers] if args.providers else []),
+            + (["--providers", args.providers] if args.providers else [])
+            + (["--record-requests"] if args.ingest_baseline else []),
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "sim.log"), "w"),
         )
         procs.append(sim)
@@ -398,8 +453,14 @@ def scenario(args, repo, binary, accounts, broken):
         rows = int(ch.query(f"SELECT count() FROM {db}.usage_records"))
         ch.query("SYSTEM FLUSH LOGS")
         first_kinds = query_kinds(ch, t0, t1)
+        first_parts = part_log(ch, t0, t1)
 
-        baseline = ingest_baseline(ch, db, work) if args.ingest_baseline else None
+        baseline = None
+        if args.ingest_baseline:
+            # Each alone: the first sync's merges end first.
+            settle_merges(ch)
+            serve = serve_baseline(sim_url, sim.pid, work)
+            baseline = dict(ingest_baseline(ch, db, work), serve=serve)
 
         # Idle: the daemon with nothing due. The backfill's merges finish
         # first, so the cycle is not charged for them.
@@ -493,6 +554,7 @@ def scenario(args, repo, binary, accounts, broken):
                 "requests_per_account": round(req1 / len(ids), 2),
                 "peak_rss_mb": round(peak_first, 1),
                 "ch_query_kinds": first_kinds,
+                "ch_parts_by_table": first_parts,
                 "ingest_baseline": baseline,
             },
             "idle": {"rss_mb": round(idle_rss, 1), "cpu_pct": round(100 * idle_cpu, 2),
@@ -548,6 +610,12 @@ def percentiles(values):
     return {"p50": pick(0.5), "p95": pick(0.95), "max": values[-1]}
 
 
+def print_parts(parts):
+    for table, p in parts.items():
+        print(f"                   {table}: {p['new_parts']} parts inserted, {p['merges']} merges reading "
+              f"{p['merge_read_rows']} rows in {p['merge_ms'] / 1000:.1f} s")
+
+
 def report(name, r):
     advanced = r.get("clock_advanced_s")
     print(f"\n== {name}: {r['accounts']} accounts, {r['broken']} broken"
@@ -562,21 +630,28 @@ def report(name, r):
           f"{f['requests_per_account']} requests/account, peak RSS {f['peak_rss_mb']} MB")
     print(f"                 CPU s: daemon {f['daemon_cpu_s']}, simulator {f['sim_cpu_s']}, ClickHouse {f['ch_cpu_s']}")
     print_kinds(f.get("ch_query_kinds", {}))
+    print_parts(f.get("ch_parts_by_table", {}))
     b = f.get("ingest_baseline")
     if b:
-        serve = f["sim_cpu_s"] / (os.cpu_count() or 1)
-        def ratios(insert_s):
-            text = f"first sync / (serving + insert) = {f['wall_s'] / (serve + insert_s):.2f}x polled"
-            return text + (f", {written / (serve + insert_s):.2f}x to the last write" if written else "")
-        print(f"                 baseline: clickhouse-client inserts the {b['rows']} rows in {b['insert_wall_s']} s "
-              f"({b['ch_cpu_s']} ClickHouse CPU s, merges included); the simulator's CPU spread over every core "
-              f"is {serve:.1f} s; {ratios(b['insert_wall_s'])}")
-        for key, what in (("with_rollup", "into a copy that also feeds the daily rollup (as usage_records does), Native"),
-                          ("tsv", "as TabSeparated text")):
-            t = b.get(key)
-            if t:
-                print(f"                 the same rows {what}: {t['insert_wall_s']} s "
-                      f"({t['ch_cpu_s']} ClickHouse CPU s); {ratios(t['insert_wall_s'])}")
+        bound = f["sim_cpu_s"] / (os.cpu_count() or 1)
+        measured = b.get("serve")
+        print(f"                 baseline, serving: the simulator's first-sync CPU spread over every core {bound:.1f} s"
+              + (f"; measured alone (curl replaying its {measured['requests']} requests, {measured['parallel']} at a "
+                 f"time, {measured['mb']} MB): {measured['wall_s']} s (simulator {measured['sim_cpu_s']}, curl "
+                 f"{measured['client_cpu_s']} CPU s)" if measured else ""))
+        print("                 baseline, inserting the same rows alone with clickhouse-client, and first sync / "
+              "(serving + insert), polled / to the last write, serving as the CPU bound"
+              + (" | as measured:" if measured else ":"))
+        for what, t in (("Native into a plain copy", b),
+                        ("Native into a copy with the rollup view (as usage_records)", b.get("with_rollup")),
+                        ("TabSeparated text into a plain copy", b.get("tsv"))):
+            if not t:
+                continue
+            def ratios(serve):
+                total = serve + t["insert_wall_s"]
+                return f"{f['wall_s'] / total:.2f}x / " + (f"{written / total:.2f}x" if written else "-")
+            print(f"                   {what}: {t['insert_wall_s']} s ({t['ch_cpu_s']} ClickHouse CPU s): "
+                  f"{ratios(bound)}" + (f" | {ratios(measured['wall_s'])}" if measured else ""))
     print(f"idle           : RSS {i['rss_mb']} MB after the first sync, {i.get('rss_after_cycle_mb')} MB after the cycle; "
           f"CPU {i['cpu_pct']}% of a core")
     print(f"incremental    : {c['healthy_synced']}/{healthy} healthy synced, cycle {c['wall_s']} s, "
@@ -593,9 +668,7 @@ def report(name, r):
           f"{c['ch_process_cpu_ms_per_account_merges_settled']} ms per account, merges {s['MergedRows']} rows "
           f"in {s['MergesTimeMilliseconds'] / 1000:.1f} s")
     print_kinds(c["ch_query_kinds"])
-    for table, p in c["ch_parts_by_table"].items():
-        print(f"                   {table}: {p['new_parts']} parts inserted, {p['merges']} merges reading "
-              f"{p['merge_read_rows']} rows in {p['merge_ms'] / 1000:.1f} s")
+    print_parts(c["ch_parts_by_table"])
     print(f"                 provider requests per account: {c['requests_per_account']}; "
           f"healthy sync ms {c['sync_ms_healthy']}")
     if c["failed_healthy"]:
@@ -698,7 +771,12 @@ def main():
                         help="run this build and --binary alternately, --pairs times per size, and print the two "
                              "side by side with medians (run-to-run spread is larger than most single changes)")
     parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--no-merges", action="store_true",
+                        help="a diagnostic: the private ClickHouse merges no part at all, so the first sync's "
+                             "ClickHouse CPU and time without its merges can be compared with a normal run's")
     args = parser.parse_args()
+    if args.no_merges:
+        os.environ["TOKENTRA_CH_NO_MERGES"] = "1"
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if args.against:
         compare_builds(args, repo)

@@ -155,6 +155,10 @@ pub enum Command {
         /// endpoint accepts (repeatable; the demo makes one at start).
         #[arg(long = "google-service-account")]
         google_service_accounts: Vec<PathBuf>,
+        /// Keep every provider request served, for `GET /_sim/requests`
+        /// (the scale benchmark replays them; memory grows with each).
+        #[arg(long)]
+        record_requests: bool,
         #[command(flatten)]
         fleet: FleetArgs,
     },
@@ -251,6 +255,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             history_days,
             workers,
             google_service_accounts,
+            record_requests,
             fleet,
         } => {
             for path in &google_service_accounts {
@@ -269,6 +274,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 } else {
                     workers
                 },
+                record_requests,
             };
             simulate(config, fleet).await
         }

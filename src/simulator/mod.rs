@@ -41,7 +41,9 @@
 //!   `POST /_sim/restate`, `GET /_sim/stats` (provider requests only),
 //!   `POST /_sim/org-faults` (orgs broken on every request, see [`fleet`]),
 //!   `POST /_sim/clock` (`{"advance_secs": N}`: the simulated present moves
-//!   N seconds ahead of the real one, as if that much time had passed).
+//!   N seconds ahead of the real one, as if that much time had passed),
+//!   `GET /_sim/requests` (every provider request served, in order, when
+//!   started with `record_requests`).
 
 mod data;
 mod faults;
@@ -92,6 +94,10 @@ pub struct SimConfig {
     /// Server worker threads (tests: 1; a benchmark: one per core, so the
     /// simulator is not what limits it).
     pub workers: usize,
+    /// Keep every provider request served, for `GET /_sim/requests` (the
+    /// scale benchmark replays a first sync's requests to time the
+    /// simulator serving them alone). Memory grows with every request.
+    pub record_requests: bool,
 }
 
 /// A running simulator. Dropping it without [`SimHandle::stop`] still asks the
@@ -259,7 +265,11 @@ impl Drop for SimHandle {
 /// tokio or actix runtime (the server runs as a spawned task with its own
 /// single worker and no signal handling, so it never steals the host's Ctrl-C).
 pub async fn start(config: SimConfig) -> std::io::Result<SimHandle> {
-    let state = Arc::new(SimState::new(config.seed, config.orgs, config.history_days));
+    let mut state = SimState::new(config.seed, config.orgs, config.history_days);
+    if config.record_requests {
+        state.recorded = Some(Default::default());
+    }
+    let state = Arc::new(state);
     let data = web::Data::from(state.clone());
     let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(server::routes))
         .workers(config.workers.max(1))

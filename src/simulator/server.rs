@@ -44,6 +44,21 @@ impl Reply {
     }
 }
 
+/// One provider request as it came, for a client to send again: the scale
+/// benchmark replays a first sync's requests to time the simulator serving
+/// them alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedRequest {
+    pub method: String,
+    /// Path and query, as sent.
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    /// The body, base64 (AWS's protocols send binary CBOR).
+    pub body_base64: String,
+    /// The status it was answered with.
+    pub status: u16,
+}
+
 /// Requests served for one (path, status).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatEntry {
@@ -74,6 +89,8 @@ pub(crate) struct SimState {
     /// Seconds the simulated clock runs ahead of the real one (`/_sim/clock`):
     /// a benchmark lets an hour pass without waiting for it.
     pub clock_ahead: std::sync::atomic::AtomicI64,
+    /// Every provider request served, when recording (`record_requests`).
+    pub recorded: Option<Mutex<Vec<RecordedRequest>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -94,7 +111,30 @@ impl SimState {
             too_early: Default::default(),
             clock_ahead: Default::default(),
             names: RwLock::new(Default::default()),
+            recorded: None,
         }
+    }
+
+    fn record(&self, req: &HttpRequest, body: &[u8], status: u16) {
+        use base64::Engine as _;
+        let Some(recorded) = &self.recorded else {
+            return;
+        };
+        let request = RecordedRequest {
+            method: req.method().to_string(),
+            path: req
+                .uri()
+                .path_and_query()
+                .map_or_else(|| req.path().to_string(), |p| p.to_string()),
+            headers: req
+                .headers()
+                .iter()
+                .map(|(name, value)| (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+                .collect(),
+            body_base64: base64::engine::general_purpose::STANDARD.encode(body),
+            status,
+        };
+        lock(recorded).push(request);
     }
 
     /// Counts a request that ignored a `Retry-After`, and remembers a new one.
@@ -201,6 +241,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/_sim/org-faults", web::post().to(org_faults))
         .route("/_sim/restate", web::post().to(restate))
         .route("/_sim/stats", web::get().to(stats))
+        .route("/_sim/requests", web::get().to(recorded_requests))
         .route("/_sim/clock", web::post().to(clock))
         .service(web::resource("/{provider}/{org}/{tail:.*}").to(provider_route));
 }
@@ -208,7 +249,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
 /// Every provider request: the provider from the registry, then the next
 /// pending fault (before auth, like an overloaded gateway), then auth, then
 /// the provider's answer; counted once answered.
-async fn provider_route(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
+async fn provider_route(req: HttpRequest, body_in: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
     let name = req.match_info().get("provider").unwrap_or_default();
     let Some(provider) = providers::find(name) else {
         return control_error(
@@ -225,7 +266,7 @@ async fn provider_route(req: HttpRequest, body: web::Bytes, state: web::Data<Sim
         tail,
         query: req.query_string(),
         headers: req.headers(),
-        body: &body,
+        body: &body_in,
     };
     // A credential in its expired form (`expired_api_key`) is answered as
     // the provider answers an expired or revoked key.
@@ -282,6 +323,7 @@ async fn provider_route(req: HttpRequest, body: web::Bytes, state: web::Data<Sim
     }
     state.watch_retry_after(req.path(), reply.retry_after);
     state.count(req.path(), reply.status);
+    state.record(&req, &body_in, reply.status);
     tracing::debug!(path = req.path(), status = reply.status, fault = ?fault, "simulator request");
     respond_as(reply.status, reply.retry_after, body, content_type)
 }
@@ -420,6 +462,16 @@ async fn clock(body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
         None => control_error(
             400,
             "field 'advance_secs' must be a non-negative whole number of seconds",
+        ),
+    }
+}
+
+async fn recorded_requests(state: web::Data<SimState>) -> HttpResponse {
+    match &state.recorded {
+        Some(recorded) => ok(json!(*lock(recorded))),
+        None => control_error(
+            409,
+            "this simulator does not record requests: start it with `simulate --record-requests`",
         ),
     }
 }

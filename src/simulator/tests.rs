@@ -44,12 +44,17 @@ fn at(t: i64) -> DateTime<Utc> {
 
 impl Sim {
     async fn start(seed: u64) -> Sim {
+        Sim::start_with(seed, false).await
+    }
+
+    async fn start_with(seed: u64, record_requests: bool) -> Sim {
         let config = SimConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             seed,
             orgs: 2,
             history_days: 10,
             workers: 1,
+            record_requests,
         };
         Sim {
             handle: start(config).await.unwrap(),
@@ -1048,6 +1053,7 @@ async fn starts_and_stops_inside_an_actix_runtime() {
         orgs: 1,
         history_days: 3,
         workers: 1,
+        record_requests: false,
     };
     let handle = start(config).await.unwrap();
     assert!(handle.addr.port() > 0);
@@ -1340,4 +1346,75 @@ async fn analytics_truth_equals_a_hand_sum_of_the_served_json() {
         Some(sim.handle.openai_base_url("org-2"))
     );
     sim.handle.stop().await;
+}
+
+/// With `record_requests` every provider request is kept as it came, body
+/// and headers included, and a request sent again as recorded gets the same
+/// page: what the scale benchmark's replay (the simulator serving a first
+/// sync's pages alone) relies on. Without it, the endpoint says how to turn
+/// it on.
+#[tokio::test]
+async fn recorded_requests_are_kept_as_sent_and_replay_to_the_same_page() {
+    use base64::Engine as _;
+    let sim = Sim::start_with(7, true).await;
+    let (start, end) = (today() - 2 * DAY, today() - DAY);
+    let query = format!("start_time={start}&end_time={end}&bucket_width=1h&limit=3&group_by[]=model");
+    let (status, page) = sim.openai("org-1", "organization/usage/completions", &query).await;
+    assert_eq!(status, 200);
+    let url = format!("{}/organization/usage/completions", sim.handle.openai_base_url("org-2"));
+    let posted = sim
+        .client
+        .post(url)
+        .bearer_auth("FAKE-not-a-key")
+        .body(vec![0u8, 159, 146, 150])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status().as_u16(), 401);
+
+    let listing = |sim: &Sim| {
+        sim.client
+            .get(format!("{}/_sim/requests", sim.handle.base_url()))
+            .send()
+    };
+    let recorded: Vec<server::RecordedRequest> = listing(&sim).await.unwrap().json().await.unwrap();
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    let (get, post) = (&recorded[0], &recorded[1]);
+    assert_eq!(get.method, "GET");
+    assert_eq!(
+        get.path,
+        format!("/openai/org-1/v1/organization/usage/completions?{query}")
+    );
+    let header =
+        |r: &server::RecordedRequest, name: &str| r.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    assert_eq!(
+        header(get, "authorization"),
+        Some(format!("Bearer {}", openai_api_key("org-1")))
+    );
+    assert_eq!((get.body_base64.as_str(), get.status), ("", 200));
+    assert_eq!(
+        (post.method.as_str(), post.path.as_str()),
+        ("POST", "/openai/org-2/v1/organization/usage/completions")
+    );
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(&post.body_base64)
+        .unwrap();
+    assert_eq!((body, post.status), (vec![0u8, 159, 146, 150], 401));
+
+    // Sent again as recorded: the same page, and recorded once more.
+    let mut again = sim.client.get(format!("{}{}", sim.handle.base_url(), get.path));
+    for (name, value) in &get.headers {
+        again = again.header(name, value);
+    }
+    let (status, replayed) = sim.get(again).await;
+    assert_eq!((status, replayed), (200, page));
+    let recorded: Vec<server::RecordedRequest> = listing(&sim).await.unwrap().json().await.unwrap();
+    assert_eq!(recorded.len(), 3);
+    sim.handle.stop().await;
+
+    let plain = Sim::start(7).await;
+    let refused = listing(&plain).await.unwrap();
+    assert_eq!(refused.status().as_u16(), 409);
+    assert!(refused.text().await.unwrap().contains("--record-requests"));
+    plain.handle.stop().await;
 }

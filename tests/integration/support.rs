@@ -108,6 +108,7 @@ pub async fn start_sim(seed: u64, orgs: u32) -> tokentra_sync::simulator::SimHan
         orgs,
         history_days: 40,
         workers: 1,
+        record_requests: false,
     })
     .await
     .expect("simulator starts")
