@@ -14,7 +14,6 @@ ticks) until the last account finished.
 """
 
 import argparse
-import base64
 import collections
 import concurrent.futures
 import datetime
@@ -27,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import resource
 import time
 import urllib.error
 import urllib.request
@@ -266,53 +264,29 @@ def ingest_baseline(ch, db, work):
                 tsv=insert_once(ch, db, work, "TabSeparated"))
 
 
-# Hop-by-hop and framing headers: curl sets its own.
-REPLAY_SKIPS = {"host", "content-length", "connection", "transfer-encoding", "expect", "keep-alive"}
-
-
-def serve_baseline(sim_url, sim_pid, work, parallel=32):
+def serve_baseline(sim_url, sim_pid, work, parallel=16):
     """The simulator alone serving the first sync's pages: every provider
-    request it answered (`simulate --record-requests`), sent again as recorded
-    by `curl --parallel`, which throws the answers away. Wall seconds, the
-    simulator's and curl's CPU, and bytes served; every answer must carry the
-    status the daemon got (the same pages, not errors)."""
-    recorded = json.loads(http("GET", sim_url + "/_sim/requests"))
-    replay = os.path.join(work, "replay")
-    os.makedirs(replay, exist_ok=True)
-
-    def quoted(text):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-    lines = []
-    for i, r in enumerate(recorded):
-        lines += [f"url = {quoted(sim_url + r['path'])}", f"request = {quoted(r['method'])}"]
-        lines += [f"header = {quoted(name + ': ' + value)}" for name, value in r["headers"]
-                  if name.lower() not in REPLAY_SKIPS]
-        if r["body_base64"]:
-            body = os.path.join(replay, f"{i}.body")
-            with open(body, "wb") as f:
-                f.write(base64.b64decode(r["body_base64"]))
-            lines.append(f"data-binary = {quoted('@' + body)}")
-        lines += ['output = "/dev/null"', 'write-out = "%{http_code} %{size_download}\\n"', "next"]
-    config = os.path.join(replay, "curl.config")
-    with open(config, "w") as f:
-        f.write("\n".join(lines[:-1]) + "\n")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    sim0, t0 = cpu_seconds(sim_pid), time.time()
-    out = subprocess.run(["curl", "--silent", "--parallel", "--parallel-max", str(parallel), "--config", config],
+    request it answered (`simulate --record-requests`) sent again as recorded
+    by `replay_requests.py`, a lean client that throws the answers away. Wall
+    seconds, the simulator's and the client's CPU, and bytes served; every
+    answer must carry the status the daemon got (the same pages, not errors)."""
+    recorded_path = os.path.join(work, "requests.json")
+    with open(recorded_path, "w") as f:
+        f.write(http("GET", sim_url + "/_sim/requests"))
+    with open(recorded_path) as f:
+        want = collections.Counter(str(r["status"]) for r in json.load(f))
+    replay = os.path.join(os.path.dirname(os.path.abspath(__file__)), "replay_requests.py")
+    sim0 = cpu_seconds(sim_pid)
+    out = subprocess.run([sys.executable, replay, sim_url, str(parallel), recorded_path],
                          capture_output=True, text=True, check=True).stdout
-    wall = time.time() - t0
     sim_cpu = cpu_seconds(sim_pid) - sim0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    shutil.rmtree(replay)
-    answers = [line.split() for line in out.splitlines() if line.strip()]
-    got = collections.Counter(int(status) for status, _ in answers)
-    want = collections.Counter(r["status"] for r in recorded)
-    if got != want:
-        raise SystemExit(f"the replay was not answered as the first sync was: {dict(got)} against {dict(want)}")
-    return {"requests": len(recorded), "parallel": parallel, "wall_s": round(wall, 2), "sim_cpu_s": round(sim_cpu, 2),
-            "client_cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2),
-            "mb": round(sum(int(size) for _, size in answers) / 1e6, 1)}
+    os.remove(recorded_path)
+    result = json.loads(out)
+    if collections.Counter(result["statuses"]) != want:
+        raise SystemExit(f"the replay was not answered as the first sync was: {result['statuses']} against {dict(want)}")
+    return {"requests": result["requests"], "parallel": parallel, "wall_s": round(result["wall_s"], 2),
+            "sim_cpu_s": round(sim_cpu, 2), "client_cpu_s": round(result["cpu_s"], 2),
+            "mb": round(result["bytes"] / 1e6, 1)}
 
 
 def insert_once(ch, db, work, fmt, rollup=False):
@@ -636,8 +610,8 @@ def report(name, r):
         bound = f["sim_cpu_s"] / (os.cpu_count() or 1)
         measured = b.get("serve")
         print(f"                 baseline, serving: the simulator's first-sync CPU spread over every core {bound:.1f} s"
-              + (f"; measured alone (curl replaying its {measured['requests']} requests, {measured['parallel']} at a "
-                 f"time, {measured['mb']} MB): {measured['wall_s']} s (simulator {measured['sim_cpu_s']}, curl "
+              + (f"; measured alone (its {measured['requests']} requests sent again, {measured['parallel']} at a "
+                 f"time, {measured['mb']} MB): {measured['wall_s']} s (simulator {measured['sim_cpu_s']}, client "
                  f"{measured['client_cpu_s']} CPU s)" if measured else ""))
         print("                 baseline, inserting the same rows alone with clickhouse-client, and first sync / "
               "(serving + insert), polled / to the last write, serving as the CPU bound"

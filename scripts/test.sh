@@ -81,6 +81,9 @@ log "migrations on chdb's current ClickHouse engine"
 "$bin" migrate --print-sql --server-version 26.1 --database tokentra > "$work/plan.sql"
 python3 tests/chdb/test_migrations.py "$work/plan.sql"
 
+log "the scale benchmark's serving baseline (a recording simulator, replayed)"
+python3 tests/bench/test_replay.py "$bin"
+
 log "unit, property and integration tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --no-fail-fast
