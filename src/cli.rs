@@ -155,8 +155,9 @@ pub enum Command {
         /// endpoint accepts (repeatable; the demo makes one at start).
         #[arg(long = "google-service-account")]
         google_service_accounts: Vec<PathBuf>,
-        /// Keep every provider request served, for `GET /_sim/requests`
-        /// (the scale benchmark replays them; memory grows with each).
+        /// Keep every provider request served, headers included, for
+        /// `GET /_sim/requests` (the scale benchmark replays them; memory
+        /// grows with each). For the simulator's own fake credentials only.
         #[arg(long)]
         record_requests: bool,
         #[command(flatten)]

@@ -249,7 +249,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
 /// Every provider request: the provider from the registry, then the next
 /// pending fault (before auth, like an overloaded gateway), then auth, then
 /// the provider's answer; counted once answered.
-async fn provider_route(req: HttpRequest, body_in: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
+async fn provider_route(req: HttpRequest, request_body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
     let name = req.match_info().get("provider").unwrap_or_default();
     let Some(provider) = providers::find(name) else {
         return control_error(
@@ -266,7 +266,7 @@ async fn provider_route(req: HttpRequest, body_in: web::Bytes, state: web::Data<
         tail,
         query: req.query_string(),
         headers: req.headers(),
-        body: &body_in,
+        body: &request_body,
     };
     // A credential in its expired form (`expired_api_key`) is answered as
     // the provider answers an expired or revoked key.
@@ -323,7 +323,7 @@ async fn provider_route(req: HttpRequest, body_in: web::Bytes, state: web::Data<
     }
     state.watch_retry_after(req.path(), reply.retry_after);
     state.count(req.path(), reply.status);
-    state.record(&req, &body_in, reply.status);
+    state.record(&req, &request_body, reply.status);
     tracing::debug!(path = req.path(), status = reply.status, fault = ?fault, "simulator request");
     respond_as(reply.status, reply.retry_after, body, content_type)
 }
