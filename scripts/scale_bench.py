@@ -264,6 +264,14 @@ def ingest_baseline(ch, db, work):
                 tsv=insert_once(ch, db, work, "TabSeparated"))
 
 
+def records_requests(binary, cache={}):
+    """Whether `binary`'s simulator can record requests (builds before it could not)."""
+    if binary not in cache:
+        usage = subprocess.run([binary, "simulate", "--help"], capture_output=True, text=True).stdout
+        cache[binary] = "--record-requests" in usage
+    return cache[binary]
+
+
 def serve_baseline(sim_url, sim_pid, work, parallel=16):
     """The simulator alone serving the first sync's pages: every provider
     request it answered (`simulate --record-requests`) sent again as recorded
@@ -365,12 +373,15 @@ def scenario(args, repo, binary, accounts, broken):
         sim_port, admin_port = free_port(), free_port()
         accounts_file = os.path.join(work, "accounts.toml")
         extra = f'backfill_days = {args.backfill_days}\ninterval = "{args.interval}"'
+        # Serving is measured by replaying what the simulator recorded; an
+        # older simulator build gets the CPU bound alone.
+        record = args.ingest_baseline and records_requests(args.simulator_binary or binary)
         sim = subprocess.Popen(
             [args.simulator_binary or binary, "simulate", "--listen", f"127.0.0.1:{sim_port}", "--orgs", str(accounts),
              "--history-days", str(args.backfill_days + 3), "--accounts-out", accounts_file,
              "--broken-percent", str(broken), "--account-extra", extra]
             + (["--providers", args.providers] if args.providers else [])
-            + (["--record-requests"] if args.ingest_baseline else []),
+            + (["--record-requests"] if record else []),
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "sim.log"), "w"),
         )
         procs.append(sim)
@@ -433,7 +444,7 @@ def scenario(args, repo, binary, accounts, broken):
         if args.ingest_baseline:
             # Each alone: the first sync's merges end first.
             settle_merges(ch)
-            serve = serve_baseline(sim_url, sim.pid, work)
+            serve = serve_baseline(sim_url, sim.pid, work) if record else None
             baseline = dict(ingest_baseline(ch, db, work), serve=serve)
 
         # Idle: the daemon with nothing due. The backfill's merges finish
