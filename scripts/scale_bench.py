@@ -209,23 +209,24 @@ def ch_events(ch):
 
 
 def part_log(ch, since, until=None):
-    """Per table, from `since` (to `until`): parts inserted, merges, rows the merges read, their milliseconds."""
+    """Per table, from `since` (to `until`): parts inserted, merges, the rows of the parts the merges made,
+    their milliseconds. (Not `read_rows`: 18.16's part log puts the bytes read there.)"""
     ch.query("SYSTEM FLUSH LOGS")
     before = f" AND event_time <= toDateTime({int(until) + 1}, 'UTC')" if until else ""
     tsv = ch.query(
-        "SELECT table, countIf(event_type = 1), countIf(event_type = 2), sumIf(read_rows, event_type = 2), "
+        "SELECT table, countIf(event_type = 1), countIf(event_type = 2), sumIf(rows, event_type = 2), "
         "sumIf(duration_ms, event_type = 2) FROM system.part_log "
         f"WHERE event_time >= toDateTime({int(since)}, 'UTC'){before} AND database != 'system' "
         "GROUP BY table ORDER BY table"
     )
     out = {}
     for line in tsv.splitlines():
-        table, new, merges, read, ms = line.split("\t")
+        table, new, merges, merged, ms = line.split("\t")
         # Migration 13 builds usage_records as usage_records_rebuild and
         # renames it; 18.16's part log keeps the old name for new parts (not
         # for merges), so both are usage_records' own.
-        counts = out.setdefault(RENAMED.get(table, table), {"new_parts": 0, "merges": 0, "merge_read_rows": 0, "merge_ms": 0})
-        for key, value in zip(("new_parts", "merges", "merge_read_rows", "merge_ms"), (new, merges, read, ms)):
+        counts = out.setdefault(RENAMED.get(table, table), {"new_parts": 0, "merges": 0, "merged_rows": 0, "merge_ms": 0})
+        for key, value in zip(("new_parts", "merges", "merged_rows", "merge_ms"), (new, merges, merged, ms)):
             counts[key] += int(value)
     return out
 
@@ -597,8 +598,8 @@ def percentiles(values):
 
 def print_parts(parts):
     for table, p in parts.items():
-        print(f"                   {table}: {p['new_parts']} parts inserted, {p['merges']} merges reading "
-              f"{p['merge_read_rows']} rows in {p['merge_ms'] / 1000:.1f} s")
+        print(f"                   {table}: {p['new_parts']} parts inserted, {p['merges']} merges making parts of "
+              f"{p['merged_rows']} rows in all, {p['merge_ms'] / 1000:.1f} s")
 
 
 def report(name, r):
