@@ -279,11 +279,11 @@ def serve_baseline(sim_url, sim_pid, work, parallel=16):
     by `replay_requests.py`, a lean client that throws the answers away. Wall
     seconds, the simulator's and the client's CPU, and bytes served; every
     answer must carry the status the daemon got (the same pages, not errors)."""
+    recorded = http("GET", sim_url + "/_sim/requests")
+    want = collections.Counter(str(r["status"]) for r in json.loads(recorded))
     recorded_path = os.path.join(work, "requests.json")
     with open(recorded_path, "w") as f:
-        f.write(http("GET", sim_url + "/_sim/requests"))
-    with open(recorded_path) as f:
-        want = collections.Counter(str(r["status"]) for r in json.load(f))
+        f.write(recorded)
     replay = os.path.join(os.path.dirname(os.path.abspath(__file__)), "replay_requests.py")
     sim0 = cpu_seconds(sim_pid)
     out = subprocess.run([sys.executable, replay, sim_url, str(parallel), recorded_path],
