@@ -533,10 +533,15 @@ enum BodyError {
 /// length over the limit is refused before reading, a streamed one as soon
 /// as it passes the limit.
 async fn read_capped(mut response: Response, limit: usize) -> Result<bytes::Bytes, BodyError> {
-    if response.content_length().is_some_and(|n| n > limit as u64) {
+    let declared = response.content_length();
+    if declared.is_some_and(|n| n > limit as u64) {
         return Err(BodyError::TooLarge(limit));
     }
-    let mut body = bytes::BytesMut::new();
+    // Room for the declared length at once: a body grown by doubling was
+    // copied again at each step (a page of 1 MB, five times). Up to a bound:
+    // a declared length is only a claim until the bytes arrive.
+    let room = declared.map_or(0, |n| n.min(PRESIZE_BYTES as u64) as usize);
+    let mut body = bytes::BytesMut::with_capacity(room);
     loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
@@ -555,6 +560,9 @@ async fn read_capped(mut response: Response, limit: usize) -> Result<bytes::Byte
         }
     }
 }
+
+/// The most a body's buffer is sized to before its bytes arrive.
+const PRESIZE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Bodies above this are parsed on the blocking pool: a big page must not
 /// stall the arbiter that runs the account's actor (and others).

@@ -223,15 +223,18 @@ impl<'a> Object<'a> {
     fn insert(&mut self, key: Cow<'a, str>, value: Json<'a>) {
         match self.position(&key) {
             Some(at) => self.entries[at].1 = value,
-            None => {
-                if let Some(index) = &mut self.index {
-                    index.insert(key.clone(), self.entries.len());
-                }
-                self.entries.push((key, value));
-                if self.index.is_none() && self.entries.len() > LINEAR_KEYS {
-                    self.index = Some(Box::new(index_of(&self.entries)));
-                }
-            }
+            None => self.push_new(key, value),
+        }
+    }
+
+    /// Adds an entry whose key is known not to be present.
+    fn push_new(&mut self, key: Cow<'a, str>, value: Json<'a>) {
+        if let Some(index) = &mut self.index {
+            index.insert(key.clone(), self.entries.len());
+        }
+        self.entries.push((key, value));
+        if self.index.is_none() && self.entries.len() > LINEAR_KEYS {
+            self.index = Some(Box::new(index_of(&self.entries)));
         }
     }
 
@@ -450,16 +453,40 @@ impl<'de> Visitor<'de> for JsonVisitor {
             entries: Vec::with_capacity(self.fields),
             index: None,
         };
+        // Which key shapes the object has so far: a key whose shape is new
+        // cannot repeat one, so it skips the scan for a duplicate (most keys
+        // of a record: the scan was most of building an object).
+        let mut shapes = KeyShapes::default();
         while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             if object.is_empty() && key == NUMBER_TOKEN {
                 let Text(number) = map.next_value::<Text<'de>>()?;
                 return Ok(Json::Number(Number::Text(number)));
             }
             let value = map.next_value_seed(Room { fields: 0 })?;
-            // A key given twice keeps its last value, as in serde_json's map.
-            object.insert(key, value);
+            if shapes.add(&key) {
+                object.push_new(key, value);
+            } else {
+                // A key given twice keeps its last value, as in serde_json's map.
+                object.insert(key, value);
+            }
         }
         Ok(Json::Object(object))
+    }
+}
+
+/// A 64-bit filter of the keys seen in one object, by length and last byte:
+/// two equal keys always share a bit, so a key whose bit was clear is new.
+#[derive(Default)]
+struct KeyShapes(u64);
+
+impl KeyShapes {
+    /// Records `key`; true when no key seen before can equal it.
+    fn add(&mut self, key: &str) -> bool {
+        let last = key.as_bytes().last().copied().unwrap_or(0) as usize;
+        let bit = 1u64 << ((key.len().wrapping_mul(7) ^ last) % 64);
+        let new = self.0 & bit == 0;
+        self.0 |= bit;
+        new
     }
 }
 
@@ -495,6 +522,22 @@ mod tests {
         ));
         assert_eq!(doc.get("e").and_then(Json::as_str), Some("tab\tquote\""));
         assert!(matches!(doc.get("e"), Some(Json::String(Cow::Owned(_)))));
+    }
+
+    #[test]
+    fn keys_of_one_shape_are_told_apart_and_repeats_still_replace() {
+        // "ab", "cb" and "xb" share a length and a last byte (one filter bit).
+        let doc = Json::parse(br#"{"ab": 1, "cb": 2, "xb": 3, "cb": 4, "z": 5, "ab": 6}"#).unwrap();
+        let entries: Vec<(&str, Option<i64>)> = doc
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(key, value)| (key, value.as_i64()))
+            .collect();
+        assert_eq!(
+            entries,
+            [("ab", Some(6)), ("cb", Some(4)), ("xb", Some(3)), ("z", Some(5))]
+        );
     }
 
     #[test]
