@@ -6,8 +6,9 @@ pub mod pricing;
 pub mod record_key;
 pub mod schema;
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use foldhash::{HashMap, HashMapExt};
 
 use crate::provider::Provider;
 use schema::{to_ch_seconds, Dec9, FetchedRecord, RecordType, Text, UsageRow};

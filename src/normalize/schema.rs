@@ -295,7 +295,7 @@ pub struct Dimensions {
     pub resource_id: Text,
     pub line_item: Text,
     /// Raw grouping fields that have no column of their own.
-    pub attributes: BTreeMap<String, String>,
+    pub attributes: BTreeMap<Text, Text>,
 }
 
 /// The numbers of one record. Money is exact and in USD unless `currency` says

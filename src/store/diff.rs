@@ -9,7 +9,9 @@
 //! `VersionedCollapsingMergeTree` folds them and every `sum(x * sign)` is right
 //! whether or not merges have happened.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use foldhash::{HashMap, HashMapExt, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -336,7 +338,7 @@ pub fn rebuild_needed(plan: &Plan, stored: &[StoredMeasures], fetched: &[UsageRo
 pub struct Plan {
     pub version: u64,
     pub needs_full: BTreeSet<u64>,
-    pub new_keys: BTreeSet<u64>,
+    pub new_keys: HashSet<u64>,
 }
 
 impl Plan {

@@ -277,8 +277,8 @@ fn cost_record(
         None | Some(Json::Null) => {}
         Some(list) => {
             let list = json::decimal(list, "list_amount")?;
-            attributes.insert("list_amount_cents".into(), list.normalize().to_string());
-            attributes.insert("discount_cents".into(), (list - cents).normalize().to_string());
+            attributes.insert("list_amount_cents".into(), list.normalize().to_string().into());
+            attributes.insert("discount_cents".into(), (list - cents).normalize().to_string().into());
         }
     }
     Ok(FetchedRecord {

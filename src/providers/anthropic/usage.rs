@@ -289,7 +289,7 @@ mod tests {
                          "output_tokens": 0, "inference_geo": "us", "speed": null}"#;
         let record = &map(result).unwrap()[0];
         assert_eq!(
-            record.dims.attributes.get("inference_geo").map(String::as_str),
+            record.dims.attributes.get("inference_geo").map(|text| text.as_str()),
             Some("us")
         );
         assert!(!record.dims.attributes.contains_key("speed"));

@@ -233,10 +233,10 @@ fn cost_record(
     .collect();
     let mut attributes = BTreeMap::new();
     if let Some(d) = direction {
-        attributes.insert("direction".to_string(), d.as_str().to_string());
+        attributes.insert("direction".into(), d.as_str().into());
     }
     if !tier.is_empty() {
-        attributes.insert("tier".to_string(), tier);
+        attributes.insert("tier".into(), tier.into());
     }
     let dims = Dimensions {
         model_raw: model.into(),

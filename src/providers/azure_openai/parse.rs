@@ -262,7 +262,7 @@ fn cost_row(
     let attributes = raw_group
         .iter()
         .filter(|(k, v)| !["Meter", "ResourceId", "Currency"].contains(k) && **v != RawField::Null)
-        .map(|(k, v)| (k.to_string(), v.as_text().into()))
+        .map(|(k, v)| (k.into(), v.as_text()))
         .collect();
     Ok(FetchedRecord {
         identity: RecordIdentity {
@@ -443,8 +443,8 @@ pub(super) fn metrics(
                     resource_id: account.id.as_str().into(),
                     region: account.location.as_str().into(),
                     attributes: BTreeMap::from([
-                        ("account".to_string(), account.name.clone()),
-                        ("deployment".to_string(), deployment),
+                        ("account".into(), account.name.as_str().into()),
+                        ("deployment".into(), deployment.into()),
                     ]),
                     ..Dimensions::default()
                 },

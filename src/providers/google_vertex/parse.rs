@@ -242,7 +242,7 @@ fn billing_record(fields: &[(String, String)], row: &Json, endpoint: &str) -> Re
         attributes: [("sku_id", text("sku_id")), ("cost_type", text("cost_type"))]
             .into_iter()
             .filter(|(_, v)| !v.is_empty())
-            .map(|(k, v)| (k.to_string(), v))
+            .map(|(k, v)| (k.into(), v.into()))
             .collect(),
         ..Dimensions::default()
     };

@@ -139,7 +139,7 @@ fn record(start: DateTime<Utc>, model: Json, key: Json, measures: Measures, meta
     let mut attributes = BTreeMap::new();
     let alias = meta_text("key_alias");
     if !alias.is_empty() {
-        attributes.insert("key_alias".to_string(), alias);
+        attributes.insert("key_alias".into(), alias.into());
     }
     FetchedRecord {
         identity: RecordIdentity {

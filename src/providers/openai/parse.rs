@@ -192,7 +192,7 @@ fn cost(row: &Object, dims: &mut Dimensions) -> Result<Measures, JsonError> {
     dims.service = line_item.service.into();
     for (name, value) in line_item.attributes {
         // Raw grouping fields win over what was read out of the label.
-        dims.attributes.entry(name.to_string()).or_insert(value);
+        dims.attributes.entry(name.into()).or_insert(value.into());
     }
 
     Ok(Measures {

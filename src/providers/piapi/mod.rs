@@ -187,11 +187,11 @@ impl PiApiAdapter {
     fn record(&self, account_id: &str, session: &Session) -> FetchedRecord {
         let raw_group = RawGroup::from([("account_id", RawField::Text(account_id.into()))]);
         let attributes = BTreeMap::from([
-            ("account_id".to_string(), account_id.to_string()),
-            ("environment".to_string(), self.environment.clone()),
-            ("first_balance_usd".to_string(), session.first.normalize().to_string()),
-            ("last_balance_usd".to_string(), session.last.normalize().to_string()),
-            ("topped_up_usd".to_string(), session.topped_up.normalize().to_string()),
+            ("account_id".into(), account_id.into()),
+            ("environment".into(), self.environment.as_str().into()),
+            ("first_balance_usd".into(), session.first.normalize().to_string().into()),
+            ("last_balance_usd".into(), session.last.normalize().to_string().into()),
+            ("topped_up_usd".into(), session.topped_up.normalize().to_string().into()),
         ]);
         FetchedRecord {
             identity: RecordIdentity {

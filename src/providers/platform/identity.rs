@@ -22,11 +22,11 @@ pub fn raw_group(row: &Object, is_measure: impl Fn(&str, &Json) -> bool) -> RawG
 
 /// Grouping fields that have no column of their own, as `attributes`. Nulls
 /// are left out: they only say the report was not grouped by that field.
-pub fn attributes(raw_group: &RawGroup, columns: &[&str]) -> BTreeMap<String, String> {
+pub fn attributes(raw_group: &RawGroup, columns: &[&str]) -> BTreeMap<Text, Text> {
     raw_group
         .iter()
         .filter(|(name, field)| !columns.contains(name) && **field != RawField::Null)
-        .map(|(name, field)| (name.to_string(), field.as_text().into()))
+        .map(|(name, field)| (Text::from(name), field.as_text()))
         .collect()
 }
 
@@ -51,7 +51,7 @@ mod tests {
         let attrs = attributes(&group, &["model"]);
         assert_eq!(
             attrs.into_iter().collect::<Vec<_>>(),
-            [("n".to_string(), "3".to_string())]
+            [(Text::from("n"), Text::from("3"))]
         );
         assert_eq!(text(&group, "workspace_id"), "");
         assert_eq!(text(&group, "absent"), "");

@@ -106,7 +106,7 @@ impl Pager<'_> {
         };
         let mut fetch = EndpointFetch::default();
         let mut cursors: HashSet<String> = HashSet::new();
-        let mut identities: HashSet<u64> = HashSet::new();
+        let mut identities = foldhash::HashSet::<u64>::default();
         let bucket_limit = max_bucket_total(width.num_seconds());
         // Per bucket, across pages (a bucket may continue on the next page).
         let mut totals: HashMap<DateTime<Utc>, [i64; 5]> = HashMap::new();
@@ -141,13 +141,14 @@ impl Pager<'_> {
                         ),
                     ));
                 }
+                let bucket_totals = totals.entry(bucket.start).or_default();
                 for record in bucket.records {
                     if record.identity.bucket_start != bucket.start {
                         return Err(self.bad(number, "a record does not lie in its bucket (adapter bug)"));
                     }
-                    if let Err(problem) = check_measures(&record.measures, self.measures).and_then(|()| {
-                        add_to_bucket_totals(totals.entry(bucket.start).or_default(), &record.measures, bucket_limit)
-                    }) {
+                    if let Err(problem) = check_measures(&record.measures, self.measures)
+                        .and_then(|()| add_to_bucket_totals(bucket_totals, &record.measures, bucket_limit))
+                    {
                         return Err(self.bad(number, &format!("bucket {}: {problem}", bucket.start.to_rfc3339())));
                     }
                     if let Spread::RowsAcrossPages { .. } = self.spread {

@@ -262,7 +262,7 @@ async fn cost_cents_convert_exactly_and_the_list_price_is_kept_beside_the_bill()
         fetch
             .records
             .iter()
-            .find(|r| r.dims.attributes.get("token_type").map(String::as_str) == Some(t))
+            .find(|r| r.dims.attributes.get("token_type").map(|text| text.as_str()) == Some(t))
             .unwrap()
     };
     let input = by_type("uncached_input_tokens");
