@@ -111,6 +111,16 @@ pub enum StoredRead {
     Measures(Vec<StoredMeasures>),
 }
 
+impl StoredRead {
+    /// How many stored rows were read (the size of a diff's work).
+    pub fn rows(&self) -> usize {
+        match self {
+            StoredRead::Keys(keys) => keys.len(),
+            StoredRead::Measures(measures) => measures.len(),
+        }
+    }
+}
+
 /// The narrow rows of a scope, or with `measures` its [`StoredMeasures`].
 pub async fn read_stored(
     client: &ClickhouseClient,
