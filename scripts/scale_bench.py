@@ -700,7 +700,9 @@ def compare_builds(args, repo):
     for n in args.accounts:
         runs = {label: [] for label, _ in builds}
         for i in range(args.pairs):
-            for label, binary in builds:
+            # Alternating which build goes first: runs later in a long
+            # session measured slower on this machine, whichever build ran.
+            for label, binary in builds if i % 2 == 0 else builds[::-1]:
                 r = scenario(args, repo, binary, n, 0)
                 runs[label].append(r)
                 print(f"{n} accounts, pair {i + 1}, {label}: "
@@ -754,7 +756,7 @@ def main():
     parser.add_argument("--perf-first", help="record a perf profile of each process during the first sync into this folder")
     parser.add_argument("--perf", help="record a perf profile of each process during the cycle into this folder")
     parser.add_argument("--against", metavar="BINARY",
-                        help="run this build and --binary alternately, --pairs times per size, and print the two "
+                        help="run this build and --binary alternately (each first in every other pair), --pairs times per size, and print the two "
                              "side by side with medians (run-to-run spread is larger than most single changes)")
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--no-merges", action="store_true",
