@@ -222,7 +222,7 @@ fn allocate_one(spec: &AllocationSpec, bill: &UsageRow, candidates: &[&UsageRow]
             part.credits,
             part.amount_original,
         ] = [amounts[0], amounts[1], amounts[2], amounts[3], amounts[4]];
-        part.cost_source = Text::const_new(CostSource::Allocated.as_str());
+        part.cost_source = CostSource::Allocated.text();
         // The bill's attributes describe the bill row the part came from
         // (a list price there is the whole row's); `allocated_from` names it.
         let mut attrs = bill_attributes.clone();

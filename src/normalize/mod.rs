@@ -18,6 +18,8 @@ use schema::{to_ch_seconds, Dec9, FetchedRecord, RecordType, Text, UsageRow};
 pub struct Normalizer {
     connection_id: Text,
     provider: Provider,
+    /// `provider` as its column text, made once.
+    provider_text: Text,
     pricing: Arc<pricing::PricingRegistry>,
 }
 
@@ -26,6 +28,7 @@ impl Normalizer {
         Self {
             connection_id: connection_id.into(),
             provider,
+            provider_text: provider.as_str().into(),
             pricing,
         }
     }
@@ -96,8 +99,13 @@ impl Normalizer {
                 .unwrap_or_default(),
             _ => Default::default(),
         };
-        // `name=value` lines, in name order.
-        let mut attributes = Text::default();
+        // `name=value` lines, in name order, sized once.
+        let length: usize = dims
+            .attributes
+            .iter()
+            .map(|(name, value)| name.len() + value.len() + 2)
+            .sum();
+        let mut attributes = Text::with_capacity(length.saturating_sub(1));
         for (name, value) in &dims.attributes {
             if !attributes.is_empty() {
                 attributes.push('\n');
@@ -108,12 +116,12 @@ impl Normalizer {
         }
         let mut row = UsageRow {
             connection_id: self.connection_id.clone(),
-            provider: Text::const_new(self.provider.as_str()),
-            record_type: Text::const_new(identity.record_type.as_str()),
+            provider: self.provider_text.clone(),
+            record_type: identity.record_type.text(),
             endpoint: identity.endpoint,
             bucket_start: to_ch_seconds(identity.bucket_start),
             bucket_end: to_ch_seconds(identity.bucket_end),
-            granularity: Text::const_new(identity.granularity.as_str()),
+            granularity: identity.granularity.text(),
             record_key,
             model,
             model_raw: dims.model_raw,
@@ -139,7 +147,7 @@ impl Normalizer {
             cost: Dec9::from_decimal(measures.cost),
             estimated_cost: Dec9::from_decimal(estimated),
             credits: Dec9::from_decimal(measures.credits),
-            cost_source: Text::const_new(measures.cost_source.as_str()),
+            cost_source: measures.cost_source.text(),
             currency: measures.currency,
             amount_original: Dec9::from_decimal(measures.amount_original),
             sign: 1,
