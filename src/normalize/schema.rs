@@ -258,26 +258,30 @@ impl RawGroup {
 /// Like collecting into a map: of a name given twice, the last value stays.
 impl<K: Into<Text>> FromIterator<(K, RawField)> for RawGroup {
     fn from_iter<I: IntoIterator<Item = (K, RawField)>>(fields: I) -> Self {
-        let fields = fields.into_iter();
-        // Room for every field offered at once (a record's filter leaves a
-        // few out): collected from a filter, the vector grew and moved two
-        // or three times per record.
-        let room = fields.size_hint().1.unwrap_or(0).min(64);
-        let mut fields = {
-            let mut all = Vec::with_capacity(room);
-            all.extend(fields.map(|(name, value)| (name.into(), value)));
-            all
-        };
+        thread_local! {
+            /// Sorted and deduplicated here, then moved into a vector of the
+            /// exact size: collected from a filter, a record's vector grew
+            /// (and moved) two or three times, and kept up to twice the room
+            /// it needed until the record was normalized.
+            static SCRATCH: std::cell::RefCell<Vec<(Text, RawField)>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        // Taken out while `fields` runs, so that nothing it calls can find
+        // the scratch borrowed.
+        let mut scratch = SCRATCH.take();
+        scratch.extend(fields.into_iter().map(|(name, value)| (name.into(), value)));
         // Stable, so a name's values stay in the order given.
-        fields.sort_by(|a, b| a.0.cmp(&b.0));
-        fields.dedup_by(|later, kept| {
+        scratch.sort_by(|a, b| a.0.cmp(&b.0));
+        scratch.dedup_by(|later, kept| {
             let same = later.0 == kept.0;
             if same {
                 std::mem::swap(&mut later.1, &mut kept.1);
             }
             same
         });
-        Self(fields)
+        let mut exact = Vec::with_capacity(scratch.len());
+        exact.append(&mut scratch);
+        SCRATCH.set(scratch);
+        Self(exact)
     }
 }
 
