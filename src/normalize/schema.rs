@@ -22,17 +22,6 @@ pub enum RecordType {
 }
 
 impl RecordType {
-    /// The column text, made at compile time: an inline string made at run
-    /// time is copied byte by byte, and every row takes three of these.
-    pub fn text(self) -> Text {
-        const TEXTS: [Text; 3] = [
-            Text::const_new(RecordType::Usage.as_str()),
-            Text::const_new(RecordType::Cost.as_str()),
-            Text::const_new(RecordType::Credit.as_str()),
-        ];
-        TEXTS[self as usize].clone()
-    }
-
     pub const fn as_str(self) -> &'static str {
         match self {
             RecordType::Usage => "usage",
@@ -66,16 +55,6 @@ pub enum Granularity {
 }
 
 impl Granularity {
-    /// The column text, made at compile time ([`RecordType::text`]).
-    pub fn text(self) -> Text {
-        const TEXTS: [Text; 3] = [
-            Text::const_new(Granularity::Minute.as_str()),
-            Text::const_new(Granularity::Hour.as_str()),
-            Text::const_new(Granularity::Day.as_str()),
-        ];
-        TEXTS[self as usize].clone()
-    }
-
     pub const fn as_str(self) -> &'static str {
         match self {
             Granularity::Minute => "1m",
@@ -140,16 +119,6 @@ pub enum CostSource {
 }
 
 impl CostSource {
-    /// The column text, made at compile time ([`RecordType::text`]).
-    pub fn text(self) -> Text {
-        const TEXTS: [Text; 3] = [
-            Text::const_new(CostSource::None.as_str()),
-            Text::const_new(CostSource::Billed.as_str()),
-            Text::const_new(CostSource::Allocated.as_str()),
-        ];
-        TEXTS[self as usize].clone()
-    }
-
     pub const fn as_str(self) -> &'static str {
         match self {
             CostSource::None => "",
@@ -158,6 +127,25 @@ impl CostSource {
         }
     }
 }
+
+/// `text()`, the column text of a small enum, made at compile time: an
+/// inline string made at run time is copied byte by byte, and every row
+/// takes three of these.
+macro_rules! column_text {
+    ($name:ident: $($variant:ident),+) => {
+        impl $name {
+            pub fn text(self) -> Text {
+                match self {
+                    $($name::$variant => const { Text::const_new($name::$variant.as_str()) },)+
+                }
+            }
+        }
+    };
+}
+
+column_text!(RecordType: Usage, Cost, Credit);
+column_text!(Granularity: Minute, Hour, Day);
+column_text!(CostSource: None, Billed, Allocated);
 
 /// A raw grouping field exactly as the provider returned it. `Null` is distinct
 /// from an empty string, and numbers keep their exact JSON text.
@@ -175,7 +163,7 @@ impl RawField {
         match self {
             RawField::Null => Text::default(),
             RawField::Text(s) | RawField::Number(s) => s.clone(),
-            // Made at compile time ([`RecordType::text`]).
+            // Made at compile time ([`column_text`]).
             RawField::Bool(true) => const { Text::const_new("true") },
             RawField::Bool(false) => const { Text::const_new("false") },
         }
