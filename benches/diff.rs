@@ -1,5 +1,6 @@
 //! CPU cost of the hot path of a sync, without I/O: normalizing fetched
-//! records into rows and diffing them against stored rows.
+//! records into rows, diffing them against stored rows, and encoding them
+//! for the INSERT.
 //!
 //! `cargo bench --bench diff` prints rows per second; no assertions (speed
 //! targets live here, not in tests).
@@ -18,6 +19,7 @@ use tokentra_sync::normalize::schema::{
 use tokentra_sync::normalize::Normalizer;
 use tokentra_sync::providers::Provider;
 use tokentra_sync::store::diff::diff;
+use tokentra_sync::store::native::{encode_block, BLOCK_ROWS, USAGE_COLUMNS};
 
 const ROWS: usize = 200_000;
 
@@ -102,4 +104,16 @@ fn main() {
     let delta = diff(&stored, &changed, &scope, 2, 0);
     rate("diff, 6 of 7 records changed", ROWS, t);
     println!("{:<44} {:>8} rows (cancel + new)", "delta written", delta.rows.len());
+
+    // What the writer does to every row it sends: Native blocks.
+    let rows: Vec<&_> = stored.iter().collect();
+    let t = Instant::now();
+    let mut bytes = 0;
+    for block in rows.chunks(BLOCK_ROWS) {
+        let mut out = Vec::with_capacity(block.len() * 300);
+        encode_block(USAGE_COLUMNS, block, &mut out);
+        bytes += out.len();
+    }
+    rate("encode as Native blocks", ROWS, t);
+    println!("{:<44} {:>8} bytes per row", "encoded", bytes / ROWS);
 }

@@ -1,7 +1,7 @@
 //! The writer: the only component that INSERTs into ClickHouse.
 //!
 //! Deltas from every account are batched by rows and age and inserted as
-//! RowBinary. A failed insert is retried with capped backoff for as long as it
+//! Native (`usage_records`) or RowBinary. A failed insert is retried with capped backoff for as long as it
 //! takes (docs/DESIGN.md rule 6: rows wait here while ClickHouse is down), and each
 //! sender is answered only once its rows are stored, so a connection's
 //! watermark never runs ahead of its data.
@@ -367,7 +367,7 @@ async fn store_items(
     for offset in (0..usage_rows).step_by(chunk) {
         let n = chunk.min(usage_rows - offset);
         retried |= with_retry("usage_records", client, max_delay, || {
-            client.insert_iter("usage_records", usage().skip(offset).take(n), n)
+            client.insert_usage(usage().skip(offset).take(n))
         })
         .await?;
     }

@@ -473,7 +473,8 @@ pub type Text = compact_str::CompactString;
 ///
 /// Times are seconds since the Unix epoch (ClickHouse `DateTime('UTC')`), money
 /// is [`Dec9`]. The derived `Row` lets the `clickhouse` crate write and read it as
-/// RowBinary, which ClickHouse 18.16 understands.
+/// RowBinary, which ClickHouse 18.16 understands; the writer sends it as Native
+/// blocks (`store::native`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clickhouse::Row)]
 pub struct UsageRow {
     pub connection_id: Text,

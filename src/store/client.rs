@@ -1,6 +1,7 @@
 //! A thin ClickHouse client over HTTP that stays within what Debian's 18.16
-//! server understands: plain `RowBinary` (no `...WithNamesAndTypes`), settings as
-//! URL parameters, no compression negotiation.
+//! server understands: plain `RowBinary` (no `...WithNamesAndTypes`) and, for
+//! the writer's `usage_records` inserts, `Native` ([`super::native`]); settings
+//! as URL parameters, no compression negotiation.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::ClickhouseConfig;
+use crate::normalize::schema::UsageRow;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -341,6 +343,36 @@ impl ClickhouseClient {
             insert.end().await.map_err(|e| self.err(e))
         };
         let what = format!("insert of {count} rows into {table}");
+        self.bounded(&what, self.0.insert_timeout, work).await
+    }
+
+    /// [`Self::insert_iter`] for `usage_records`, in the Native format
+    /// ([`super::native`]): the server takes it column by column, for ~20%
+    /// less of its CPU than the same rows as RowBinary.
+    pub async fn insert_usage<'r>(&self, rows: impl Iterator<Item = &'r UsageRow>) -> Result<(), StoreError> {
+        use super::native::{encode_block, BLOCK_ROWS, USAGE_COLUMNS};
+        // Gathered before the first await: a future holding the caller's
+        // iterator (closures over the writer's batch) is not `Send`.
+        let rows: Vec<&UsageRow> = rows.collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let work = async {
+            let sql = format!(
+                "INSERT INTO usage_records({}) FORMAT Native",
+                UsageRow::COLUMNS.join(",")
+            );
+            let mut insert = self.0.inner.insert_formatted_with(sql);
+            let mut bytes_per_row = 0;
+            for block in rows.chunks(BLOCK_ROWS) {
+                let mut out = Vec::with_capacity(block.len() * bytes_per_row + 4096);
+                encode_block(USAGE_COLUMNS, block, &mut out);
+                bytes_per_row = out.len() / block.len();
+                insert.send(out.into()).await.map_err(|e| self.err(e))?;
+            }
+            insert.end().await.map_err(|e| self.err(e))
+        };
+        let what = format!("insert of {} rows into usage_records", rows.len());
         self.bounded(&what, self.0.insert_timeout, work).await
     }
 

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod diff;
 pub mod migrations;
+pub mod native;
 pub mod scope_reads;
 pub mod sink;
 pub mod state;

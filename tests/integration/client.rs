@@ -268,3 +268,77 @@ async fn concurrent_scope_reads_share_selects_and_each_gets_exactly_its_own_rows
     );
     client.drop_database().await.unwrap();
 }
+
+/// The writer sends `usage_records` as Native blocks: the columns must be
+/// the table's, name and type, and any row must land exactly as the same
+/// row sent as RowBinary does (the format every other table uses).
+#[actix_rt::test]
+async fn usage_rows_sent_as_native_blocks_land_exactly_as_rowbinary_rows_do() {
+    use tokentra_sync::normalize::schema::{Dec9, UsageRow};
+    use tokentra_sync::store::native::{BLOCK_ROWS, USAGE_COLUMNS};
+
+    let config = TestConfig::new("native", "");
+    let client = config.client();
+    tokentra_sync::store::migrations::migrate(&client).await.unwrap();
+    let declared = support::query_tsv(
+        &client,
+        "SELECT name, type FROM system.columns WHERE database = '{db}' AND table = 'usage_records'",
+    )
+    .await
+    .replace("\\'", "'");
+    let ours: String = USAGE_COLUMNS
+        .iter()
+        .map(|c| format!("{}\t{}\n", c.name, c.kind))
+        .collect();
+    assert_eq!(declared, ours);
+
+    let edge = |key: u64| UsageRow {
+        connection_id: format!("native-{}", key % 3).into(),
+        provider: "openai".into(),
+        record_type: "usage".into(),
+        endpoint: "completions".into(),
+        bucket_start: 1_736_899_200 + (key % 48) as u32 * 3_600,
+        bucket_end: 1_736_902_800 + (key % 48) as u32 * 3_600,
+        granularity: "1h".into(),
+        record_key: u64::MAX - key,
+        model: "模型-é\ttab\nline".into(),
+        attributes: "x".repeat(200 + key as usize % 300).into(),
+        input_tokens: i64::MAX - key as i64,
+        output_tokens: i64::MIN + key as i64,
+        requests_reported: -1,
+        quantity: Dec9(-99_999_999_999_999_999_999_999_999_999_999_999 + key as i128),
+        cost: Dec9(99_999_999_999_999_999_999_999_999_999_999_999_999 - key as i128),
+        credits: Dec9(-(key as i128)),
+        sign: if key.is_multiple_of(2) { 1 } else { -1 },
+        version: key,
+        synced_at: u32::MAX - 1,
+        content_hash: key.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        ..UsageRow::default()
+    };
+    // More than two blocks, so a block boundary falls inside the insert.
+    let rows: Vec<UsageRow> = (0..(2 * BLOCK_ROWS + 1_000) as u64).map(edge).collect();
+    client.insert_usage(rows.iter()).await.unwrap();
+    support::query_tsv(
+        &client,
+        "CREATE TABLE {db}.usage_records_rowbinary AS {db}.usage_records",
+    )
+    .await;
+    client.insert_rows("usage_records_rowbinary", &rows).await.unwrap();
+
+    let all = |table: &str| format!("SELECT * FROM {{db}}.{table} ORDER BY record_key, sign");
+    let native = support::query_tsv(&client, &all("usage_records")).await;
+    assert_eq!(native.lines().count(), rows.len());
+    assert_eq!(
+        native,
+        support::query_tsv(&client, &all("usage_records_rowbinary")).await
+    );
+    assert_eq!(
+        support::count(
+            &client,
+            "SELECT count() FROM system.parts WHERE database = '{db}' AND table = 'usage_records' AND active"
+        )
+        .await,
+        1,
+        "the server squashes one insert's blocks into one part per partition"
+    );
+}

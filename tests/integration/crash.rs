@@ -147,9 +147,9 @@ async fn cutting_relay(upstream: u16, cuts: usize) -> (u16, Arc<AtomicUsize>) {
                     let has = |needle: &[u8]| chunk.windows(needle.len()).any(|w| w == needle);
                     // (The writer's: `synced_at` is in its column list, unlike
                     // schema_migrations' insert that records a migration named
-                    // usage_records, and it is RowBinary, unlike the rebuild's
+                    // usage_records, and it is FORMAT Native, unlike the rebuild's
                     // INSERT ... SELECT of migration 13.)
-                    let is_insert = has(b"INSERT") && has(b"usage_records") && has(b"synced_at") && has(b"RowBinary");
+                    let is_insert = has(b"INSERT") && has(b"usage_records") && has(b"synced_at") && has(b"Native");
                     if is_insert
                         && left
                             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| l.checked_sub(1))
