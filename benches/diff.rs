@@ -19,7 +19,7 @@ use tokentra_sync::normalize::schema::{
 use tokentra_sync::normalize::Normalizer;
 use tokentra_sync::providers::Provider;
 use tokentra_sync::store::diff::diff;
-use tokentra_sync::store::native::{encode_block, BLOCK_ROWS, USAGE_COLUMNS};
+use tokentra_sync::store::native::{UsageBlocks, BLOCK_ROWS};
 
 const ROWS: usize = 200_000;
 
@@ -108,10 +108,10 @@ fn main() {
     // What the writer does to every row it sends: Native blocks.
     let rows: Vec<&_> = stored.iter().collect();
     let t = Instant::now();
-    let mut bytes = 0;
+    let (mut blocks, mut bytes) = (UsageBlocks::default(), 0);
     for block in rows.chunks(BLOCK_ROWS) {
         let mut out = Vec::with_capacity(block.len() * 300);
-        encode_block(USAGE_COLUMNS, block, &mut out);
+        blocks.encode(block, &mut out);
         bytes += out.len();
     }
     rate("encode as Native blocks", ROWS, t);

@@ -350,7 +350,7 @@ impl ClickhouseClient {
     /// ([`super::native`]): the server takes it column by column, for ~20%
     /// less of its CPU than the same rows as RowBinary.
     pub async fn insert_usage<'r>(&self, rows: impl Iterator<Item = &'r UsageRow>) -> Result<(), StoreError> {
-        use super::native::{encode_block, BLOCK_ROWS, USAGE_COLUMNS};
+        use super::native::{UsageBlocks, BLOCK_ROWS};
         // Gathered before the first await: a future holding the caller's
         // iterator (closures over the writer's batch) is not `Send`.
         let rows: Vec<&UsageRow> = rows.collect();
@@ -363,10 +363,10 @@ impl ClickhouseClient {
                 UsageRow::COLUMNS.join(",")
             );
             let mut insert = self.0.inner.insert_formatted_with(sql);
-            let mut bytes_per_row = 0;
+            let (mut blocks, mut bytes_per_row) = (UsageBlocks::default(), 0);
             for block in rows.chunks(BLOCK_ROWS) {
                 let mut out = Vec::with_capacity(block.len() * bytes_per_row + 4096);
-                encode_block(USAGE_COLUMNS, block, &mut out);
+                blocks.encode(block, &mut out);
                 bytes_per_row = out.len() / block.len();
                 insert.send(out.into()).await.map_err(|e| self.err(e))?;
             }

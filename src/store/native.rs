@@ -18,16 +18,13 @@
 
 use crate::normalize::schema::{Dec9, Text, UsageRow};
 
-/// Rows per Native block: ~280 KB encoded. Each column is written in one
-/// pass over the block's rows, so their ~700 KB should stay in cache.
-pub const BLOCK_ROWS: usize = 1024;
+/// Rows per Native block: ~1.1 MB encoded.
+pub const BLOCK_ROWS: usize = 4096;
 
-/// One column of a block: its name, its ClickHouse type, and how to write
-/// the values of a block's rows.
-pub struct Column<R> {
+/// One column of a block: its name and its ClickHouse type.
+pub struct Column {
     pub name: &'static str,
     pub kind: &'static str,
-    write: fn(&[&R], &mut Vec<u8>),
 }
 
 /// A value as Native lays it out in its column.
@@ -77,73 +74,92 @@ fn put_str(text: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(bytes);
 }
 
-/// `column!(field, "Type")`: the column named after the row's field.
-macro_rules! column {
-    ($field:ident, $kind:literal) => {
-        Column {
-            name: stringify!($field),
-            kind: $kind,
-            write: |rows, out| {
-                for row in rows {
-                    row.$field.put(out);
-                }
-            },
+/// Declares the columns (name, type) and the function that appends one row's
+/// values, each to its column's buffer, from one list.
+macro_rules! columns {
+    ($($field:ident: $kind:literal),* $(,)?) => {
+        /// `usage_records` column by column, in table order, with the types
+        /// the migrations give them (an integration test compares both with
+        /// the table).
+        pub const USAGE_COLUMNS: &[Column] = &[$(Column { name: stringify!($field), kind: $kind }),*];
+
+        fn put_row(row: &UsageRow, buffers: &mut [Vec<u8>]) {
+            let mut buffers = buffers.iter_mut();
+            $(row.$field.put(buffers.next().expect("a buffer per column"));)*
         }
     };
 }
 
-/// `usage_records` column by column, in table order, with the types the
-/// migrations give them (an integration test compares both with the table).
-pub const USAGE_COLUMNS: &[Column<UsageRow>] = &[
-    column!(connection_id, "String"),
-    column!(provider, "String"),
-    column!(record_type, "String"),
-    column!(endpoint, "String"),
-    column!(bucket_start, "DateTime('UTC')"),
-    column!(bucket_end, "DateTime('UTC')"),
-    column!(granularity, "String"),
-    column!(record_key, "UInt64"),
-    column!(model, "String"),
-    column!(model_raw, "String"),
-    column!(model_family, "String"),
-    column!(service, "String"),
-    column!(workspace_id, "String"),
-    column!(project_id, "String"),
-    column!(api_key_id, "String"),
-    column!(api_key_hint, "String"),
-    column!(user_id, "String"),
-    column!(region, "String"),
-    column!(resource_id, "String"),
-    column!(line_item, "String"),
-    column!(attributes, "String"),
-    column!(input_tokens, "Int64"),
-    column!(output_tokens, "Int64"),
-    column!(cached_input_tokens, "Int64"),
-    column!(cache_creation_tokens, "Int64"),
-    column!(requests, "Int64"),
-    column!(requests_reported, "Int8"),
-    column!(quantity, "Decimal(38, 9)"),
-    column!(unit, "String"),
-    column!(cost, "Decimal(38, 9)"),
-    column!(estimated_cost, "Decimal(38, 9)"),
-    column!(credits, "Decimal(38, 9)"),
-    column!(cost_source, "String"),
-    column!(currency, "String"),
-    column!(amount_original, "Decimal(38, 9)"),
-    column!(sign, "Int8"),
-    column!(version, "UInt64"),
-    column!(synced_at, "DateTime('UTC')"),
-    column!(content_hash, "UInt64"),
-];
+columns! {
+    connection_id: "String",
+    provider: "String",
+    record_type: "String",
+    endpoint: "String",
+    bucket_start: "DateTime('UTC')",
+    bucket_end: "DateTime('UTC')",
+    granularity: "String",
+    record_key: "UInt64",
+    model: "String",
+    model_raw: "String",
+    model_family: "String",
+    service: "String",
+    workspace_id: "String",
+    project_id: "String",
+    api_key_id: "String",
+    api_key_hint: "String",
+    user_id: "String",
+    region: "String",
+    resource_id: "String",
+    line_item: "String",
+    attributes: "String",
+    input_tokens: "Int64",
+    output_tokens: "Int64",
+    cached_input_tokens: "Int64",
+    cache_creation_tokens: "Int64",
+    requests: "Int64",
+    requests_reported: "Int8",
+    quantity: "Decimal(38, 9)",
+    unit: "String",
+    cost: "Decimal(38, 9)",
+    estimated_cost: "Decimal(38, 9)",
+    credits: "Decimal(38, 9)",
+    cost_source: "String",
+    currency: "String",
+    amount_original: "Decimal(38, 9)",
+    sign: "Int8",
+    version: "UInt64",
+    synced_at: "DateTime('UTC')",
+    content_hash: "UInt64",
+}
 
-/// Appends one block of `rows` to `out`.
-pub fn encode_block<R>(columns: &[Column<R>], rows: &[&R], out: &mut Vec<u8>) {
-    put_varuint(columns.len() as u64, out);
-    put_varuint(rows.len() as u64, out);
-    for column in columns {
-        put_str(column.name, out);
-        put_str(column.kind, out);
-        (column.write)(rows, out);
+/// Encodes blocks of `usage_records` rows, keeping its column buffers
+/// between blocks.
+///
+/// Rows are read one after the other, each value appended to its column's
+/// buffer, and the buffers then copied out in column order. Writing the block
+/// column by column instead read every row once per column: the rows (~700
+/// bytes each, made long before on another thread) came from memory 39 times,
+/// and the encoding took twice the CPU of the RowBinary it replaced.
+#[derive(Default)]
+pub struct UsageBlocks {
+    buffers: Vec<Vec<u8>>,
+}
+
+impl UsageBlocks {
+    /// Appends one block of `rows` to `out`.
+    pub fn encode(&mut self, rows: &[&UsageRow], out: &mut Vec<u8>) {
+        self.buffers.resize_with(USAGE_COLUMNS.len(), Vec::new);
+        for row in rows {
+            put_row(row, &mut self.buffers);
+        }
+        put_varuint(USAGE_COLUMNS.len() as u64, out);
+        put_varuint(rows.len() as u64, out);
+        for (column, buffer) in USAGE_COLUMNS.iter().zip(&mut self.buffers) {
+            put_str(column.name, out);
+            put_str(column.kind, out);
+            out.extend_from_slice(buffer);
+            buffer.clear();
+        }
     }
 }
 
@@ -186,7 +202,7 @@ mod tests {
         };
         let (a, b) = (row("tokens", -5, -1), row(&"x".repeat(200), 1, 1));
         let mut out = Vec::new();
-        encode_block(USAGE_COLUMNS, &[&a, &b], &mut out);
+        UsageBlocks::default().encode(&[&a, &b], &mut out);
 
         assert_eq!(&out[..2], &[39, 2], "39 columns, 2 rows");
         let header = |name: &str, kind: &str| {

@@ -325,13 +325,21 @@ async fn usage_rows_sent_as_native_blocks_land_exactly_as_rowbinary_rows_do() {
     .await;
     client.insert_rows("usage_records_rowbinary", &rows).await.unwrap();
 
-    let all = |table: &str| format!("SELECT * FROM {{db}}.{table} ORDER BY record_key, sign");
-    let native = support::query_tsv(&client, &all("usage_records")).await;
-    assert_eq!(native.lines().count(), rows.len());
-    assert_eq!(
-        native,
-        support::query_tsv(&client, &all("usage_records_rowbinary")).await
-    );
+    // Sorted here: ClickHouse 18.16 segfaults writing `SELECT * ... ORDER BY
+    // record_key` of these rows as TabSeparated (9,192 rows; RowBinary output
+    // and the unsorted SELECT are fine).
+    let all = |table: &'static str| {
+        let client = &client;
+        async move {
+            let text = support::query_tsv(client, &format!("SELECT * FROM {{db}}.{table}")).await;
+            let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+            lines.sort_unstable();
+            lines
+        }
+    };
+    let native = all("usage_records").await;
+    assert_eq!(native.len(), rows.len());
+    assert_eq!(native, all("usage_records_rowbinary").await);
     assert_eq!(
         support::count(
             &client,
