@@ -63,15 +63,9 @@ fn put_varuint(mut value: u64, out: &mut Vec<u8>) {
     out.push(value as u8);
 }
 
-#[inline]
 fn put_str(text: &str, out: &mut Vec<u8>) {
-    let bytes = text.as_bytes();
-    // Nearly every value is shorter than 128 bytes: a one-byte length.
-    match u8::try_from(bytes.len()) {
-        Ok(len) if len < 0x80 => out.push(len),
-        _ => put_varuint(bytes.len() as u64, out),
-    }
-    out.extend_from_slice(bytes);
+    put_varuint(text.len() as u64, out);
+    out.extend_from_slice(text.as_bytes());
 }
 
 /// Declares the columns (name, type) and the function that appends one row's
