@@ -1,8 +1,9 @@
 //! The writer: the only component that INSERTs into ClickHouse.
 //!
 //! Deltas from every account are batched by rows and age and inserted as
-//! Native (`usage_records`) or RowBinary. A failed insert is retried with capped backoff for as long as it
-//! takes (docs/DESIGN.md rule 6: rows wait here while ClickHouse is down), and each
+//! Native (`usage_records`) or RowBinary (the other tables). A failed insert
+//! is retried with capped backoff for as long as it takes (docs/DESIGN.md
+//! rule 6: rows wait here while ClickHouse is down), and each
 //! sender is answered only once its rows are stored, so a connection's
 //! watermark never runs ahead of its data.
 //!
